@@ -1,0 +1,52 @@
+// Package api is vipd's control plane surface: an HTTP+JSON server on a unix
+// socket (mode 0600) that the CLI talks to, and the client the CLI uses. It
+// holds no business logic: it reads snapshots from, and forwards requests
+// to, the agent through the small Agent interface below.
+package api
+
+import (
+	"context"
+	"time"
+)
+
+// Status is the answer of GET /v1/status. Its JSON shape is a contract
+// (DESIGN.md 3.1, issue 3): scripts parse it.
+type Status struct {
+	Node      string           `json:"node"`
+	Instances []InstanceStatus `json:"instances"`
+}
+
+// InstanceStatus is one vrrp_instance as the node runs it.
+type InstanceStatus struct {
+	Name              string    `json:"name"`
+	VRID              int       `json:"vrid"`
+	Interface         string    `json:"interface"`
+	State             string    `json:"state"` // INIT, BACKUP, MASTER, FAULT, STOP
+	Priority          int       `json:"priority"`
+	EffectivePriority int       `json:"effective_priority"`
+	VIPs              []string  `json:"vips"`
+	Master            string    `json:"master"` // address of the master seen, "" when unknown; ours when MASTER
+	Since             time.Time `json:"since"`
+	Cause             string    `json:"cause"`
+	Version           int       `json:"version,omitempty"`
+	// Tracked lists tracked items and their current result (issue 4).
+	Tracked []TrackedStatus `json:"tracked,omitempty"`
+}
+
+// TrackedStatus is one tracked script, interface or file of an instance.
+type TrackedStatus struct {
+	Kind   string `json:"kind"` // script, interface, file
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Weight int    `json:"weight"`
+	Value  int    `json:"value,omitempty"`
+}
+
+// Agent is what the server needs from the running daemon.
+type Agent interface {
+	Status() Status
+	// Reload re-reads the configuration and applies the difference. It
+	// returns the error (with FILE:LINE diagnostics) when the new file is
+	// rejected; the running configuration then stays in force.
+	Reload(ctx context.Context) error
+}
