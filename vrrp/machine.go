@@ -1,0 +1,414 @@
+package vrrp
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// State is the state of a VRRP instance (RFC 5798 6.4, plus keepalived's
+// FAULT and a terminal STOP).
+type State int
+
+// States.
+const (
+	StateInit State = iota
+	StateBackup
+	StateMaster
+	StateFault
+	StateStop
+)
+
+func (s State) String() string {
+	switch s {
+	case StateInit:
+		return "INIT"
+	case StateBackup:
+		return "BACKUP"
+	case StateMaster:
+		return "MASTER"
+	case StateFault:
+		return "FAULT"
+	case StateStop:
+		return "STOP"
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// Priorities with a meaning of their own (RFC 5798 5.2.4).
+const (
+	PriorityStop  = 0   // the master is leaving: take over after Skew_Time
+	PriorityOwner = 255 // the address owner: master at once, never preempted
+)
+
+// Params are what the state machine needs to know about its instance.
+type Params struct {
+	Version   int           // 2 or 3
+	Priority  uint8         // effective priority, 1..255
+	AdvertInt time.Duration // our Advertisement_Interval
+	NoPreempt bool
+	// PreemptDelay holds back preemption of a lower-priority master after
+	// start-up or a return from FAULT, the way keepalived's preempt_delay does.
+	PreemptDelay time.Duration
+	// StartMaster is "state MASTER": wait one advert interval (plus the
+	// minimum skew) for a master instead of the full master-down interval.
+	StartMaster bool
+	// Primary is our own source address, used to break a priority tie: the
+	// higher address wins.
+	Primary netip.Addr
+}
+
+// EventKind enumerates what can happen to an instance.
+type EventKind int
+
+// Event kinds.
+const (
+	EvStartup     EventKind = iota // the instance starts (or returns from a reload that recreated it)
+	EvTimer                        // a deadline returned by NextDeadline passed
+	EvAdvert                       // a valid advertisement for our VRID arrived
+	EvPriority                     // our effective priority changed (tracking)
+	EvFault                        // a fault appeared (Cause says which)
+	EvFaultClear                   // every fault is gone
+	EvShutdown                     // the daemon stops: release and say goodbye
+	EvForceBackup                  // leave MASTER without priority 0 (e.g. sync group peer fell)
+)
+
+// Event is one input of Step.
+type Event struct {
+	Kind EventKind
+	// EvAdvert: the sender, its priority and the advert interval it carries
+	// (v3: Max Adver Int; v2: the fixed interval).
+	From     netip.Addr
+	Priority uint8
+	Interval time.Duration
+	// EvFault / EvForceBackup: why.
+	Cause string
+}
+
+// ActionKind enumerates what Step asks the runtime to do.
+type ActionKind int
+
+// Action kinds. The runtime performs them in the order returned.
+const (
+	ActSendAdvert ActionKind = iota // send an advertisement with Priority
+	ActAcquire                      // add the VIPs and routes, start the GARP/NA schedule
+	ActRelease                      // remove the VIPs and routes, stop the GARP/NA schedule
+	ActTransition                   // the state changed: log, notify, publish
+)
+
+// Action is one output of Step.
+type Action struct {
+	Kind     ActionKind
+	Priority uint8  // ActSendAdvert
+	From, To State  // ActTransition
+	Cause    string // ActTransition: why, in the operator's words
+}
+
+// Machine is the VRRP state machine of one instance: a pure function of
+// events and time. It does no I/O and reads no clock; the runtime feeds it
+// events with the current time and carries out the actions it returns.
+type Machine struct {
+	p     Params
+	state State
+
+	masterAdverInt time.Duration // Master_Adver_Interval (v3 learns it from the master)
+	downAt         time.Time     // BACKUP: Master_Down_Timer deadline
+	advertAt       time.Time     // MASTER: Adver_Timer deadline
+	preemptAt      time.Time     // BACKUP: preempt_delay running until then (zero: not running)
+
+	master     netip.Addr // the master we hear (ours when MASTER)
+	masterPrio uint8
+	faults     int
+}
+
+// NewMachine returns a machine in INIT.
+func NewMachine(p Params) *Machine {
+	return &Machine{p: p, state: StateInit, masterAdverInt: p.AdvertInt}
+}
+
+// State returns the current state.
+func (m *Machine) State() State { return m.state }
+
+// Params returns the parameters in force.
+func (m *Machine) Params() Params { return m.p }
+
+// Master returns the address of the master last heard (ours when MASTER) and
+// its priority.
+func (m *Machine) Master() (netip.Addr, uint8) {
+	if m.state == StateMaster {
+		return m.p.Primary, m.p.Priority
+	}
+	return m.master, m.masterPrio
+}
+
+// MasterAdverInterval is the advert interval learned from the master (v3) or
+// our own.
+func (m *Machine) MasterAdverInterval() time.Duration { return m.masterAdverInt }
+
+// SkewTime is Skew_Time: v3 ((256-Priority) * Master_Adver_Interval) / 256
+// (RFC 5798 6.1), v2 (256-Priority)/256 seconds (RFC 3768 6.1).
+func (m *Machine) SkewTime() time.Duration { return m.skew(256 - int(m.p.Priority)) }
+
+func (m *Machine) skew(units int) time.Duration {
+	if m.p.Version == 3 {
+		return time.Duration(units) * m.masterAdverInt / 256
+	}
+	return time.Duration(units) * time.Second / 256
+}
+
+// MasterDownInterval is 3 * Master_Adver_Interval + Skew_Time.
+func (m *Machine) MasterDownInterval() time.Duration {
+	if m.p.Version == 3 {
+		return 3*m.masterAdverInt + m.SkewTime()
+	}
+	return 3*m.p.AdvertInt + m.SkewTime()
+}
+
+// NextDeadline is when the runtime must deliver EvTimer next; zero when no
+// timer runs (INIT, FAULT, STOP).
+func (m *Machine) NextDeadline() time.Time {
+	switch m.state {
+	case StateBackup:
+		return m.downAt
+	case StateMaster:
+		return m.advertAt
+	}
+	return time.Time{}
+}
+
+// Step feeds one event at time now and returns the actions to carry out.
+func (m *Machine) Step(now time.Time, ev Event) []Action {
+	if m.state == StateStop {
+		return nil
+	}
+	switch ev.Kind {
+	case EvStartup:
+		return m.startup(now)
+	case EvTimer:
+		return m.timer(now)
+	case EvAdvert:
+		return m.advert(now, ev)
+	case EvPriority:
+		return m.priority(now, ev.Priority)
+	case EvFault:
+		return m.fault(now, ev.Cause)
+	case EvFaultClear:
+		return m.faultClear(now)
+	case EvShutdown:
+		return m.shutdown()
+	case EvForceBackup:
+		if m.state == StateMaster {
+			acts := []Action{{Kind: ActSendAdvert, Priority: PriorityStop}}
+			return append(acts, m.toBackup(now, m.MasterDownInterval(), ev.Cause)...)
+		}
+	}
+	return nil
+}
+
+func (m *Machine) startup(now time.Time) []Action {
+	if m.state != StateInit {
+		return nil
+	}
+	if m.faults > 0 {
+		return m.transition(StateFault, "fault at start-up")
+	}
+	if m.p.Priority == PriorityOwner {
+		return m.toMaster(now, "address owner (priority 255)")
+	}
+	wait := m.MasterDownInterval()
+	cause := "start-up"
+	if m.p.StartMaster {
+		// keepalived: a configured MASTER below 255 waits one advert
+		// interval plus the minimum skew to make sure no master is there.
+		wait = m.masterAdverInt + m.skew(1)
+		cause = "start-up (state MASTER: waiting one advert interval for a master)"
+	}
+	// Coming up we hold no VIPs; release anything a crashed run left.
+	acts := []Action{{Kind: ActRelease}}
+	return append(acts, m.toBackup(now, wait, cause)...)
+}
+
+func (m *Machine) timer(now time.Time) []Action {
+	switch m.state {
+	case StateBackup:
+		if !m.downAt.IsZero() && !now.Before(m.downAt) {
+			return m.toMaster(now, "master down timer expired")
+		}
+	case StateMaster:
+		if !m.advertAt.IsZero() && !now.Before(m.advertAt) {
+			m.advertAt = now.Add(m.p.AdvertInt)
+			return []Action{{Kind: ActSendAdvert, Priority: m.p.Priority}}
+		}
+	}
+	return nil
+}
+
+func (m *Machine) advert(now time.Time, ev Event) []Action {
+	switch m.state {
+	case StateBackup:
+		return m.backupAdvert(now, ev)
+	case StateMaster:
+		return m.masterAdvert(now, ev)
+	}
+	return nil
+}
+
+func (m *Machine) backupAdvert(now time.Time, ev Event) []Action {
+	if ev.Priority == PriorityStop {
+		// RFC 5798 6.4.2: set the Master_Down_Timer to Skew_Time.
+		m.downAt = now.Add(m.SkewTime())
+		m.master, m.masterPrio = ev.From, 0
+		return nil
+	}
+	preemptHeld := m.preemptHeld(now)
+	if m.p.NoPreempt || ev.Priority >= m.p.Priority || preemptHeld {
+		if m.p.Version == 3 && ev.Interval > 0 {
+			m.masterAdverInt = ev.Interval
+		}
+		m.downAt = now.Add(m.MasterDownInterval())
+		m.master, m.masterPrio = ev.From, ev.Priority
+		if m.p.PreemptDelay > 0 && !m.p.NoPreempt {
+			if ev.Priority >= m.p.Priority {
+				m.preemptAt = time.Time{}
+			} else if m.preemptAt.IsZero() {
+				m.preemptAt = now.Add(m.p.PreemptDelay)
+			}
+		}
+		return nil
+	}
+	// A lower priority master and we preempt: ignore it, so our down timer
+	// runs out and we take over.
+	m.master, m.masterPrio = ev.From, ev.Priority
+	return nil
+}
+
+// preemptHeld reports whether preempt_delay still holds us back from
+// preempting a lower-priority master. As in keepalived, the delay starts at
+// the first lower-priority advert heard and is cancelled by an advert of
+// equal or higher priority.
+func (m *Machine) preemptHeld(now time.Time) bool {
+	if m.p.PreemptDelay <= 0 {
+		return false
+	}
+	return m.preemptAt.IsZero() || now.Before(m.preemptAt)
+}
+
+func (m *Machine) masterAdvert(now time.Time, ev Event) []Action {
+	if ev.Priority == PriorityStop {
+		// Another master is leaving: assert ourselves at once.
+		m.advertAt = now.Add(m.p.AdvertInt)
+		return []Action{{Kind: ActSendAdvert, Priority: m.p.Priority}}
+	}
+	cmp := ev.From.Compare(m.p.Primary)
+	if ev.Priority > m.p.Priority || (ev.Priority == m.p.Priority && cmp > 0) {
+		if m.p.Version == 3 && ev.Interval > 0 {
+			m.masterAdverInt = ev.Interval
+		}
+		m.master, m.masterPrio = ev.From, ev.Priority
+		cause := fmt.Sprintf("higher priority %d from %s", ev.Priority, ev.From)
+		if ev.Priority == m.p.Priority {
+			cause = fmt.Sprintf("same priority %d from higher address %s", ev.Priority, ev.From)
+		}
+		acts := []Action{{Kind: ActRelease}}
+		return append(acts, m.toBackup(now, m.MasterDownInterval(), cause)...)
+	}
+	// A lower priority (or equal priority, lower address) router thinks it
+	// is master: keepalived answers at once to force a new election.
+	m.advertAt = now.Add(m.p.AdvertInt)
+	return []Action{{Kind: ActSendAdvert, Priority: m.p.Priority}}
+}
+
+func (m *Machine) priority(now time.Time, p uint8) []Action {
+	if p == m.p.Priority {
+		return nil
+	}
+	m.p.Priority = p
+	if m.state == StateMaster {
+		// Advertise the change at once; a peer with a higher priority
+		// now will preempt us (or, nopreempt peers, keep serving us).
+		m.advertAt = now.Add(m.p.AdvertInt)
+		return []Action{{Kind: ActSendAdvert, Priority: p}}
+	}
+	// BACKUP: a priority now above the master's means the master's next
+	// adverts no longer reset our down timer (when we preempt), so we take
+	// over within one Master_Down_Interval, as keepalived does.
+	return nil
+}
+
+func (m *Machine) fault(now time.Time, cause string) []Action {
+	m.faults++
+	if m.faults > 1 || m.state == StateInit {
+		return nil
+	}
+	var acts []Action
+	if m.state == StateMaster {
+		acts = append(acts, Action{Kind: ActSendAdvert, Priority: PriorityStop}, Action{Kind: ActRelease})
+	}
+	return append(acts, m.transition(StateFault, cause)...)
+}
+
+func (m *Machine) faultClear(now time.Time) []Action {
+	if m.faults == 0 {
+		return nil
+	}
+	m.faults--
+	if m.faults > 0 || m.state != StateFault {
+		return nil
+	}
+	m.masterAdverInt = m.p.AdvertInt
+	m.preemptAt = time.Time{}
+	if m.p.Priority == PriorityOwner {
+		return m.toMaster(now, "fault cleared (address owner)")
+	}
+	return m.toBackup(now, m.MasterDownInterval(), "fault cleared")
+}
+
+// ClearAllFaults forgets every fault (used when tracking is rebuilt).
+func (m *Machine) ClearAllFaults(now time.Time) []Action {
+	if m.faults == 0 {
+		return nil
+	}
+	m.faults = 1
+	return m.faultClear(now)
+}
+
+// Faults is the number of faults in force.
+func (m *Machine) Faults() int { return m.faults }
+
+func (m *Machine) shutdown() []Action {
+	var acts []Action
+	if m.state == StateMaster {
+		acts = append(acts, Action{Kind: ActSendAdvert, Priority: PriorityStop}, Action{Kind: ActRelease})
+	}
+	return append(acts, m.transition(StateStop, "shutdown")...)
+}
+
+func (m *Machine) toMaster(now time.Time, cause string) []Action {
+	m.advertAt = now.Add(m.p.AdvertInt)
+	m.downAt = time.Time{}
+	m.preemptAt = time.Time{}
+	m.master, m.masterPrio = m.p.Primary, m.p.Priority
+	// keepalived sends the advert first so the old master drops the VIPs
+	// before our gratuitous ARPs go out.
+	acts := []Action{{Kind: ActSendAdvert, Priority: m.p.Priority}, {Kind: ActAcquire}}
+	return append(acts, m.transition(StateMaster, cause)...)
+}
+
+func (m *Machine) toBackup(now time.Time, wait time.Duration, cause string) []Action {
+	m.downAt = now.Add(wait)
+	m.preemptAt = time.Time{}
+	m.advertAt = time.Time{}
+	return m.transition(StateBackup, cause)
+}
+
+func (m *Machine) transition(to State, cause string) []Action {
+	from := m.state
+	m.state = to
+	if to != StateMaster && to != StateBackup {
+		m.downAt, m.advertAt = time.Time{}, time.Time{}
+	}
+	if to == StateFault || to == StateStop {
+		m.master, m.masterPrio = netip.Addr{}, 0
+	}
+	return []Action{{Kind: ActTransition, From: from, To: to, Cause: cause}}
+}
