@@ -36,6 +36,9 @@ type Model struct {
 	SyncGroups          []*SyncGroup          `yaml:"sync_groups,omitempty" mapstructure:"sync_groups"`
 	VirtualServerGroups []*VirtualServerGroup `yaml:"virtual_server_groups,omitempty" mapstructure:"virtual_server_groups"`
 	VirtualServers      []*VirtualServer      `yaml:"virtual_servers,omitempty" mapstructure:"virtual_servers"`
+	// TrackFiles are the track_file (vrrp_track_file) blocks that
+	// Instance.TrackFiles / SyncGroup.TrackFiles name.
+	TrackFiles []*TrackFile `yaml:"track_files,omitempty" mapstructure:"track_files"`
 }
 
 // Global holds global_defs.
@@ -63,14 +66,14 @@ type Global struct {
 // (garp_master_* keywords) or the global defaults (vrrp_garp_*).
 // Zero fields inherit: instance <- global <- keepalived default.
 type Garp struct {
-	MasterDelay         Duration `yaml:"master_delay,omitempty" mapstructure:"master_delay"`                 // default 5s
-	MasterRepeat        int      `yaml:"master_repeat,omitempty" mapstructure:"master_repeat"`               // default 5
-	MasterRefresh       Duration `yaml:"master_refresh,omitempty" mapstructure:"master_refresh"`             // default 0 (off)
+	MasterDelay         Duration `yaml:"master_delay,omitempty" mapstructure:"master_delay"`                   // default 5s
+	MasterRepeat        int      `yaml:"master_repeat,omitempty" mapstructure:"master_repeat"`                 // default 5
+	MasterRefresh       Duration `yaml:"master_refresh,omitempty" mapstructure:"master_refresh"`               // default 0 (off)
 	MasterRefreshRepeat int      `yaml:"master_refresh_repeat,omitempty" mapstructure:"master_refresh_repeat"` // default 1
-	LowerPrioDelay      Duration `yaml:"lower_prio_delay,omitempty" mapstructure:"lower_prio_delay"`          // default = MasterDelay
-	LowerPrioRepeat     int      `yaml:"lower_prio_repeat,omitempty" mapstructure:"lower_prio_repeat"`        // default = MasterRepeat
-	Interval            Duration `yaml:"interval,omitempty" mapstructure:"interval"`                         // vrrp_garp_interval, between GARPs
-	GNAInterval         Duration `yaml:"gna_interval,omitempty" mapstructure:"gna_interval"`                 // vrrp_gna_interval, between NAs
+	LowerPrioDelay      Duration `yaml:"lower_prio_delay,omitempty" mapstructure:"lower_prio_delay"`           // default = MasterDelay
+	LowerPrioRepeat     int      `yaml:"lower_prio_repeat,omitempty" mapstructure:"lower_prio_repeat"`         // default = MasterRepeat
+	Interval            Duration `yaml:"interval,omitempty" mapstructure:"interval"`                           // vrrp_garp_interval, between GARPs
+	GNAInterval         Duration `yaml:"gna_interval,omitempty" mapstructure:"gna_interval"`                   // vrrp_gna_interval, between NAs
 }
 
 // Script is a vrrp_script.
@@ -196,6 +199,18 @@ type Instance struct {
 
 	// NoAccept is no_accept (keepalived's default is accept unless vrrp_strict).
 	NoAccept bool `yaml:"no_accept,omitempty" mapstructure:"no_accept"`
+	// StrictMode is the instance's strict_mode (vrrp_strict for one instance).
+	StrictMode bool `yaml:"strict_mode,omitempty" mapstructure:"strict_mode"`
+}
+
+// TrackFile is a track_file block: a file holding an integer that, times
+// Weight, adjusts the priority of the instances that track it.
+type TrackFile struct {
+	Pos           `yaml:"-" mapstructure:"-"`
+	Name          string `yaml:"name" mapstructure:"name"`
+	File          string `yaml:"file" mapstructure:"file"`
+	Weight        int    `yaml:"weight,omitempty" mapstructure:"weight"` // default 1
+	WeightReverse bool   `yaml:"weight_reverse,omitempty" mapstructure:"weight_reverse"`
 }
 
 // SyncGroup is a vrrp_sync_group.
