@@ -1,0 +1,130 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+)
+
+// maxResponse bounds what the client reads from the socket (a status of
+// thousands of instances is well under this).
+const maxResponse = 64 << 20
+
+// Client talks to a running vipd over its control socket.
+type Client struct {
+	socketPath string
+	http       *http.Client
+}
+
+// NewClient returns a client for the vipd listening on socketPath.
+func NewClient(socketPath string) *Client {
+	c := &Client{socketPath: socketPath}
+	c.http = &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			conn, err := d.DialContext(ctx, "unix", socketPath)
+			if err != nil {
+				return nil, &UnreachableError{SocketPath: socketPath, Err: err}
+			}
+			return conn, nil
+		},
+		DisableKeepAlives: true,
+	}}
+	return c
+}
+
+// UnreachableError says the control socket could not be connected to.
+type UnreachableError struct {
+	SocketPath string
+	Err        error
+}
+
+func (e *UnreachableError) Error() string {
+	cause := e.Err
+	var op *net.OpError
+	if errors.As(cause, &op) {
+		cause = op.Err // "connect: no such file or directory", without the address noise
+	}
+	if errors.Is(e.Err, syscall.EACCES) || errors.Is(e.Err, os.ErrPermission) {
+		return fmt.Sprintf("cannot reach vipd at %s: permission denied (the control socket is mode 0600: run as the user running vipd, usually root) (%v)", e.SocketPath, cause)
+	}
+	return fmt.Sprintf("cannot reach vipd at %s: is `vipd run` running? (%v)", e.SocketPath, cause)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Status returns the running node's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	if err := c.do(ctx, http.MethodGet, pathStatus, &st); err != nil {
+		return Status{}, err
+	}
+	return st, nil
+}
+
+// Reload asks vipd to re-read its configuration and apply the difference
+// (the same as SIGHUP). When the new configuration is rejected the error
+// carries its FILE:LINE diagnostics and the running configuration stays.
+func (c *Client) Reload(ctx context.Context) error {
+	var ok okBody
+	if err := c.do(ctx, http.MethodPost, pathReload, &ok); err != nil {
+		var re *RemoteError
+		if errors.As(err, &re) && re.Code == http.StatusBadRequest {
+			return fmt.Errorf("reload rejected, running configuration kept:\n%s", re.Msg)
+		}
+		return err
+	}
+	if !ok.OK {
+		return errors.New("reload: vipd did not confirm the reload")
+	}
+	return nil
+}
+
+// RemoteError is an error answered by vipd itself.
+type RemoteError struct {
+	Code int
+	Msg  string
+}
+
+func (e *RemoteError) Error() string { return fmt.Sprintf("vipd answered %d: %s", e.Code, e.Msg) }
+
+func (c *Client) do(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://vipd"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ue *UnreachableError
+		if errors.As(err, &ue) {
+			return ue
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("vipd at %s did not answer in time: %w", c.socketPath, ctx.Err())
+		}
+		return fmt.Errorf("vipd at %s: %w", c.socketPath, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return fmt.Errorf("vipd at %s: read answer: %w", c.socketPath, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var eb errorBody
+		if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
+			return &RemoteError{Code: resp.StatusCode, Msg: eb.Error}
+		}
+		return &RemoteError{Code: resp.StatusCode, Msg: strings.TrimSpace(string(body))}
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("vipd at %s: malformed answer: %w", c.socketPath, err)
+	}
+	return nil
+}

@@ -1,0 +1,224 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// DefaultSocketPath is where `vipd run` listens and the CLI connects when
+// neither --socket nor VIPD_SOCKET says otherwise.
+const DefaultSocketPath = "/run/vipd/vipd.sock"
+
+// Routes of the control socket.
+const (
+	pathStatus = "/v1/status"
+	pathReload = "/v1/reload"
+)
+
+// shutdownGrace bounds how long Serve waits for in-flight requests once its
+// context is done (DESIGN.md 3.1: shutdown completes within 2 s).
+const shutdownGrace = 500 * time.Millisecond
+
+// Server serves the control socket for one Agent.
+type Server struct {
+	agent Agent
+	log   *slog.Logger
+	// listening, when set, is called once the socket is in place (tests).
+	listening func()
+}
+
+// NewServer returns a Server answering from a. A nil log discards.
+func NewServer(a Agent, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{agent: a, log: log}
+}
+
+// Handler returns the HTTP routes of the control socket:
+//
+//	GET  /v1/status  -> 200 Status
+//	POST /v1/reload  -> 200 {"ok":true} | 400 {"error":"FILE:LINE: ..."}
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc(pathStatus, only(http.MethodGet, s.handleStatus))
+	mux.HandleFunc(pathReload, only(http.MethodPost, s.handleReload))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
+	})
+	return mux
+}
+
+// Serve listens on socketPath (mode 0600) and serves until ctx is done, then
+// removes the socket file. It creates the parent directory if needed and
+// replaces a stale socket left by a crashed process, but refuses to start
+// when another process answers on socketPath.
+func (s *Server) Serve(ctx context.Context, socketPath string) error {
+	ln, err := listenUnix(socketPath)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ln.Close()
+		if err := os.Remove(socketPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("control socket not removed", "socket", socketPath, "err", err)
+		}
+	}()
+
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("control socket listening", "socket", socketPath)
+	if s.listening != nil {
+		s.listening()
+	}
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("control socket %s: %w", socketPath, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	<-errc
+	return nil
+}
+
+// listenUnix prepares socketPath and listens on it. The socket is bound
+// under a temporary name, restricted to 0600 and then renamed into place,
+// so it is never reachable with looser permissions.
+func listenUnix(socketPath string) (*net.UnixListener, error) {
+	if socketPath == "" {
+		return nil, errors.New("control socket: empty path")
+	}
+	if err := os.MkdirAll(filepath.Dir(socketPath), 0o755); err != nil {
+		return nil, fmt.Errorf("control socket %s: create directory: %w", socketPath, err)
+	}
+	if err := removeStaleSocket(socketPath); err != nil {
+		return nil, err
+	}
+	tmp := socketPath + ".tmp" + strconv.Itoa(os.Getpid())
+	_ = os.Remove(tmp) // left by an earlier crash of this very pid: unlikely, harmless
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", socketPath, err)
+	}
+	// We remove the file ourselves, by its final name.
+	ln.SetUnlinkOnClose(false)
+	fail := func(err error) (*net.UnixListener, error) {
+		ln.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("control socket %s: %w", socketPath, err)
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, socketPath); err != nil {
+		return fail(err)
+	}
+	return ln, nil
+}
+
+// removeStaleSocket removes socketPath if it is a socket nobody answers on.
+// It refuses to touch anything else: a live vipd, or a file that is not a
+// socket.
+func removeStaleSocket(socketPath string) error {
+	fi, err := os.Lstat(socketPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", socketPath, err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("control socket %s: exists and is not a socket; refusing to replace it", socketPath)
+	}
+	conn, err := net.DialTimeout("unix", socketPath, time.Second)
+	if err == nil {
+		conn.Close()
+		return fmt.Errorf("control socket %s: another vipd is running there (use --socket to give this one its own path)", socketPath)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("control socket %s: cannot tell whether it is in use: %w", socketPath, err)
+	}
+	if err := os.Remove(socketPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("control socket %s: remove stale socket: %w", socketPath, err)
+	}
+	return nil
+}
+
+// only answers 405 (in JSON, like every answer) to other methods than m.
+func only(m string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != m {
+			w.Header().Set("Allow", m)
+			writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: fmt.Sprintf("%s %s: use %s", r.Method, r.URL.Path, m)})
+			return
+		}
+		h(w, r)
+	}
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+type okBody struct {
+	OK bool `json:"ok"`
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, normalizeStatus(s.agent.Status()))
+}
+
+func (s *Server) handleReload(w http.ResponseWriter, r *http.Request) {
+	if err := s.agent.Reload(r.Context()); err != nil {
+		s.log.Warn("reload rejected, running configuration kept", "err", err)
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+		return
+	}
+	s.log.Info("reload applied")
+	writeJSON(w, http.StatusOK, okBody{OK: true})
+}
+
+// normalizeStatus makes list fields encode as [] rather than null, as the
+// contract promises arrays.
+func normalizeStatus(st Status) Status {
+	out := Status{Node: st.Node, Instances: make([]InstanceStatus, len(st.Instances))}
+	for i, in := range st.Instances {
+		if in.VIPs == nil {
+			in.VIPs = []string{}
+		}
+		out.Instances[i] = in
+	}
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		code = http.StatusInternalServerError
+		b, _ = json.Marshal(errorBody{Error: "encode response: " + err.Error()})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(append(b, '\n'))
+}
