@@ -1,0 +1,487 @@
+package vrrp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/vipd/vipd/config"
+)
+
+// AddressPlane is what an instance needs from the VIP side. *vip.Netlink
+// and *vip.Memory implement it.
+type AddressPlane interface {
+	AddAddrs(ctx context.Context, ifname string, vips []config.VIP) error
+	DelAddrs(ctx context.Context, ifname string, vips []config.VIP) error
+	AddRoutes(ctx context.Context, defaultDev string, routes []config.Route) error
+	DelRoutes(ctx context.Context, defaultDev string, routes []config.Route) error
+	Announce(ctx context.Context, ifname string, srcMAC net.HardwareAddr, vips []config.VIP) error
+}
+
+// Sender sends one advert payload (no IP header) from src to dst.
+type Sender interface {
+	Send(payload []byte, src, dst netip.Addr) error
+}
+
+// Transition is published on every state change.
+type Transition struct {
+	Instance string
+	VRID     int
+	From, To State
+	Cause    string
+	Priority int // effective priority at the time
+	At       time.Time
+}
+
+// InstanceOptions configure an Instance.
+type InstanceOptions struct {
+	Config  *config.Instance // normalized and validated
+	Primary netip.Addr       // our advert source address (and tie-breaker)
+	Plane   AddressPlane
+	Clock   Clock // nil: SystemClock
+	Log     *slog.Logger
+	// OnTransition is called from the instance goroutine after each state
+	// change; it must not block for long (the agent queues notify scripts).
+	OnTransition func(Transition)
+}
+
+// InstanceStatus is a snapshot of an instance for the API.
+type InstanceStatus struct {
+	Name              string
+	VRID              int
+	Interface         string
+	Version           int
+	State             State
+	Priority          int
+	EffectivePriority int
+	VIPs              []netip.Prefix
+	Master            netip.Addr
+	Since             time.Time
+	Cause             string
+}
+
+type rxItem struct {
+	adv  *Advert
+	meta RecvMeta
+	drop *DropError
+	res  RecvResult
+}
+
+type ctlItem struct {
+	fn   func(now time.Time) []Action
+	done chan struct{}
+}
+
+// Instance runs one vrrp_instance: it feeds the state machine with received
+// adverts, timer expiries and control requests, and carries out the actions
+// (adverts on the wire, VIPs through the AddressPlane, GARP/NA rounds). One
+// goroutine (Run) owns all its state.
+type Instance struct {
+	cfg     *config.Instance
+	primary netip.Addr
+	plane   AddressPlane
+	clock   Clock
+	log     *slog.Logger
+	onTrans func(Transition)
+
+	sender   Sender
+	expect   RecvExpect
+	ckopt    ChecksumOpt
+	v6       bool
+	vips     []config.VIP // the family of the instance: advertised and added
+	evips    []config.VIP // virtual_ipaddress_excluded and other-family VIPs: added, not advertised
+	advAddrs []netip.Addr
+	dsts     []netip.Addr
+
+	rx  chan rxItem
+	ctl chan ctlItem
+
+	m       *Machine
+	buf     []byte
+	holding bool // VIPs are ours
+
+	garpRounds  []time.Time // pending GARP/NA rounds
+	garpRefresh time.Time
+
+	warned map[string]time.Time // rate-limits per-sender warnings
+
+	mu     sync.Mutex
+	status InstanceStatus
+}
+
+// NewInstance builds an instance; Attach it to a Transport, then Run it.
+func NewInstance(o InstanceOptions) *Instance {
+	c := o.Config
+	if o.Clock == nil {
+		o.Clock = SystemClock{}
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	i := &Instance{
+		cfg:     c,
+		primary: o.Primary,
+		plane:   o.Plane,
+		clock:   o.Clock,
+		log:     o.Log.With("instance", c.Name, "vrid", c.VRID),
+		onTrans: o.OnTransition,
+		v6:      c.IsIPv6(),
+		rx:      make(chan rxItem, 64),
+		ctl:     make(chan ctlItem),
+		warned:  map[string]time.Time{},
+	}
+	for _, v := range c.VIPs {
+		if v.Prefix.Addr().Is6() == i.v6 {
+			i.vips = append(i.vips, v)
+			i.advAddrs = append(i.advAddrs, v.Prefix.Addr())
+		} else {
+			i.evips = append(i.evips, v)
+		}
+	}
+	i.evips = append(i.evips, c.ExcludedVIPs...)
+	if len(c.UnicastPeers) > 0 {
+		i.dsts = append(i.dsts, c.UnicastPeers...)
+	} else if i.v6 {
+		i.dsts = []netip.Addr{MulticastGroup6}
+	} else {
+		i.dsts = []netip.Addr{MulticastGroup4}
+	}
+	i.ckopt = ChecksumOpt{OldUnicastChecksum: c.OldUnicastChecksum}
+	i.expect = RecvExpect{
+		Version:         c.Version,
+		Interval:        c.AdvertInt.D(),
+		Unicast:         len(c.UnicastPeers) > 0,
+		UnicastPeers:    c.UnicastPeers,
+		CheckUnicastSrc: c.CheckUnicastSrc,
+		OwnAddrs:        []netip.Addr{o.Primary},
+		VIPs:            i.advAddrs,
+	}
+	if c.Version == 2 && c.Auth != nil && c.Auth.Type == "PASS" {
+		i.expect.AuthType = AuthPass
+		i.expect.AuthPass = c.Auth.Pass
+	}
+	prio := c.Priority
+	i.m = NewMachine(Params{
+		Version:      c.Version,
+		Priority:     uint8(prio),
+		AdvertInt:    c.AdvertInt.D(),
+		NoPreempt:    c.NoPreempt,
+		PreemptDelay: c.PreemptDelay.D(),
+		StartMaster:  c.State == config.StateMaster,
+		Primary:      o.Primary,
+	})
+	i.status = InstanceStatus{
+		Name: c.Name, VRID: c.VRID, Interface: c.Interface, Version: c.Version,
+		State: StateInit, Priority: prio, EffectivePriority: prio,
+		Since: o.Clock.Now(), Cause: "configured",
+	}
+	for _, v := range c.VIPs {
+		i.status.VIPs = append(i.status.VIPs, v.Prefix)
+	}
+	return i
+}
+
+// Config returns the configuration the instance runs.
+func (i *Instance) Config() *config.Instance { return i.cfg }
+
+// Status returns a snapshot.
+func (i *Instance) Status() InstanceStatus {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	s := i.status
+	s.VIPs = append([]netip.Prefix(nil), s.VIPs...)
+	return s
+}
+
+// deliver hands a received packet to the instance without blocking the
+// socket reader; a full queue drops it (counted by the caller).
+func (i *Instance) deliver(it rxItem) bool {
+	select {
+	case i.rx <- it:
+		return true
+	default:
+		return false
+	}
+}
+
+// do runs fn on the instance goroutine and waits for it (or ctx).
+func (i *Instance) do(ctx context.Context, fn func(now time.Time) []Action) error {
+	it := ctlItem{fn: fn, done: make(chan struct{})}
+	select {
+	case i.ctl <- it:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-it.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// SetPriority changes the effective priority (tracking, etcd overrides).
+func (i *Instance) SetPriority(ctx context.Context, p int) error {
+	return i.do(ctx, func(now time.Time) []Action {
+		i.mu.Lock()
+		i.status.EffectivePriority = p
+		i.mu.Unlock()
+		return i.m.Step(now, Event{Kind: EvPriority, Priority: uint8(p)})
+	})
+}
+
+// SetFault raises (on) or clears a fault with its cause.
+func (i *Instance) SetFault(ctx context.Context, on bool, cause string) error {
+	kind := EvFaultClear
+	if on {
+		kind = EvFault
+	}
+	return i.do(ctx, func(now time.Time) []Action {
+		return i.m.Step(now, Event{Kind: kind, Cause: cause})
+	})
+}
+
+// Run runs the instance until ctx is cancelled, then shuts down: a master
+// sends priority 0 and releases its VIPs. It returns when that is done.
+func (i *Instance) Run(ctx context.Context) {
+	timer := i.clock.NewTimer(time.Hour)
+	defer timer.Stop()
+	i.apply(i.m.Step(i.clock.Now(), Event{Kind: EvStartup}))
+	for {
+		i.armTimer(timer)
+		select {
+		case <-ctx.Done():
+			i.apply(i.m.Step(i.clock.Now(), Event{Kind: EvShutdown}))
+			return
+		case it := <-i.rx:
+			i.receive(it)
+		case c := <-i.ctl:
+			i.apply(c.fn(i.clock.Now()))
+			close(c.done)
+		case <-timer.C():
+			now := i.clock.Now()
+			i.apply(i.m.Step(now, Event{Kind: EvTimer}))
+			i.garpTick(now)
+		}
+	}
+}
+
+func (i *Instance) armTimer(t Timer) {
+	now := i.clock.Now()
+	next := i.m.NextDeadline()
+	for _, g := range []time.Time{i.nextGarp()} {
+		if !g.IsZero() && (next.IsZero() || g.Before(next)) {
+			next = g
+		}
+	}
+	d := time.Hour
+	if !next.IsZero() {
+		d = next.Sub(now)
+		if d < 0 {
+			d = 0
+		}
+	}
+	if !t.Stop() {
+		select {
+		case <-t.C():
+		default:
+		}
+	}
+	t.Reset(d)
+}
+
+func (i *Instance) receive(it rxItem) {
+	if it.drop != nil {
+		switch it.drop.Reason {
+		case DropIntervalMismatch, DropAuthType, DropAuthPass, DropBadVersion:
+			// A misconfigured peer in our VRID: say it loudly, once a minute.
+			i.warnOnce(string(it.drop.Reason)+it.meta.Src.String(), "dropped advert from a peer that disagrees with our configuration",
+				"from", it.meta.Src, "reason", it.drop.Reason, "detail", it.drop.Detail)
+		}
+		return
+	}
+	if it.res.AddrListDiffers {
+		i.warnOnce("addrs"+it.meta.Src.String(), "peer advertises a different VIP list for this VRID",
+			"from", it.meta.Src, "theirs", it.adv.Addrs, "ours", i.advAddrs)
+	}
+	if it.res.IntervalMismatch {
+		i.warnOnce("ivl"+it.meta.Src.String(), "peer advertises a different advert interval (VRRPv3: following the master's)",
+			"from", it.meta.Src, "theirs", it.adv.Interval, "ours", i.cfg.AdvertInt.D())
+	}
+	i.apply(i.m.Step(i.clock.Now(), Event{Kind: EvAdvert, From: it.meta.Src, Priority: it.adv.Priority, Interval: it.adv.Interval}))
+	if it.adv.Priority != PriorityStop || i.m.State() != StateMaster {
+		i.mu.Lock()
+		i.status.Master, _ = i.m.Master()
+		i.mu.Unlock()
+	}
+}
+
+func (i *Instance) warnOnce(key, msg string, args ...any) {
+	now := i.clock.Now()
+	if t, ok := i.warned[key]; ok && now.Sub(t) < time.Minute {
+		return
+	}
+	i.warned[key] = now
+	i.log.Warn(msg, args...)
+}
+
+// apply carries out the state machine's actions in order.
+func (i *Instance) apply(acts []Action) {
+	for _, a := range acts {
+		switch a.Kind {
+		case ActSendAdvert:
+			i.sendAdvert(a.Priority)
+		case ActAcquire:
+			i.acquire()
+		case ActRelease:
+			i.release()
+		case ActTransition:
+			i.transition(a)
+		}
+	}
+}
+
+func (i *Instance) sendAdvert(prio uint8) {
+	if i.sender == nil {
+		return
+	}
+	adv := Advert{
+		Version:  i.cfg.Version,
+		VRID:     uint8(i.cfg.VRID),
+		Priority: prio,
+		Interval: i.cfg.AdvertInt.D(),
+		Addrs:    i.advAddrs,
+	}
+	if i.expect.AuthType == AuthPass {
+		adv.AuthType = AuthPass
+		copy(adv.AuthData[:], i.expect.AuthPass)
+	}
+	for _, dst := range i.dsts {
+		b, err := adv.AppendMarshal(i.buf[:0], i.primary, dst, i.ckopt)
+		if err != nil {
+			i.warnOnce("marshal", "cannot build advert", "err", err)
+			return
+		}
+		i.buf = b
+		if err := i.sender.Send(b, i.primary, dst); err != nil {
+			i.warnOnce("send"+dst.String(), "cannot send advert", "to", dst, "err", err)
+		}
+	}
+}
+
+func (i *Instance) opCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 2*time.Second)
+}
+
+func (i *Instance) acquire() {
+	ctx, cancel := i.opCtx()
+	defer cancel()
+	all := append(append([]config.VIP(nil), i.vips...), i.evips...)
+	if err := i.plane.AddAddrs(ctx, i.cfg.Interface, all); err != nil {
+		i.log.Error("cannot add VIPs", "err", err)
+	}
+	if len(i.cfg.Routes) > 0 {
+		if err := i.plane.AddRoutes(ctx, i.cfg.Interface, i.cfg.Routes); err != nil {
+			i.log.Error("cannot add virtual routes", "err", err)
+		}
+	}
+	i.holding = true
+	now := i.clock.Now()
+	// keepalived: one round of garp_master_repeat at once, another after
+	// garp_master_delay, then every garp_master_refresh if set.
+	i.garpRounds = i.garpRounds[:0]
+	i.announce(ctx)
+	if d := i.cfg.Garp.MasterDelay.D(); d > 0 {
+		i.garpRounds = append(i.garpRounds, now.Add(d))
+	}
+	i.garpRefresh = time.Time{}
+	if r := i.cfg.Garp.MasterRefresh.D(); r > 0 {
+		i.garpRefresh = now.Add(r)
+	}
+}
+
+func (i *Instance) release() {
+	ctx, cancel := i.opCtx()
+	defer cancel()
+	i.garpRounds = i.garpRounds[:0]
+	i.garpRefresh = time.Time{}
+	if len(i.cfg.Routes) > 0 {
+		if err := i.plane.DelRoutes(ctx, i.cfg.Interface, i.cfg.Routes); err != nil {
+			i.log.Error("cannot remove virtual routes", "err", err)
+		}
+	}
+	all := append(append([]config.VIP(nil), i.vips...), i.evips...)
+	if err := i.plane.DelAddrs(ctx, i.cfg.Interface, all); err != nil {
+		i.log.Error("cannot remove VIPs", "err", err)
+	}
+	i.holding = false
+}
+
+func (i *Instance) announce(ctx context.Context) {
+	n := i.cfg.Garp.MasterRepeat
+	if n <= 0 {
+		n = 1
+	}
+	i.announceN(ctx, n)
+}
+
+func (i *Instance) announceN(ctx context.Context, n int) {
+	all := append(append([]config.VIP(nil), i.vips...), i.evips...)
+	for k := 0; k < n; k++ {
+		if err := i.plane.Announce(ctx, i.cfg.Interface, nil, all); err != nil {
+			i.warnOnce("garp", "cannot send gratuitous ARP / neighbour advertisement", "err", err)
+			return
+		}
+	}
+}
+
+func (i *Instance) nextGarp() time.Time {
+	var next time.Time
+	if len(i.garpRounds) > 0 {
+		next = i.garpRounds[0]
+	}
+	if !i.garpRefresh.IsZero() && (next.IsZero() || i.garpRefresh.Before(next)) {
+		next = i.garpRefresh
+	}
+	return next
+}
+
+func (i *Instance) garpTick(now time.Time) {
+	if !i.holding {
+		return
+	}
+	ctx, cancel := i.opCtx()
+	defer cancel()
+	for len(i.garpRounds) > 0 && !now.Before(i.garpRounds[0]) {
+		i.garpRounds = i.garpRounds[1:]
+		i.announce(ctx)
+	}
+	if !i.garpRefresh.IsZero() && !now.Before(i.garpRefresh) {
+		n := i.cfg.Garp.MasterRefreshRepeat
+		if n <= 0 {
+			n = 1
+		}
+		i.announceN(ctx, n)
+		i.garpRefresh = now.Add(i.cfg.Garp.MasterRefresh.D())
+	}
+}
+
+func (i *Instance) transition(a Action) {
+	now := i.clock.Now()
+	master, _ := i.m.Master()
+	i.mu.Lock()
+	i.status.State = a.To
+	i.status.Since = now
+	i.status.Cause = a.Cause
+	i.status.Master = master
+	prio := i.status.EffectivePriority
+	i.mu.Unlock()
+	i.log.Info(fmt.Sprintf("entering %s state", a.To), "from", a.From.String(), "to", a.To.String(), "cause", a.Cause, "priority", prio)
+	if i.onTrans != nil {
+		i.onTrans(Transition{Instance: i.cfg.Name, VRID: i.cfg.VRID, From: a.From, To: a.To, Cause: a.Cause, Priority: prio, At: now})
+	}
+}

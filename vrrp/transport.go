@@ -1,0 +1,184 @@
+package vrrp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+)
+
+// PacketConn is what the transport needs from a socket; *Conn implements it
+// and tests use an in-memory one.
+type PacketConn interface {
+	Sender
+	Recv(buf []byte) ([]byte, RecvMeta, error)
+	Close() error
+}
+
+// Transport owns the VRRP sockets: one per (interface, family), shared by
+// every instance on it, each with one reader goroutine that parses adverts,
+// runs the receive checks and hands them to the instance of their VRID.
+type Transport struct {
+	log   *slog.Logger
+	drops *DropCounters
+	open  func(ifname string, v6 bool) (PacketConn, error)
+
+	mu    sync.Mutex
+	conns map[connKey]*muxConn
+}
+
+type connKey struct {
+	ifname string
+	v6     bool
+}
+
+type muxConn struct {
+	conn PacketConn
+	done chan struct{}
+
+	mu     sync.RWMutex
+	byVRID map[uint8]*Instance
+}
+
+// NewTransport returns a transport opening real raw sockets.
+func NewTransport(log *slog.Logger, drops *DropCounters) *Transport {
+	return NewTransportWith(log, drops, func(ifname string, v6 bool) (PacketConn, error) {
+		return ListenConn(ifname, v6)
+	})
+}
+
+// NewTransportWith takes the function that opens a socket (tests).
+func NewTransportWith(log *slog.Logger, drops *DropCounters, open func(ifname string, v6 bool) (PacketConn, error)) *Transport {
+	if log == nil {
+		log = slog.Default()
+	}
+	if drops == nil {
+		drops = &DropCounters{}
+	}
+	return &Transport{log: log, drops: drops, open: open, conns: map[connKey]*muxConn{}}
+}
+
+// Drops returns the drop counters.
+func (t *Transport) Drops() *DropCounters { return t.drops }
+
+// Attach registers inst for its interface, family and VRID, opening the
+// socket if it is the first instance there.
+func (t *Transport) Attach(inst *Instance) error {
+	key := connKey{inst.cfg.Interface, inst.v6}
+	vrid := uint8(inst.cfg.VRID)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	mc, ok := t.conns[key]
+	if !ok {
+		c, err := t.open(key.ifname, key.v6)
+		if err != nil {
+			return err
+		}
+		mc = &muxConn{conn: c, done: make(chan struct{}), byVRID: map[uint8]*Instance{}}
+		t.conns[key] = mc
+		go t.read(key, mc)
+	}
+	mc.mu.Lock()
+	defer mc.mu.Unlock()
+	if other, ok := mc.byVRID[vrid]; ok && other != inst {
+		return fmt.Errorf("VRID %d on %s is already used by instance %s", vrid, key.ifname, other.cfg.Name)
+	}
+	mc.byVRID[vrid] = inst
+	inst.sender = mc.conn
+	return nil
+}
+
+// Detach unregisters inst; the last instance on a socket closes it.
+func (t *Transport) Detach(inst *Instance) {
+	key := connKey{inst.cfg.Interface, inst.v6}
+	t.mu.Lock()
+	mc, ok := t.conns[key]
+	if !ok {
+		t.mu.Unlock()
+		return
+	}
+	mc.mu.Lock()
+	if mc.byVRID[uint8(inst.cfg.VRID)] == inst {
+		delete(mc.byVRID, uint8(inst.cfg.VRID))
+	}
+	empty := len(mc.byVRID) == 0
+	mc.mu.Unlock()
+	if empty {
+		delete(t.conns, key)
+	}
+	t.mu.Unlock()
+	if empty {
+		mc.conn.Close()
+		<-mc.done
+	}
+}
+
+// Close closes every socket and waits for the readers to end.
+func (t *Transport) Close() {
+	t.mu.Lock()
+	conns := t.conns
+	t.conns = map[connKey]*muxConn{}
+	t.mu.Unlock()
+	for _, mc := range conns {
+		mc.conn.Close()
+		<-mc.done
+	}
+}
+
+func (t *Transport) read(key connKey, mc *muxConn) {
+	defer close(mc.done)
+	buf := make([]byte, 65536)
+	for {
+		payload, meta, err := mc.conn.Recv(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			t.log.Debug("vrrp socket read", "interface", key.ifname, "err", err)
+			continue
+		}
+		t.dispatch(mc, payload, meta)
+	}
+}
+
+func (t *Transport) dispatch(mc *muxConn, payload []byte, meta RecvMeta) {
+	if len(payload) < 2 {
+		t.drops.Inc(DropTruncated)
+		return
+	}
+	mc.mu.RLock()
+	inst := mc.byVRID[payload[1]]
+	mc.mu.RUnlock()
+	if inst == nil {
+		t.drops.Inc(DropUnknownVRID)
+		return
+	}
+	adv, err := Parse(payload, meta.Src, meta.Dst, inst.ckopt)
+	if err != nil {
+		var de *DropError
+		if errors.As(err, &de) {
+			t.drops.Inc(de.Reason)
+			inst.deliver(rxItem{meta: meta, drop: de})
+		}
+		return
+	}
+	res := CheckRecv(adv, meta, inst.expect)
+	if res.Drop != nil {
+		t.drops.Inc(res.Drop.Reason)
+		inst.deliver(rxItem{adv: adv, meta: meta, drop: res.Drop})
+		return
+	}
+	if !inst.deliver(rxItem{adv: adv, meta: meta, res: res}) {
+		t.drops.Inc(DropQueueFull)
+	}
+}
+
+// Drop reasons of the transport itself (the codec's are in packet.go).
+const (
+	// DropUnknownVRID: an advert for a VRID no instance here runs on that
+	// interface (normal on a shared segment; counted, not logged).
+	DropUnknownVRID DropReason = "unknown_vrid"
+	// DropQueueFull: the instance did not keep up with its adverts.
+	DropQueueFull DropReason = "queue_full"
+)
