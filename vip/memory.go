@@ -1,0 +1,243 @@
+package vip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/vipd/vipd/config"
+)
+
+// OpKind is what an Op did.
+type OpKind string
+
+// Operation kinds recorded by Memory.
+const (
+	OpAddAddr  OpKind = "add-addr"
+	OpDelAddr  OpKind = "del-addr"
+	OpAddRoute OpKind = "add-route"
+	OpDelRoute OpKind = "del-route"
+	OpAnnounce OpKind = "announce"
+)
+
+// Op is one entry of Memory's transcript: one address, route or announcement
+// per entry, in call order.
+type Op struct {
+	Kind   OpKind
+	Ifname string       // the device used (VIP.Dev, Route.Dev or the default)
+	Addr   netip.Prefix // OpAddAddr, OpDelAddr, OpAnnounce (with the default prefix length applied)
+	Route  netip.Prefix // OpAddRoute, OpDelRoute: the destination
+	// MAC is the source MAC of an OpAnnounce as passed (nil: the
+	// interface's own).
+	MAC net.HardwareAddr
+	// Noop is set when the operation found nothing to do: the address or
+	// route was already there (add) or already absent (del).
+	Noop bool
+}
+
+// Memory is an in-memory Plane for unit tests: it records the addresses and
+// routes per interface and a transcript of every operation. It applies the
+// same conversion rules as Netlink (default prefix, label and scope checks),
+// so a VIP that Netlink would refuse fails here too. Any interface name
+// exists. Safe for concurrent use.
+type Memory struct {
+	mu     sync.Mutex
+	addrs  map[string][]netip.Prefix // per interface, in insertion order
+	routes []routeSpec
+	ops    []Op
+	fail   map[OpKind]error
+}
+
+// NewMemory returns an empty in-memory plane.
+func NewMemory() *Memory {
+	return &Memory{addrs: map[string][]netip.Prefix{}, fail: map[OpKind]error{}}
+}
+
+// Fail makes every later operation of that kind fail with err (nil clears
+// it). Failed operations are not recorded.
+func (m *Memory) Fail(kind OpKind, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err == nil {
+		delete(m.fail, kind)
+		return
+	}
+	m.fail[kind] = err
+}
+
+// Ops returns a copy of the transcript.
+func (m *Memory) Ops() []Op {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Op, len(m.ops))
+	for i, op := range m.ops {
+		op.MAC = slices.Clone(op.MAC)
+		out[i] = op
+	}
+	return out
+}
+
+// ClearOps empties the transcript; addresses and routes stay.
+func (m *Memory) ClearOps() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ops = nil
+}
+
+// Addrs returns the addresses on ifname, in the order they were added.
+func (m *Memory) Addrs(ifname string) []netip.Prefix {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.addrs[ifname])
+}
+
+// Routes returns the destinations of the routes present, in the order they
+// were added.
+func (m *Memory) Routes() []netip.Prefix {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]netip.Prefix, len(m.routes))
+	for i, r := range m.routes {
+		out[i] = r.Dst
+	}
+	return out
+}
+
+// AddAddrs implements Plane.
+func (m *Memory) AddAddrs(ctx context.Context, ifname string, vips []config.VIP) error {
+	return m.eachVIP(ctx, OpAddAddr, ifname, vips, func(s addrSpec) bool {
+		// The kernel keys IPv4 addresses by address and prefix length, IPv6
+		// addresses by address alone.
+		if slices.ContainsFunc(m.addrs[s.Dev], func(p netip.Prefix) bool {
+			return p == s.Prefix || (p.Addr().Is6() && p.Addr() == s.Prefix.Addr())
+		}) {
+			return true
+		}
+		m.addrs[s.Dev] = append(m.addrs[s.Dev], s.Prefix)
+		return false
+	})
+}
+
+// DelAddrs implements Plane.
+func (m *Memory) DelAddrs(ctx context.Context, ifname string, vips []config.VIP) error {
+	return m.eachVIP(ctx, OpDelAddr, ifname, vips, func(s addrSpec) bool {
+		i := slices.Index(m.addrs[s.Dev], s.Prefix)
+		if i < 0 {
+			return true
+		}
+		m.addrs[s.Dev] = slices.Delete(m.addrs[s.Dev], i, i+1)
+		if len(m.addrs[s.Dev]) == 0 {
+			delete(m.addrs, s.Dev)
+		}
+		return false
+	})
+}
+
+// Announce implements Plane. It records one OpAnnounce per VIP.
+func (m *Memory) Announce(ctx context.Context, ifname string, srcMAC net.HardwareAddr, vips []config.VIP) error {
+	if srcMAC != nil && len(srcMAC) != 6 {
+		return fmt.Errorf("announce on %s: source MAC %q is not a 6-byte Ethernet address", ifname, srcMAC)
+	}
+	mac := slices.Clone(srcMAC)
+	return m.eachVIPOp(ctx, OpAnnounce, ifname, vips, func(s addrSpec) Op {
+		return Op{Kind: OpAnnounce, Ifname: s.Dev, Addr: s.Prefix, MAC: mac}
+	})
+}
+
+// HasAddr implements Plane.
+func (m *Memory) HasAddr(ifname string, addr netip.Addr) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	addr = addr.Unmap()
+	for _, p := range m.addrs[ifname] {
+		if p.Addr() == addr {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// AddRoutes implements Plane.
+func (m *Memory) AddRoutes(ctx context.Context, defaultDev string, routes []config.Route) error {
+	return m.eachRoute(ctx, OpAddRoute, defaultDev, routes, func(s routeSpec) bool {
+		if slices.ContainsFunc(m.routes, s.sameKey) {
+			return true
+		}
+		m.routes = append(m.routes, s)
+		return false
+	})
+}
+
+// DelRoutes implements Plane.
+func (m *Memory) DelRoutes(ctx context.Context, defaultDev string, routes []config.Route) error {
+	return m.eachRoute(ctx, OpDelRoute, defaultDev, routes, func(s routeSpec) bool {
+		i := slices.IndexFunc(m.routes, s.sameKey)
+		if i < 0 {
+			return true
+		}
+		m.routes = slices.Delete(m.routes, i, i+1)
+		return false
+	})
+}
+
+// sameKey reports whether two routes are the same kernel route (destination,
+// table, metric), which is what makes a second add fail with EEXIST.
+func (s routeSpec) sameKey(o routeSpec) bool {
+	return s.Dst == o.Dst && s.Table == o.Table && s.Metric == o.Metric
+}
+
+func (m *Memory) eachVIP(ctx context.Context, kind OpKind, ifname string, vips []config.VIP, apply func(addrSpec) (noop bool)) error {
+	return m.eachVIPOp(ctx, kind, ifname, vips, func(s addrSpec) Op {
+		return Op{Kind: kind, Ifname: s.Dev, Addr: s.Prefix, Noop: apply(s)}
+	})
+}
+
+func (m *Memory) eachVIPOp(ctx context.Context, kind OpKind, ifname string, vips []config.VIP, do func(addrSpec) Op) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for _, v := range vips {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		s, err := vipSpec(ifname, v)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := m.fail[kind]; err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		m.ops = append(m.ops, do(s))
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Memory) eachRoute(ctx context.Context, kind OpKind, defaultDev string, routes []config.Route, apply func(routeSpec) (noop bool)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for _, r := range routes {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		s, err := routeSpecOf(defaultDev, r)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := m.fail[kind]; err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		m.ops = append(m.ops, Op{Kind: kind, Ifname: s.Dev, Route: s.Dst, Noop: apply(s)})
+	}
+	return errors.Join(errs...)
+}
