@@ -1,0 +1,278 @@
+package vrrp
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vipd/vipd/config"
+)
+
+// wire is an in-memory L2 segment: what one conn sends, every other conn on
+// the wire receives, with TTL 255, as multicast would deliver it.
+type wire struct {
+	mu    sync.Mutex
+	conns []*wireConn
+	cut   map[*wireConn]bool
+}
+
+type wireConn struct {
+	w      *wire
+	in     chan wirePkt
+	closed chan struct{}
+	once   sync.Once
+}
+
+type wirePkt struct {
+	b        []byte
+	src, dst netip.Addr
+}
+
+func (w *wire) open() *wireConn {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := &wireConn{w: w, in: make(chan wirePkt, 256), closed: make(chan struct{})}
+	w.conns = append(w.conns, c)
+	return c
+}
+
+func (w *wire) setCut(c *wireConn, cut bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cut == nil {
+		w.cut = map[*wireConn]bool{}
+	}
+	w.cut[c] = cut
+}
+
+func (c *wireConn) Send(b []byte, src, dst netip.Addr) error {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if c.w.cut[c] {
+		return nil
+	}
+	for _, o := range c.w.conns {
+		if o == c || c.w.cut[o] {
+			continue
+		}
+		select {
+		case o.in <- wirePkt{append([]byte(nil), b...), src, dst}:
+		default:
+		}
+	}
+	return nil
+}
+
+func (c *wireConn) Recv(buf []byte) ([]byte, RecvMeta, error) {
+	select {
+	case p := <-c.in:
+		n := copy(buf, p.b)
+		return buf[:n], RecvMeta{Src: p.src, Dst: p.dst, TTL: 255}, nil
+	case <-c.closed:
+		return nil, RecvMeta{}, net.ErrClosed
+	}
+}
+
+func (c *wireConn) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return nil
+}
+
+// fakePlane records which VIPs are held.
+type fakePlane struct {
+	mu        sync.Mutex
+	held      map[netip.Prefix]bool
+	announces int
+}
+
+func (p *fakePlane) AddAddrs(_ context.Context, _ string, vips []config.VIP) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held == nil {
+		p.held = map[netip.Prefix]bool{}
+	}
+	for _, v := range vips {
+		p.held[v.Prefix] = true
+	}
+	return nil
+}
+
+func (p *fakePlane) DelAddrs(_ context.Context, _ string, vips []config.VIP) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, v := range vips {
+		delete(p.held, v.Prefix)
+	}
+	return nil
+}
+
+func (p *fakePlane) AddRoutes(context.Context, string, []config.Route) error { return nil }
+func (p *fakePlane) DelRoutes(context.Context, string, []config.Route) error { return nil }
+func (p *fakePlane) Announce(context.Context, string, net.HardwareAddr, []config.VIP) error {
+	p.mu.Lock()
+	p.announces++
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *fakePlane) holds() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.held) > 0
+}
+
+type testNode struct {
+	inst   *Instance
+	plane  *fakePlane
+	conn   *wireConn
+	tr     *Transport
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startNode(t *testing.T, w *wire, addr string, prio int, mutate func(*config.Instance)) *testNode {
+	t.Helper()
+	ic := &config.Instance{
+		Name: "VI_1", Interface: "eth0", VRID: 51, Priority: prio, Version: 3,
+		AdvertInt: config.Duration(20 * time.Millisecond), State: config.StateBackup,
+		VIPs: []config.VIP{{Prefix: netip.MustParsePrefix("10.0.0.100/24")}},
+		Garp: config.Garp{MasterRepeat: 1},
+	}
+	if mutate != nil {
+		mutate(ic)
+	}
+	n := &testNode{plane: &fakePlane{}, conn: w.open(), done: make(chan struct{})}
+	n.tr = NewTransportWith(nil, nil, func(string, bool) (PacketConn, error) { return n.conn, nil })
+	n.inst = NewInstance(InstanceOptions{Config: ic, Primary: netip.MustParseAddr(addr), Plane: n.plane})
+	if err := n.tr.Attach(n.inst); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	go func() { defer close(n.done); n.inst.Run(ctx) }()
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *testNode) stop() {
+	n.cancel()
+	<-n.done
+	n.tr.Close()
+}
+
+func (n *testNode) state() State { return n.inst.Status().State }
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestRuntimeElectsHighestPriorityAndFailsOverOnStop(t *testing.T) {
+	w := &wire{}
+	a := startNode(t, w, "10.0.0.1", 100, nil)
+	b := startNode(t, w, "10.0.0.2", 200, nil)
+	eventually(t, "b MASTER, a BACKUP", func() bool {
+		return b.state() == StateMaster && a.state() == StateBackup && b.plane.holds() && !a.plane.holds()
+	})
+	if b.plane.announces == 0 {
+		t.Error("the new master sent no GARP round")
+	}
+	b.stop() // priority 0 + release
+	if b.plane.holds() {
+		t.Fatal("stopped master still holds its VIPs")
+	}
+	eventually(t, "a takes over", func() bool { return a.state() == StateMaster && a.plane.holds() })
+	if c := a.inst.Status().Cause; c != "master down timer expired" {
+		t.Errorf("cause %q", c)
+	}
+}
+
+func TestRuntimeBackupTakesOverWhenTheMasterFallsSilent(t *testing.T) {
+	w := &wire{}
+	a := startNode(t, w, "10.0.0.1", 100, nil)
+	b := startNode(t, w, "10.0.0.2", 200, nil)
+	eventually(t, "b MASTER", func() bool { return b.state() == StateMaster && a.state() == StateBackup })
+	w.setCut(b.conn, true) // b's adverts vanish (crash as seen from the wire)
+	eventually(t, "a MASTER", func() bool { return a.state() == StateMaster })
+	w.setCut(b.conn, false) // b is heard again and preempts
+	eventually(t, "a back to BACKUP", func() bool { return a.state() == StateBackup && !a.plane.holds() })
+}
+
+func TestRuntimePriorityChangeHandsOver(t *testing.T) {
+	w := &wire{}
+	a := startNode(t, w, "10.0.0.1", 150, nil)
+	b := startNode(t, w, "10.0.0.2", 100, nil)
+	eventually(t, "a MASTER", func() bool { return a.state() == StateMaster && b.state() == StateBackup })
+	if err := a.inst.SetPriority(context.Background(), 50); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b MASTER after a's priority fell", func() bool { return b.state() == StateMaster && a.state() == StateBackup })
+	if got := a.inst.Status().EffectivePriority; got != 50 {
+		t.Errorf("effective priority %d, want 50", got)
+	}
+}
+
+func TestRuntimeFaultReleasesAndRecovers(t *testing.T) {
+	w := &wire{}
+	a := startNode(t, w, "10.0.0.1", 150, nil)
+	eventually(t, "a MASTER", func() bool { return a.state() == StateMaster })
+	ctx := context.Background()
+	if err := a.inst.SetFault(ctx, true, "interface eth0 down"); err != nil {
+		t.Fatal(err)
+	}
+	if a.state() != StateFault || a.plane.holds() {
+		t.Fatalf("state %v holds %v after fault", a.state(), a.plane.holds())
+	}
+	if c := a.inst.Status().Cause; c != "interface eth0 down" {
+		t.Errorf("cause %q", c)
+	}
+	if err := a.inst.SetFault(ctx, false, ""); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a MASTER again", func() bool { return a.state() == StateMaster && a.plane.holds() })
+}
+
+func TestRuntimeDropsAdvertsWithWrongPassword(t *testing.T) {
+	w := &wire{}
+	withPass := func(p string) func(*config.Instance) {
+		return func(ic *config.Instance) {
+			ic.Version = 2
+			ic.AdvertInt = config.Duration(time.Second)
+			ic.Auth = &config.Auth{Type: "PASS", Pass: p}
+		}
+	}
+	a := startNode(t, w, "10.0.0.1", 100, withPass("right"))
+	b := startNode(t, w, "10.0.0.2", 200, withPass("wrong"))
+	_ = b
+	// Both end up MASTER: a never accepts b's adverts. a's drop counter
+	// says why.
+	eventually(t, "auth_pass drops counted", func() bool {
+		return a.tr.Drops().Snapshot()[DropAuthPass] > 0
+	})
+	if a.state() == StateBackup && a.inst.Status().Master == netip.MustParseAddr("10.0.0.2") {
+		t.Fatal("a accepted an advert with the wrong password")
+	}
+}
+
+func TestTransportRefusesTwoInstancesWithOneVRID(t *testing.T) {
+	w := &wire{}
+	n := startNode(t, w, "10.0.0.1", 100, nil)
+	other := NewInstance(InstanceOptions{Config: n.inst.Config(), Primary: netip.MustParseAddr("10.0.0.1"), Plane: &fakePlane{}})
+	err := n.tr.Attach(other)
+	if err == nil {
+		t.Fatal("second instance with VRID 51 on eth0 attached")
+	}
+	if !strings.Contains(err.Error(), "already used by instance VI_1") {
+		t.Fatalf("error %q does not name the instance holding the VRID", err)
+	}
+}
