@@ -1,0 +1,33 @@
+// Command vipd is a virtual-IP manager for Linux: a keepalived replacement
+// that speaks standard VRRP v2/v3 and reads keepalived.conf.
+//
+// This package only wires cobra commands to the packages that do the work
+// (config/loader, agent, api); see DESIGN.md 3.1 for the command contract.
+package main
+
+import (
+	"context"
+	"os"
+	"time"
+
+	"github.com/vipd/vipd/agent"
+	"github.com/vipd/vipd/config/loader"
+)
+
+// version is set at build time: go build -ldflags "-X main.version=1.2.3".
+var version = "dev"
+
+func main() {
+	os.Exit(execute(os.Args[1:], hostEnv()))
+}
+
+// hostEnv is the environment of the real binary.
+func hostEnv() *cliEnv {
+	return &cliEnv{
+		stdout:          os.Stdout,
+		stderr:          os.Stderr,
+		interfaceExists: loader.HostInterfaceExists,
+		runAgent:        func(ctx context.Context, o agent.Options) error { return agent.Run(ctx, o) },
+		now:             time.Now,
+	}
+}

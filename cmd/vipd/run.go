@@ -1,0 +1,137 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/vipd/vipd/agent"
+)
+
+func newRunCmd(env *cliEnv, v *viper.Viper) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run --config FILE",
+		Short: "Run the daemon (VRRP instances, VIPs, IPVS) in the foreground",
+		Long: `Run vipd in the foreground until SIGTERM or SIGINT, like keepalived -n -l.
+
+--config takes a keepalived.conf (any keepalived 2.x file, includes and all)
+or a vipd YAML file (.yaml/.yml). vipd then runs every vrrp_instance: it sends
+and answers VRRP adverts, adds the virtual_ipaddress addresses when MASTER and
+sends gratuitous ARP / unsolicited NA, runs notify_* scripts and track_script
+checks, and keeps the IPVS virtual_server pools in line with their health
+checks.
+
+Signals, as with keepalived:
+  SIGHUP            re-read --config and apply only the difference (vipd reload)
+  SIGTERM, SIGINT   stop: a MASTER sends a priority-0 advert so its BACKUP takes
+                    over at once, VIPs are removed, notify stop scripts run
+
+To run several vipd on one host (one per network namespace), give each its own
+--socket. Gossip (--gossip-bind, --join) and etcd (--etcd-endpoints) are
+optional: without them vipd behaves like keepalived.
+
+Every flag can be set from the environment as VIPD_<FLAG>: VIPD_CONFIG,
+VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
+		Example: `  # Drop-in for keepalived: same file, same behaviour
+  vipd run --config /etc/keepalived/keepalived.conf
+
+  # Log as JSON (for journald/Loki), debug level while testing a failover
+  vipd run --config /etc/keepalived/keepalived.conf --log-format json --log-level debug
+
+  # Second instance in a network namespace, with its own control socket
+  ip netns exec lb2 vipd run --config /etc/vipd/lb2.conf --socket /run/vipd/lb2.sock
+
+  # A fleet: gossip between nodes and etcd for live priority/maintenance changes
+  vipd run --config /etc/vipd/vipd.yaml --node-name lb1 \
+    --gossip-bind 10.0.0.11:7946 --join 10.0.0.12:7946,10.0.0.13:7946 \
+    --gossip-key-file /etc/vipd/gossip.key \
+    --etcd-endpoints http://10.0.0.5:2379 --etcd-prefix /vipd \
+    --metrics-listen 127.0.0.1:9650`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts, err := runOptions(v)
+			if err != nil {
+				return err
+			}
+			log, err := newLogger(env.stderr, v.GetString("log-format"), v.GetString("log-level"))
+			if err != nil {
+				return fail(exitUsage, "%v", err)
+			}
+			opts.Logger = log
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			log.Info("vipd starting", "version", version, "config", opts.ConfigPath, "socket", opts.SocketPath)
+			if err := env.runAgent(ctx, opts); err != nil {
+				return fail(exitFailure, "run: %v", err)
+			}
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.String("config", "", "keepalived.conf or vipd YAML (.yaml/.yml) file (env VIPD_CONFIG)")
+	fs.String("node-name", "", "this node's name in status, gossip and etcd (default: the hostname)")
+	addSocketFlag(fs)
+	fs.String("gossip-bind", "", "gossip listen address HOST:PORT, enables gossip (usual: 0.0.0.0:7946)")
+	fs.StringSlice("join", nil, "gossip peers HOST:PORT to join, comma-separated")
+	fs.String("gossip-key-file", "", "file holding the 32-byte gossip encryption key")
+	fs.StringSlice("etcd-endpoints", nil, "etcd endpoints URL, comma-separated; enables etcd overlays and arbitration")
+	fs.String("etcd-prefix", "/vipd", "key prefix in etcd")
+	fs.String("metrics-listen", "", "Prometheus /metrics listen address HOST:PORT (off when empty)")
+	fs.String("log-format", "text", "log format: text or json (logs go to stderr)")
+	fs.String("log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+// runOptions reads `vipd run`'s settings from flags and environment.
+func runOptions(v *viper.Viper) (agent.Options, error) {
+	path, err := requireConfig(v)
+	if err != nil {
+		return agent.Options{}, err
+	}
+	return agent.Options{
+		ConfigPath:    path,
+		NodeName:      v.GetString("node-name"),
+		SocketPath:    v.GetString("socket"),
+		GossipBind:    v.GetString("gossip-bind"),
+		Join:          splitList(v.GetStringSlice("join")),
+		GossipKeyFile: v.GetString("gossip-key-file"),
+		EtcdEndpoints: splitList(v.GetStringSlice("etcd-endpoints")),
+		EtcdPrefix:    v.GetString("etcd-prefix"),
+		MetricsListen: v.GetString("metrics-listen"),
+	}, nil
+}
+
+// splitList flattens comma- and space-separated list values: flags arrive
+// split already, VIPD_JOIN="a:1,b:2" from the environment does not.
+func splitList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// newLogger builds the daemon's logger on w.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	hopts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+}

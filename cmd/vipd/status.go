@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/vipd/vipd/api"
+)
+
+// clientTimeout bounds a status request; reloadTimeout a reload, which may
+// run scripts and touch many addresses.
+const (
+	clientTimeout = 10 * time.Second
+	reloadTimeout = time.Minute
+)
+
+func newStatusCmd(env *cliEnv, v *viper.Viper) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status [-o table|json]",
+		Short: "Show the state of every vrrp_instance on this node",
+		Long: `Ask the running vipd, over its control socket, for the state of each
+vrrp_instance: what keepalived only tells you in syslog lines and
+/tmp/keepalived.data dumps.
+
+Columns (-o table, the default):
+  NAME    vrrp_instance name        VRID    virtual_router_id
+  IF      interface                 STATE   INIT, BACKUP, MASTER, FAULT or STOP
+  PRIO    configured priority       EFF     effective priority, after track_script
+                                            and track_interface weights
+  VIPS    virtual_ipaddress list    MASTER  address of the master seen on the wire
+  SINCE   time in this state        CAUSE   why the last transition happened
+
+-o json prints the same as a stable JSON document for scripts and monitoring:
+  {"node": NAME, "instances": [{"name", "vrid", "interface", "state",
+   "priority", "effective_priority", "vips": [...], "master", "since" (RFC 3339),
+   "cause"}]}
+
+--fleet (every node of the gossip cluster) needs gossip, not implemented yet.`,
+		Example: `  # Who is MASTER here, and since when
+  vipd status
+
+  # The instances that are not where you expect, for a check script
+  vipd status -o json | jq -r '.instances[] | select(.state != "MASTER") | .name'
+
+  # The vipd running in network namespace lb2
+  vipd status --socket /run/vipd/lb2.sock`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if v.GetBool("fleet") {
+				return fail(exitUsage, "status --fleet: fleet view needs gossip (not yet implemented)")
+			}
+			output := v.GetString("output")
+			if output != "table" && output != "json" {
+				return fail(exitUsage, "-o %q: want table or json", output)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), clientTimeout)
+			defer cancel()
+			st, err := api.NewClient(v.GetString("socket")).Status(ctx)
+			if err != nil {
+				return fail(exitFailure, "%v", err)
+			}
+			if output == "json" {
+				err = renderStatusJSON(env.stdout, st)
+			} else {
+				err = renderStatusTable(env.stdout, st, env.now())
+			}
+			if err != nil {
+				return fail(exitFailure, "status: write: %v", err)
+			}
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringP("output", "o", "table", "output format: table or json")
+	fs.Bool("fleet", false, "show every node of the gossip cluster (needs gossip; not yet implemented)")
+	addSocketFlag(fs)
+	return cmd
+}
+
+// renderStatusTable writes st as an aligned table; ages are relative to now.
+func renderStatusTable(w io.Writer, st api.Status, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tVRID\tIF\tSTATE\tPRIO\tEFF\tVIPS\tMASTER\tSINCE\tCAUSE")
+	for _, in := range st.Instances {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n",
+			dash(in.Name), in.VRID, dash(in.Interface), dash(in.State),
+			in.Priority, in.EffectivePriority,
+			dash(strings.Join(in.VIPs, ",")), dash(in.Master),
+			age(in.Since, now), dash(in.Cause))
+	}
+	return tw.Flush()
+}
+
+// renderStatusJSON writes st as the contract JSON, 2-space indented.
+func renderStatusJSON(w io.Writer, st api.Status) error {
+	if st.Instances == nil {
+		st.Instances = []api.InstanceStatus{}
+	}
+	insts := make([]api.InstanceStatus, len(st.Instances))
+	for i, in := range st.Instances {
+		if in.VIPs == nil {
+			in.VIPs = []string{}
+		}
+		insts[i] = in
+	}
+	st.Instances = insts
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// age renders how long ago t was, compactly: 42s, 3m12s, 5h07m, 2d03h.
+func age(t, now time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	if d < 0 {
+		d = 0 // clock skew between the daemon and us
+	}
+	s := int64(d / time.Second)
+	switch {
+	case s < 60:
+		return strconv.FormatInt(s, 10) + "s"
+	case s < 3600:
+		return fmt.Sprintf("%dm%02ds", s/60, s%60)
+	case s < 86400:
+		return fmt.Sprintf("%dh%02dm", s/3600, s%3600/60)
+	default:
+		return fmt.Sprintf("%dd%02dh", s/86400, s%86400/3600)
+	}
+}
