@@ -46,6 +46,9 @@ func vipd(t *testing.T, args ...string) (result, *agent.Options) {
 		interfaceExists: func(name string) bool { return name == "eth0" || name == "eth1" },
 		runAgent: func(_ context.Context, o agent.Options) error {
 			got = &o
+			if o.Logger != nil {
+				o.Logger.Info("agent says hello")
+			}
 			return nil
 		},
 		now: func() time.Time { return testNow },
@@ -393,7 +396,7 @@ func TestRunPassesFlagsAndEnvironmentToTheAgent(t *testing.T) {
 	if diff := cmp.Diff(want, *got); diff != "" {
 		t.Errorf("agent options (-want +got):\n%s", diff)
 	}
-	if !strings.Contains(r.stderr, `"msg":"vipd starting"`) {
+	if !strings.Contains(r.stderr, `"msg":"agent says hello"`) {
 		t.Errorf("--log-format json did not log JSON on stderr: %q", r.stderr)
 	}
 }

@@ -66,7 +66,7 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 			opts.Logger = log
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			log.Info("vipd starting", "version", version, "config", opts.ConfigPath, "socket", opts.SocketPath)
+			log.Debug("vipd version", "version", version)
 			if err := env.runAgent(ctx, opts); err != nil {
 				return fail(exitFailure, "run: %v", err)
 			}
