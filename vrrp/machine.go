@@ -198,7 +198,9 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 		return m.shutdown()
 	case EvForceBackup:
 		if m.state == StateMaster {
-			acts := []Action{{Kind: ActSendAdvert, Priority: PriorityStop}}
+			// keepalived vrrp_sync_backup: leave MASTER quietly (no
+			// priority 0), dropping the VIPs.
+			acts := []Action{{Kind: ActRelease}}
 			return append(acts, m.toBackup(now, m.MasterDownInterval(), ev.Cause)...)
 		}
 	}
@@ -300,6 +302,11 @@ func (m *Machine) masterAdvert(now time.Time, ev Event) []Action {
 		return []Action{{Kind: ActSendAdvert, Priority: m.p.Priority}}
 	}
 	cmp := ev.From.Compare(m.p.Primary)
+	if ev.Priority == m.p.Priority && cmp == 0 {
+		// Our own address at our own priority (a looped-back advert or an
+		// address conflict): answering it would loop; keepalived ignores it.
+		return nil
+	}
 	if ev.Priority > m.p.Priority || (ev.Priority == m.p.Priority && cmp > 0) {
 		if m.p.Version == 3 && ev.Interval > 0 {
 			m.masterAdverInt = ev.Interval
@@ -319,10 +326,22 @@ func (m *Machine) masterAdvert(now time.Time, ev Event) []Action {
 }
 
 func (m *Machine) priority(now time.Time, p uint8) []Action {
+	if p == PriorityStop {
+		p = 1 // 0 on the wire means "leaving"; keepalived clamps to 1
+	}
 	if p == m.p.Priority {
 		return nil
 	}
+	oldSkew := m.SkewTime()
 	m.p.Priority = p
+	if m.state == StateBackup && !m.downAt.IsZero() {
+		// keepalived vrrp_set_effective_priority: the running down timer
+		// moves by the change in Skew_Time.
+		m.downAt = m.downAt.Add(m.SkewTime() - oldSkew)
+		if m.downAt.Before(now) {
+			m.downAt = now
+		}
+	}
 	if m.state == StateMaster {
 		// Advertise the change at once; a peer with a higher priority
 		// now will preempt us (or, nopreempt peers, keep serving us).
