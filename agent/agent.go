@@ -7,15 +7,36 @@ package agent
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"reflect"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vipd/vipd/api"
+	"github.com/vipd/vipd/config"
+	"github.com/vipd/vipd/config/loader"
+	"github.com/vipd/vipd/vip"
+	"github.com/vipd/vipd/vrrp"
 )
+
+// DefaultSocketPath is where the control socket lives unless --socket says
+// otherwise.
+const DefaultSocketPath = api.DefaultSocketPath
+
+// ShutdownBudget bounds the graceful shutdown (DESIGN.md 3.1: within 2 s).
+const ShutdownBudget = 1500 * time.Millisecond
 
 // Options are the settings of one vipd process (DESIGN.md 3.1, `vipd run`).
 type Options struct {
 	ConfigPath    string
 	NodeName      string // default: hostname
-	SocketPath    string // control socket; default /run/vipd/vipd.sock
+	SocketPath    string // control socket; default DefaultSocketPath
 	GossipBind    string
 	Join          []string
 	GossipKeyFile string
@@ -25,9 +46,345 @@ type Options struct {
 	Logger        *slog.Logger
 }
 
+// Agent is one running vipd node.
+type Agent struct {
+	opts      Options
+	log       *slog.Logger
+	plane     vrrp.AddressPlane
+	transport *vrrp.Transport
+
+	// reloadMu serialises reloads (SIGHUP and API) against each other.
+	reloadMu sync.Mutex
+
+	mu        sync.Mutex // guards running and model
+	model     *config.Model
+	running   map[string]*runningInstance
+	runCtx    context.Context
+	instances sync.WaitGroup
+}
+
+type runningInstance struct {
+	inst   *vrrp.Instance
+	cfg    *config.Instance
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    string    // set when the instance could not start (status shows FAULT)
+	since  time.Time // when it was started
+}
+
 // Run runs the daemon until ctx is cancelled (SIGTERM/SIGINT), then shuts
 // down gracefully: masters send priority 0, VIPs are removed, notify stop runs.
-// Reload requests arrive through the control socket or Reload.
+// Reload requests arrive through SIGHUP and the control socket.
 func Run(ctx context.Context, opts Options) error {
-	return errors.New("agent: runtime not implemented yet")
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.SocketPath == "" {
+		opts.SocketPath = DefaultSocketPath
+	}
+	if opts.NodeName == "" {
+		opts.NodeName, _ = os.Hostname()
+	}
+	log := opts.Logger
+	model, err := load(opts.ConfigPath, log)
+	if err != nil {
+		return err
+	}
+	plane, err := vip.NewNetlink(log)
+	if err != nil {
+		return fmt.Errorf("vip plane: %w", err)
+	}
+	defer plane.Close()
+	a := &Agent{
+		opts:      opts,
+		log:       log,
+		plane:     plane,
+		transport: vrrp.NewTransport(log, &vrrp.DropCounters{}),
+		running:   map[string]*runningInstance{},
+	}
+	return a.run(ctx, model)
+}
+
+func load(path string, log *slog.Logger) (*config.Model, error) {
+	m, diags := loader.Load(path, loader.Options{InterfaceExists: loader.HostInterfaceExists})
+	for _, d := range diags.Warnings() {
+		log.Warn("config: " + d.String())
+	}
+	if err := diags.Err(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (a *Agent) run(ctx context.Context, model *config.Model) error {
+	runCtx, stopInstances := context.WithCancel(context.Background())
+	defer stopInstances()
+	a.runCtx = runCtx
+
+	srv := api.NewServer(a, a.log)
+	srvCtx, stopSrv := context.WithCancel(context.Background())
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve(srvCtx, a.opts.SocketPath) }()
+	// A second vipd on the same socket must not start: give Serve a moment
+	// to refuse before we touch any address.
+	select {
+	case err := <-srvErr:
+		stopSrv()
+		if err != nil {
+			return fmt.Errorf("control socket: %w", err)
+		}
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	a.log.Info("vipd starting", "node", a.opts.NodeName, "config", a.opts.ConfigPath,
+		"instances", len(model.Instances), "socket", a.opts.SocketPath)
+	a.apply(model)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			a.shutdown(stopInstances)
+			stopSrv()
+			<-srvErr
+			return nil
+		case <-hup:
+			a.log.Info("SIGHUP: reloading configuration", "config", a.opts.ConfigPath)
+			if err := a.Reload(ctx); err != nil {
+				a.log.Error("reload rejected, running configuration unchanged", "err", err)
+			}
+		case err := <-srvErr:
+			if err != nil {
+				a.log.Error("control socket stopped", "err", err)
+			}
+			srvErr = nil
+		}
+	}
+}
+
+func (a *Agent) shutdown(stopInstances context.CancelFunc) {
+	a.log.Info("shutting down: releasing VIPs")
+	stopInstances()
+	done := make(chan struct{})
+	go func() { a.instances.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(ShutdownBudget):
+		a.log.Warn("shutdown budget exceeded; some instances did not finish releasing")
+	}
+	a.mu.Lock()
+	for name, ri := range a.running {
+		if ri.inst != nil {
+			a.transport.Detach(ri.inst)
+		}
+		delete(a.running, name)
+	}
+	a.mu.Unlock()
+	a.transport.Close()
+	a.log.Info("vipd stopped")
+}
+
+// Reload re-reads the configuration file and applies only the difference.
+func (a *Agent) Reload(ctx context.Context) error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	m, err := load(a.opts.ConfigPath, a.log)
+	if err != nil {
+		return err
+	}
+	a.apply(m)
+	return nil
+}
+
+// apply diffs m against the running model and touches only what changed.
+func (a *Agent) apply(m *config.Model) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	want := map[string]*config.Instance{}
+	for _, ic := range m.Instances {
+		want[ic.Name] = ic
+	}
+	var stopped []*runningInstance
+	for name, ri := range a.running {
+		nc, ok := want[name]
+		switch {
+		case !ok:
+			a.log.Info("instance removed by configuration", "instance", name)
+			stopped = append(stopped, ri)
+			delete(a.running, name)
+		case sameInstance(ri.cfg, nc):
+			ri.cfg = nc // positions may have moved
+		case ri.inst != nil && onlyPriorityDiffers(ri.cfg, nc):
+			a.log.Info("instance priority changed by configuration", "instance", name, "from", ri.cfg.Priority, "to", nc.Priority)
+			if err := ri.inst.SetPriority(a.runCtx, nc.Priority); err != nil {
+				a.log.Error("cannot change priority", "instance", name, "err", err)
+			}
+			ri.cfg = nc
+		default:
+			a.log.Info("instance changed by configuration: restarting it", "instance", name)
+			stopped = append(stopped, ri)
+			delete(a.running, name)
+		}
+	}
+	for _, ri := range stopped {
+		a.stopInstance(ri)
+	}
+	for _, ic := range m.Instances {
+		if _, ok := a.running[ic.Name]; !ok {
+			a.running[ic.Name] = a.startInstance(ic)
+		}
+	}
+	a.model = m
+}
+
+func (a *Agent) stopInstance(ri *runningInstance) {
+	if ri.inst == nil {
+		return
+	}
+	ri.cancel()
+	select {
+	case <-ri.done:
+	case <-time.After(ShutdownBudget):
+		a.log.Warn("instance did not stop in time", "instance", ri.cfg.Name)
+	}
+	a.transport.Detach(ri.inst)
+}
+
+func (a *Agent) startInstance(ic *config.Instance) *runningInstance {
+	ri := &runningInstance{cfg: ic, done: make(chan struct{}), since: time.Now()}
+	log := a.log
+	primary, err := primaryAddr(ic)
+	if err != nil {
+		ri.err = err.Error()
+		log.Error("instance cannot start: FAULT", "instance", ic.Name, "err", err)
+		return ri
+	}
+	inst := vrrp.NewInstance(vrrp.InstanceOptions{
+		Config:  ic,
+		Primary: primary,
+		Plane:   a.plane,
+		Log:     log,
+	})
+	if err := a.transport.Attach(inst); err != nil {
+		ri.err = err.Error()
+		log.Error("instance cannot open its VRRP socket: FAULT", "instance", ic.Name, "interface", ic.Interface, "err", err)
+		return ri
+	}
+	ctx, cancel := context.WithCancel(a.runCtx)
+	ri.inst, ri.cancel = inst, cancel
+	a.instances.Add(1)
+	go func() {
+		defer a.instances.Done()
+		defer close(ri.done)
+		inst.Run(ctx)
+	}()
+	return ri
+}
+
+func primaryAddr(ic *config.Instance) (netip.Addr, error) {
+	if ic.UnicastSrcIP.IsValid() {
+		return ic.UnicastSrcIP, nil
+	}
+	if ic.McastSrcIP.IsValid() {
+		return ic.McastSrcIP, nil
+	}
+	a, err := vrrp.PrimaryAddr(ic.Interface, ic.IsIPv6())
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("source address for %s: %w", ic.Interface, err)
+	}
+	return a, nil
+}
+
+// sameInstance compares two instance configurations ignoring positions.
+func sameInstance(a, b *config.Instance) bool {
+	return reflect.DeepEqual(stripPos(*a), stripPos(*b))
+}
+
+func onlyPriorityDiffers(a, b *config.Instance) bool {
+	x, y := stripPos(*a), stripPos(*b)
+	y.Priority = x.Priority
+	return reflect.DeepEqual(x, y)
+}
+
+func stripPos(ic config.Instance) config.Instance {
+	ic.Pos = config.Pos{}
+	ic.VIPs = stripVIPs(ic.VIPs)
+	ic.ExcludedVIPs = stripVIPs(ic.ExcludedVIPs)
+	if ic.Routes != nil {
+		rs := make([]config.Route, len(ic.Routes))
+		for i, r := range ic.Routes {
+			r.Pos = config.Pos{}
+			rs[i] = r
+		}
+		ic.Routes = rs
+	}
+	ic.TrackScripts = stripTracks(ic.TrackScripts)
+	ic.TrackInterfaces = stripTracks(ic.TrackInterfaces)
+	ic.TrackFiles = stripTracks(ic.TrackFiles)
+	return ic
+}
+
+func stripVIPs(vs []config.VIP) []config.VIP {
+	if vs == nil {
+		return nil
+	}
+	out := make([]config.VIP, len(vs))
+	for i, v := range vs {
+		v.Pos = config.Pos{}
+		out[i] = v
+	}
+	return out
+}
+
+func stripTracks(ts []config.Track) []config.Track {
+	if ts == nil {
+		return nil
+	}
+	out := make([]config.Track, len(ts))
+	for i, t := range ts {
+		t.Pos = config.Pos{}
+		out[i] = t
+	}
+	return out
+}
+
+// Status returns the node's status for the API.
+func (a *Agent) Status() api.Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := api.Status{Node: a.opts.NodeName, Instances: []api.InstanceStatus{}}
+	for _, ri := range a.running {
+		st.Instances = append(st.Instances, instanceStatus(ri))
+	}
+	sort.Slice(st.Instances, func(i, j int) bool { return st.Instances[i].Name < st.Instances[j].Name })
+	return st
+}
+
+func instanceStatus(ri *runningInstance) api.InstanceStatus {
+	if ri.inst == nil {
+		s := api.InstanceStatus{
+			Name: ri.cfg.Name, VRID: ri.cfg.VRID, Interface: ri.cfg.Interface, State: "FAULT",
+			Priority: ri.cfg.Priority, EffectivePriority: ri.cfg.Priority, VIPs: []string{},
+			Cause: ri.err, Version: ri.cfg.Version, Since: ri.since,
+		}
+		for _, v := range ri.cfg.VIPs {
+			s.VIPs = append(s.VIPs, v.Prefix.String())
+		}
+		return s
+	}
+	vs := ri.inst.Status()
+	s := api.InstanceStatus{
+		Name: vs.Name, VRID: vs.VRID, Interface: vs.Interface, State: vs.State.String(),
+		Priority: vs.Priority, EffectivePriority: vs.EffectivePriority, VIPs: []string{},
+		Since: vs.Since, Cause: vs.Cause, Version: vs.Version,
+	}
+	if vs.Master.IsValid() {
+		s.Master = vs.Master.String()
+	}
+	for _, p := range vs.VIPs {
+		s.VIPs = append(s.VIPs, p.String())
+	}
+	return s
 }

@@ -32,8 +32,10 @@ type Diagnostic struct {
 // "warning: " in front of the message for warnings.
 func (d Diagnostic) String() string {
 	var b strings.Builder
-	if d.Pos.File != "" {
+	if d.Pos.File != "" && d.Pos.Line > 0 {
 		fmt.Fprintf(&b, "%s:%d: ", d.Pos.File, d.Pos.Line)
+	} else if d.Pos.File != "" {
+		fmt.Fprintf(&b, "%s: ", d.Pos.File)
 	} else if d.Pos.Line > 0 {
 		fmt.Fprintf(&b, "line %d: ", d.Pos.Line)
 	}

@@ -224,8 +224,13 @@ func (i *Instance) do(ctx context.Context, fn func(now time.Time) []Action) erro
 	}
 }
 
-// SetPriority changes the effective priority (tracking, etcd overrides).
+// SetPriority changes the effective priority (tracking, etcd overrides). As
+// in keepalived, a tracked priority stays within 1..254; 255 is only for an
+// address owner's configured priority.
 func (i *Instance) SetPriority(ctx context.Context, p int) error {
+	if p != PriorityOwner || i.cfg.Priority != PriorityOwner {
+		p = min(max(p, 1), 254)
+	}
 	return i.do(ctx, func(now time.Time) []Action {
 		i.mu.Lock()
 		i.status.EffectivePriority = p
