@@ -1,0 +1,478 @@
+package keepalived
+
+import (
+	"math"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/vipd/vipd/config"
+)
+
+func (p *parser) instance(n *node) {
+	name, ok := p.name(n)
+	if !ok || !p.needBlock(n) {
+		return
+	}
+	in := &config.Instance{Pos: n.pos, Name: name}
+	p.m.Instances = append(p.m.Instances, in)
+	garp := &in.Garp
+	p.walk(n, "vrrp_instance", handlers{
+		"state": func(c *node) {
+			s, ok := p.arg(c)
+			if !ok {
+				return
+			}
+			switch s {
+			case config.StateMaster, config.StateBackup:
+				in.State = s
+			default:
+				p.errorf(c, "state %s: must be MASTER or BACKUP", s)
+			}
+		},
+		"interface":         func(c *node) { p.setString(c, &in.Interface) },
+		"virtual_router_id": func(c *node) { p.setInt(c, &in.VRID, 1, 255) },
+		"priority":          func(c *node) { p.setInt(c, &in.Priority, 1, 255) },
+		"advert_int": func(c *node) {
+			d, ok := p.secondsArg(c)
+			if !ok {
+				return
+			}
+			if d <= 0 {
+				p.errorf(c, "advert_int %s: must be more than 0", c.args()[0].text)
+				return
+			}
+			in.AdvertInt = d
+		},
+		"version":       func(c *node) { p.setInt(c, &in.Version, 2, 3) },
+		"nopreempt":     func(c *node) { in.NoPreempt = p.flagArg(c) },
+		"preempt":       func(c *node) { in.NoPreempt = !p.flagArg(c) },
+		"preempt_delay": func(c *node) { p.setSeconds(c, &in.PreemptDelay) },
+		"authentication": func(c *node) {
+			p.authentication(c, in)
+		},
+		"virtual_ipaddress": func(c *node) {
+			in.VIPs = append(in.VIPs, p.vips(c)...)
+		},
+		"virtual_ipaddress_excluded": func(c *node) {
+			in.ExcludedVIPs = append(in.ExcludedVIPs, p.vips(c)...)
+		},
+		"virtual_routes": func(c *node) {
+			for _, l := range p.valueBlock(c) {
+				if r, ok := p.route(l); ok {
+					in.Routes = append(in.Routes, r)
+				}
+			}
+		},
+		"mcast_src_ip": func(c *node) {
+			if a, ok := p.addrArg(c); ok {
+				in.McastSrcIP = a
+			}
+		},
+		"unicast_src_ip": func(c *node) {
+			if a, ok := p.addrArg(c); ok {
+				in.UnicastSrcIP = a
+			}
+		},
+		"unicast_peer": func(c *node) {
+			for _, l := range p.valueBlock(c) {
+				a, ok := p.addrValue(l, "unicast_peer", l.words[0].text)
+				if !ok {
+					continue
+				}
+				in.UnicastPeers = append(in.UnicastPeers, a)
+				if rest := l.words[1:]; len(rest) > 0 {
+					if rest[0].text == "min_ttl" || rest[0].text == "max_ttl" {
+						p.warnf(l, "unicast_peer option %s is not implemented by vipd", rest[0].text)
+					} else {
+						p.errorf(l, "unicast_peer %s: unknown option %s (one address per line)", a, rest[0].text)
+					}
+				}
+			}
+		},
+		"check_unicast_src":    func(c *node) { in.CheckUnicastSrc = p.flagArg(c) },
+		"old_unicast_checksum": func(c *node) { in.OldUnicastChecksum = p.oldUnicastChecksum(c) },
+		"native_ipv6":          func(c *node) { in.NativeIPv6 = p.flagArg(c) },
+		"track_script": func(c *node) {
+			in.TrackScripts = append(in.TrackScripts, p.tracks(c, -253, 253)...)
+		},
+		"track_interface": func(c *node) {
+			in.TrackInterfaces = append(in.TrackInterfaces, p.tracks(c, -253, 253)...)
+		},
+		"track_file": func(c *node) {
+			in.TrackFiles = append(in.TrackFiles, p.tracks(c, -254, 254)...)
+		},
+		"dont_track_primary":         func(c *node) { in.DontTrackPrimary = p.flagArg(c) },
+		"notify_master":              func(c *node) { p.setCommand(c, &in.Notify.Master) },
+		"notify_backup":              func(c *node) { p.setCommand(c, &in.Notify.Backup) },
+		"notify_fault":               func(c *node) { p.setCommand(c, &in.Notify.Fault) },
+		"notify_stop":                func(c *node) { p.setCommand(c, &in.Notify.Stop) },
+		"notify":                     func(c *node) { p.setCommand(c, &in.Notify.Generic) },
+		"garp_master_delay":          func(c *node) { p.setSeconds(c, &garp.MasterDelay) },
+		"garp_master_repeat":         func(c *node) { p.setInt(c, &garp.MasterRepeat, 1, math.MaxInt32) },
+		"garp_master_refresh":        func(c *node) { p.setSeconds(c, &garp.MasterRefresh) },
+		"garp_master_refresh_repeat": func(c *node) { p.setInt(c, &garp.MasterRefreshRepeat, 1, math.MaxInt32) },
+		"garp_lower_prio_delay":      func(c *node) { p.setSeconds(c, &garp.LowerPrioDelay) },
+		"garp_lower_prio_repeat":     func(c *node) { p.setInt(c, &garp.LowerPrioRepeat, 1, math.MaxInt32) },
+		"use_vmac": func(c *node) {
+			in.UseVMAC = true
+			for _, a := range c.args() {
+				if strings.Contains(a.text, ":") {
+					p.warnf(c, "use_vmac: a MAC address (%s) is not implemented by vipd", a.text)
+					continue
+				}
+				if len(a.text) > 15 {
+					p.errorf(c, "use_vmac %s: interface name longer than 15 characters", a.text)
+					continue
+				}
+				in.VMACName = a.text
+			}
+		},
+		"vmac_xmit_base": func(c *node) { in.VMACXmitBase = p.flagArg(c) },
+		"accept":         func(c *node) { in.NoAccept = !p.flagArg(c) },
+		"no_accept":      func(c *node) { in.NoAccept = p.flagArg(c) },
+		"strict_mode":    func(c *node) { in.StrictMode = p.flagArg(c) },
+	}, notImplInstance)
+}
+
+// oldUnicastChecksum reads "old_unicast_checksum [never]".
+func (p *parser) oldUnicastChecksum(c *node) bool {
+	if a := c.args(); len(a) > 0 && a[0].text == "never" {
+		return false
+	}
+	return p.flagArg(c)
+}
+
+// authentication reads "authentication { auth_type PASS|AH auth_pass X }".
+// keepalived reads one keyword per line; a line holding both keywords
+// ("auth_type PASS auth_pass 1111") is accepted with a portability warning,
+// since keepalived ignores what follows auth_type's value.
+func (p *parser) authentication(n *node, in *config.Instance) {
+	if !p.needBlock(n) {
+		return
+	}
+	if in.Auth == nil {
+		in.Auth = &config.Auth{}
+	}
+	auth := in.Auth
+	h := handlers{}
+	h["auth_type"] = func(c *node) {
+		a := c.args()
+		if len(a) == 0 {
+			p.errorf(c, "auth_type: missing value")
+			return
+		}
+		switch a[0].text {
+		case "PASS", "AH":
+			auth.Type = a[0].text
+		default:
+			p.errorf(c, "auth_type %s: must be PASS or AH", a[0].text)
+		}
+		p.authRest(c, a[1:], h)
+	}
+	h["auth_pass"] = func(c *node) {
+		a := c.args()
+		if len(a) == 0 {
+			p.errorf(c, "auth_pass: missing value")
+			return
+		}
+		pass := a[0].text
+		if len(pass) > 8 {
+			p.warnf(c, "auth_pass: longer than 8 characters, truncated to %q as keepalived does", pass[:8])
+			pass = pass[:8]
+		}
+		auth.Pass = pass
+		p.authRest(c, a[1:], h)
+	}
+	p.walk(n, "authentication", h, nil)
+}
+
+// authRest handles words after an authentication keyword's value: another
+// authentication keyword is read (with a warning), anything else ignored.
+func (p *parser) authRest(c *node, rest []word, h handlers) {
+	if len(rest) == 0 {
+		return
+	}
+	if f, ok := h[rest[0].text]; ok {
+		p.warnf(c, "%s on the same line as %s: vipd reads it, keepalived ignores it; put it on its own line", rest[0].text, c.kw())
+		f(&node{pos: c.pos, words: rest})
+		return
+	}
+	p.warnf(c, "%s: extra words ignored: %s", c.kw(), joinRaw(rest))
+}
+
+// vipOptsNotImpl are virtual_ipaddress options vipd accepts but ignores,
+// with the number of values each takes.
+var vipOptsNotImpl = map[string]int{
+	"peer": 1, "home": 0, "-nodad": 0, "mngtmpaddr": 0, "noprefixroute": 0,
+	"autojoin": 0, "no_track": 0, "preferred_lft": 1, "use_vmac": 0, "track_group": 1,
+}
+
+// vips reads the lines of a virtual_ipaddress block:
+// <ip>[/len] [brd X] [dev IF] [scope S] [label L].
+func (p *parser) vips(n *node) []config.VIP {
+	var out []config.VIP
+	for _, l := range p.valueBlock(n) {
+		if v, ok := p.vip(n.kw(), l); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func (p *parser) vip(kw string, l *node) (config.VIP, bool) {
+	first := l.words[0].text
+	pfx, err := parsePrefix(first)
+	if err != nil {
+		p.errorf(l, "%s %s: not an IP address", kw, first)
+		return config.VIP{}, false
+	}
+	v := config.VIP{Pos: l.pos, Prefix: pfx}
+	ok := true
+	w := l.words[1:]
+	for len(w) > 0 {
+		opt := w[0].text
+		needVal := func() (string, bool) {
+			if len(w) < 2 {
+				p.errorf(l, "%s %s: %s without value", kw, first, opt)
+				ok = false
+				w = nil
+				return "", false
+			}
+			val := w[1].text
+			w = w[2:]
+			return val, true
+		}
+		switch opt {
+		case "dev":
+			if val, got := needVal(); got {
+				v.Dev = val
+			}
+		case "scope":
+			if val, got := needVal(); got {
+				if s, good := scopeName(val); good {
+					v.Scope = s
+				} else {
+					p.errorf(l, "%s %s: scope %s: must be global, site, link, host or nowhere", kw, first, val)
+					ok = false
+				}
+			}
+		case "brd", "broadcast":
+			if val, got := needVal(); got {
+				switch val {
+				case "-":
+				case "+":
+					p.warnf(l, "%s %s: brd + is not implemented by vipd", kw, first)
+				default:
+					a, err := parseAddr(val)
+					if err != nil || !a.Is4() {
+						p.errorf(l, "%s %s: brd %s: not an IPv4 address", kw, first, val)
+						ok = false
+						continue
+					}
+					v.Brd = a
+				}
+			}
+		case "label":
+			if val, got := needVal(); got {
+				v.Label = val
+			}
+		default:
+			if nargs, known := vipOptsNotImpl[opt]; known {
+				p.warnf(l, "%s %s: option %s is not implemented by vipd", kw, first, opt)
+				if len(w) < 1+nargs {
+					w = nil
+				} else {
+					w = w[1+nargs:]
+				}
+				continue
+			}
+			if _, err := parsePrefix(opt); err == nil {
+				p.errorf(l, "%s %s: unexpected %s (one address per line)", kw, first, opt)
+			} else {
+				p.errorf(l, "%s %s: unknown option %s", kw, first, opt)
+			}
+			ok = false
+			w = nil
+		}
+	}
+	return v, ok
+}
+
+// scopeName normalises an address/route scope (name or number).
+func scopeName(s string) (string, bool) {
+	switch s {
+	case "global", "universe", "0":
+		return "global", true
+	case "site", "200":
+		return "site", true
+	case "link", "253":
+		return "link", true
+	case "host", "254":
+		return "host", true
+	case "nowhere", "255":
+		return "nowhere", true
+	}
+	return "", false
+}
+
+// Route options vipd does not implement, with the number of values each takes.
+var routeOptsNotImpl = map[string]int{
+	"tos": 1, "dsfield": 1, "protocol": 1, "expires": 1, "mtu": 1, "hoplimit": 1,
+	"advmss": 1, "rtt": 1, "rttvar": 1, "reordering": 1, "window": 1, "cwnd": 1,
+	"ssthresh": 1, "realms": 1, "rto_min": 1, "initcwnd": 1, "initrwnd": 1,
+	"features": 1, "quickack": 1, "congctl": 1, "pref": 1, "ttl-propagate": 1,
+	"as": 1, "from": 1, "vrf": 1, "track_group": 1,
+	"fastopen_no_cookie": 0, "no_track": 0, "add": 0, "prepend": 0, "append": 0,
+}
+
+// routeTypes are the route types that may precede the destination.
+var routeTypes = wordSet("unicast blackhole unreachable prohibit local broadcast throw nat anycast multicast")
+
+// route reads one virtual_routes line:
+// [src X] [to] [TYPE] DST [via|gw Y] [dev IF] [metric N] [table N] [scope S] [onlink].
+func (p *parser) route(l *node) (config.Route, bool) {
+	r := config.Route{Pos: l.pos, RawSource: l.line()}
+	w := l.words
+	ok := true
+	bad := func(format string, args ...any) {
+		p.errorf(l, "virtual_routes %s: "+format, append([]any{r.RawSource}, args...)...)
+		ok = false
+		w = nil
+	}
+	val := func(opt string) (string, bool) {
+		if len(w) < 2 {
+			bad("%s without value", opt)
+			return "", false
+		}
+		v := w[1].text
+		w = w[2:]
+		return v, true
+	}
+	for len(w) > 0 {
+		opt := w[0].text
+		switch opt {
+		case "inet", "inet6":
+			w = w[1:]
+		case "src":
+			if v, got := val(opt); got {
+				a, err := parseAddr(v)
+				if err != nil {
+					bad("src %s: not an IP address", v)
+					continue
+				}
+				r.Src = a
+			}
+		case "via", "gw":
+			if len(w) > 1 && (w[1].text == "inet" || w[1].text == "inet6") {
+				w = w[1:]
+			}
+			if v, got := val(opt); got {
+				a, err := parseAddr(v)
+				if err != nil {
+					bad("%s %s: not an IP address", opt, v)
+					continue
+				}
+				r.Via = a
+			}
+		case "dev", "oif":
+			if v, got := val(opt); got {
+				r.Dev = v
+			}
+		case "metric", "priority", "preference":
+			if v, got := val(opt); got {
+				n, err := strconv.ParseUint(v, 10, 32)
+				if err != nil {
+					bad("%s %s: not a number", opt, v)
+					continue
+				}
+				r.Metric = int(n)
+			}
+		case "table":
+			if v, got := val(opt); got {
+				t, good := routeTable(v)
+				if !good {
+					bad("table %s: not a table number", v)
+					continue
+				}
+				r.Table = t
+			}
+		case "scope":
+			if v, got := val(opt); got {
+				s, good := scopeName(v)
+				if !good {
+					bad("scope %s: must be global, site, link, host or nowhere", v)
+					continue
+				}
+				r.Scope = s
+			}
+		case "onlink":
+			r.Onlink = true
+			w = w[1:]
+		case "nexthop", "encap":
+			p.warnf(l, "virtual_routes %s: %s is not implemented by vipd, rest of line ignored", r.RawSource, opt)
+			w = nil
+		default:
+			if nargs, known := routeOptsNotImpl[opt]; known {
+				p.warnf(l, "virtual_routes %s: option %s is not implemented by vipd", r.RawSource, opt)
+				if len(w) < 1+nargs {
+					w = nil
+				} else {
+					w = w[1+nargs:]
+				}
+				continue
+			}
+			if opt == "to" {
+				w = w[1:]
+			}
+			if len(w) > 0 && routeTypes[w[0].text] {
+				if w[0].text != "unicast" {
+					r.Type = w[0].text
+				}
+				w = w[1:]
+			}
+			if len(w) == 0 {
+				bad("missing destination")
+				continue
+			}
+			dst, err := routeDst(w[0].text)
+			if err != nil {
+				bad("unknown route keyword %s", w[0].text)
+				continue
+			}
+			r.Dst = dst
+			w = w[1:]
+		}
+	}
+	if ok && !r.Dst.IsValid() {
+		p.errorf(l, "virtual_routes %s: no destination", r.RawSource)
+		ok = false
+	}
+	return r, ok
+}
+
+func routeDst(s string) (netip.Prefix, error) {
+	switch s {
+	case "default", "any", "all":
+		return netip.PrefixFrom(netip.IPv4Unspecified(), 0), nil
+	case "default6":
+		return netip.PrefixFrom(netip.IPv6Unspecified(), 0), nil
+	}
+	return parsePrefix(s)
+}
+
+func routeTable(s string) (int, bool) {
+	switch s {
+	case "main":
+		return 254, true
+	case "local":
+		return 255, true
+	case "default":
+		return 253, true
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return int(n), true
+}
