@@ -1,0 +1,606 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ValidateOptions are the host facts Validate may consult.
+type ValidateOptions struct {
+	// InterfaceExists reports whether a network interface exists on this
+	// host. nil skips the check (the file may be meant for another host).
+	InterfaceExists func(name string) bool
+}
+
+// Limits of VRRP fields and keepalived keywords.
+const (
+	maxAuthPass     = 8 // bytes of auth_pass on the wire (RFC 3768 5.3.10)
+	maxTrackWeight  = 253
+	v3AdvertStep    = 10 * time.Millisecond
+	v3AdvertMax     = 4095 * v3AdvertStep // 12-bit field of centiseconds
+	v2AdvertMax     = 255 * time.Second   // 8-bit field of seconds
+	maxPort         = 65535
+	maxVRRPAdverts  = 255 // "Count IPvX Addr" is 8 bits
+	familyIPv4      = "IPv4"
+	familyIPv6      = "IPv6"
+	keepalivedAlike = "(as keepalived does)"
+)
+
+// LB algorithms (IPVS schedulers), forwarding methods and protocols vipd knows.
+var (
+	knownLBAlgos    = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
+	knownLBKinds    = []string{"NAT", "DR", "TUN"}
+	knownProtocols  = []string{"TCP", "UDP", "SCTP"}
+	knownCheckTypes = []string{CheckTCP, CheckHTTP, CheckSSL, CheckMisc}
+)
+
+// Validate checks m, which Normalize has filled, and returns every problem it
+// finds, each with the position of the object it concerns. Errors make the
+// configuration unusable; warnings describe something vipd runs differently
+// from what is written, or something that is probably a mistake.
+//
+// Where keepalived corrects a value and carries on (authentication on a
+// VRRPv3 instance, "version 2" on an IPv6 instance, nopreempt with state
+// MASTER), Validate makes the same correction in m and warns, so that the
+// runtime runs what keepalived would run.
+func Validate(m *Model, opts ValidateOptions) Diagnostics {
+	var ds Diagnostics
+	if m == nil {
+		ds.Errorf(Pos{}, "empty configuration")
+		return ds
+	}
+	v := validator{m: m, opts: opts, ds: &ds}
+	v.global()
+	scripts := v.scripts()
+	instances := v.instances(scripts)
+	v.vrids()
+	v.syncGroups(scripts, instances)
+	groups := v.virtualServerGroups()
+	v.virtualServers(groups)
+	return ds
+}
+
+type validator struct {
+	m    *Model
+	opts ValidateOptions
+	ds   *Diagnostics
+}
+
+// posString renders a position for naming another object in a message.
+func posString(p Pos) string {
+	switch {
+	case p.File != "":
+		return fmt.Sprintf("%s:%d", p.File, p.Line)
+	case p.Line > 0:
+		return fmt.Sprintf("line %d", p.Line)
+	default:
+		return "unknown position"
+	}
+}
+
+// or returns p unless it is zero, then fallback.
+func or(p, fallback Pos) Pos {
+	if p.IsZero() {
+		return fallback
+	}
+	return p
+}
+
+func family(v6 bool) string {
+	if v6 {
+		return familyIPv6
+	}
+	return familyIPv4
+}
+
+func (v *validator) global() {
+	g := &v.m.Global
+	if g.VRRPVersion != 2 && g.VRRPVersion != 3 {
+		v.ds.Errorf(g.Pos, "vrrp_version %d: must be 2 or 3", g.VRRPVersion)
+	}
+	v.garp(g.Pos, "vrrp_garp", g.Garp)
+}
+
+func (v *validator) garp(p Pos, prefix string, g Garp) {
+	for _, d := range []struct {
+		name string
+		val  Duration
+	}{
+		{"master_delay", g.MasterDelay}, {"master_refresh", g.MasterRefresh},
+		{"lower_prio_delay", g.LowerPrioDelay}, {"interval", g.Interval}, {"gna_interval", g.GNAInterval},
+	} {
+		if d.val < 0 {
+			v.ds.Errorf(p, "%s_%s %s: must not be negative", prefix, d.name, d.val)
+		}
+	}
+	for _, r := range []struct {
+		name string
+		val  int
+	}{
+		{"master_repeat", g.MasterRepeat}, {"master_refresh_repeat", g.MasterRefreshRepeat}, {"lower_prio_repeat", g.LowerPrioRepeat},
+	} {
+		if r.val < 0 {
+			v.ds.Errorf(p, "%s_%s %d: must not be negative", prefix, r.name, r.val)
+		}
+	}
+}
+
+func (v *validator) scripts() map[string]*Script {
+	byName := map[string]*Script{}
+	for i, s := range v.m.Scripts {
+		if s == nil {
+			v.ds.Errorf(Pos{}, "scripts[%d]: empty entry", i)
+			continue
+		}
+		if s.Name == "" {
+			v.ds.Errorf(s.Pos, "vrrp_script: missing name")
+		} else if first, dup := byName[s.Name]; dup {
+			v.ds.Errorf(s.Pos, "vrrp_script %s: defined twice (first at %s)", s.Name, posString(first.Pos))
+		} else {
+			byName[s.Name] = s
+		}
+		if strings.TrimSpace(s.Script) == "" {
+			v.ds.Errorf(s.Pos, "vrrp_script %s: no script to run", s.Name)
+		}
+		if s.Interval <= 0 {
+			v.ds.Errorf(s.Pos, "interval %s: must be positive", s.Interval)
+		}
+		if s.Timeout <= 0 {
+			v.ds.Errorf(s.Pos, "timeout %s: must be positive", s.Timeout)
+		}
+		if s.Weight < -maxTrackWeight || s.Weight > maxTrackWeight {
+			v.ds.Errorf(s.Pos, "weight %d: must be -253..253", s.Weight)
+		}
+		if s.Rise < 1 {
+			v.ds.Errorf(s.Pos, "rise %d: must be at least 1", s.Rise)
+		}
+		if s.Fall < 1 {
+			v.ds.Errorf(s.Pos, "fall %d: must be at least 1", s.Fall)
+		}
+	}
+	return byName
+}
+
+func (v *validator) instances(scripts map[string]*Script) map[string]*Instance {
+	byName := map[string]*Instance{}
+	for i, in := range v.m.Instances {
+		if in == nil {
+			v.ds.Errorf(Pos{}, "instances[%d]: empty entry", i)
+			continue
+		}
+		if in.Name == "" {
+			v.ds.Errorf(in.Pos, "vrrp_instance: missing name")
+		} else if first, dup := byName[in.Name]; dup {
+			v.ds.Errorf(in.Pos, "vrrp_instance %s: defined twice (first at %s)", in.Name, posString(first.Pos))
+		} else {
+			byName[in.Name] = in
+		}
+		v.instance(in, scripts)
+	}
+	return byName
+}
+
+func (v *validator) instance(in *Instance, scripts map[string]*Script) {
+	p := in.Pos
+	if in.VRID < 1 || in.VRID > 255 {
+		v.ds.Errorf(p, "virtual_router_id %d: must be 1..255", in.VRID)
+	}
+	if in.Priority < 1 || in.Priority > 255 {
+		v.ds.Errorf(p, "priority %d: must be 1..255", in.Priority)
+	}
+	if in.State != StateMaster && in.State != StateBackup {
+		v.ds.Errorf(p, "state %q: must be MASTER or BACKUP", in.State)
+	}
+
+	v6 := in.IsIPv6()
+	switch {
+	case in.Version == 2 && v6:
+		// vrrp/vrrp_parser.c vrrp_version_handler ignores "version 2" on an
+		// IPv6 instance; vrrp.c forces 3 in strict mode.
+		v.ds.Warnf(p, "version 2: VRRPv2 does not run over IPv6; using version 3 %s", keepalivedAlike)
+		in.Version = 3
+	case in.Version != 2 && in.Version != 3:
+		v.ds.Errorf(p, "version %d: must be 2 or 3", in.Version)
+	}
+	v.advertInt(in)
+	v.auth(in)
+	v.addresses(in, v6)
+
+	if in.Interface == "" {
+		if !(in.UnicastSrcIP.IsValid() && len(in.UnicastPeers) > 0) {
+			v.ds.Errorf(p, "interface: missing (only a unicast instance with unicast_src_ip may omit it)")
+		}
+	} else if v.opts.InterfaceExists != nil && !v.opts.InterfaceExists(in.Interface) {
+		v.ds.Warnf(p, "interface %s: does not exist on this host", in.Interface)
+	}
+
+	if in.NoPreempt && in.State == StateMaster {
+		v.ds.Warnf(p, "nopreempt: does not work with state MASTER; ignored %s", keepalivedAlike)
+		in.NoPreempt = false
+	}
+	if in.NoPreempt && in.Priority == OwnerPriority {
+		v.ds.Warnf(p, "nopreempt: incompatible with priority 255; ignored %s", keepalivedAlike)
+		in.NoPreempt = false
+	}
+	if in.PreemptDelay < 0 {
+		v.ds.Errorf(p, "preempt_delay %s: must not be negative", in.PreemptDelay)
+	}
+	v.garp(p, "garp", in.Garp)
+
+	v.tracks(p, "track_script", in.TrackScripts, func(t Track) {
+		if _, ok := scripts[t.Name]; !ok {
+			v.ds.Errorf(or(t.Pos, p), "track_script %s: no vrrp_script of that name", t.Name)
+		}
+	})
+	v.tracks(p, "track_interface", in.TrackInterfaces, func(t Track) {
+		if v.opts.InterfaceExists != nil && !v.opts.InterfaceExists(t.Name) {
+			v.ds.Warnf(or(t.Pos, p), "track_interface %s: does not exist on this host", t.Name)
+		}
+	})
+	v.tracks(p, "track_file", in.TrackFiles, nil)
+}
+
+func (v *validator) advertInt(in *Instance) {
+	a := in.AdvertInt.D()
+	switch in.Version {
+	case 2:
+		if a < time.Second || a > v2AdvertMax || a%time.Second != 0 {
+			v.ds.Errorf(in.Pos, "advert_int %s: VRRPv2 needs whole seconds 1..255", in.AdvertInt)
+		}
+	case 3:
+		if a < v3AdvertStep || a > v3AdvertMax || a%v3AdvertStep != 0 {
+			v.ds.Errorf(in.Pos, "advert_int %s: VRRPv3 needs 10ms..40.95s in steps of 10ms", in.AdvertInt)
+		}
+	}
+}
+
+// auth mirrors vrrp/vrrp.c vrrp_complete_instance: authentication is dropped
+// with a warning on VRRPv3 and when no password is given.
+func (v *validator) auth(in *Instance) {
+	a := in.Auth
+	if a == nil {
+		return
+	}
+	p := in.Pos
+	switch {
+	case in.Version == 3:
+		v.ds.Warnf(p, "authentication: VRRPv3 has none; ignored %s", keepalivedAlike)
+		in.Auth = nil
+	case a.Type == "AH":
+		v.ds.Errorf(p, "auth_type AH: not supported by vipd")
+	case a.Type != "PASS":
+		v.ds.Errorf(p, "auth_type %q: must be PASS or AH", a.Type)
+	case a.Pass == "":
+		v.ds.Warnf(p, "authentication: no auth_pass given; ignored %s", keepalivedAlike)
+		in.Auth = nil
+	case len(a.Pass) > maxAuthPass:
+		v.ds.Warnf(p, "auth_pass: longer than %d characters; only the first %d are used %s", maxAuthPass, maxAuthPass, keepalivedAlike)
+	}
+}
+
+func (v *validator) addresses(in *Instance, v6 bool) {
+	p := in.Pos
+	fam := family(v6)
+	if len(in.VIPs) == 0 {
+		// vrrp/vrrp.c vrrp_complete_instance: required for v3, sensible for v2.
+		if in.Version == 3 {
+			v.ds.Errorf(p, "virtual_ipaddress: none given; VRRPv3 needs at least one")
+		} else {
+			v.ds.Warnf(p, "virtual_ipaddress: none given; at least one is sensible")
+		}
+	}
+	if len(in.VIPs) > maxVRRPAdverts {
+		v.ds.Errorf(p, "virtual_ipaddress: %d addresses; an advertisement carries at most %d (use virtual_ipaddress_excluded)", len(in.VIPs), maxVRRPAdverts)
+	}
+	for _, vip := range in.VIPs {
+		vp := or(vip.Pos, p)
+		if !vip.Prefix.IsValid() {
+			v.ds.Errorf(vp, "virtual_ipaddress: missing or invalid address")
+			continue
+		}
+		// vrrp/vrrp_data.c alloc_vrrp_vip: "address family must match VRRP
+		// instance - ignoring" (a configuration error for keepalived -t).
+		if vip.Prefix.Addr().Unmap().Is6() != v6 {
+			v.ds.Errorf(vp, "virtual_ipaddress %s: address family must match the instance's (%s); put it in virtual_ipaddress_excluded", vip.Prefix, fam)
+		}
+		v.vipDev(vp, "virtual_ipaddress", vip)
+	}
+	for _, vip := range in.ExcludedVIPs {
+		vp := or(vip.Pos, p)
+		if !vip.Prefix.IsValid() {
+			v.ds.Errorf(vp, "virtual_ipaddress_excluded: missing or invalid address")
+			continue
+		}
+		v.vipDev(vp, "virtual_ipaddress_excluded", vip)
+	}
+	for _, r := range in.Routes {
+		if !r.Dst.IsValid() {
+			v.ds.Errorf(or(r.Pos, p), "virtual_routes: missing or invalid destination")
+		}
+	}
+	for _, a := range []struct {
+		kw   string
+		addr netip.Addr
+	}{{"unicast_src_ip", in.UnicastSrcIP}, {"mcast_src_ip", in.McastSrcIP}} {
+		if a.addr.IsValid() && a.addr.Unmap().Is6() != v6 {
+			v.ds.Errorf(p, "%s %s: address family must match the instance's (%s)", a.kw, a.addr, fam)
+		}
+	}
+	for _, peer := range in.UnicastPeers {
+		if !peer.IsValid() {
+			v.ds.Errorf(p, "unicast_peer: invalid address")
+			continue
+		}
+		if peer.Unmap().Is6() != v6 {
+			v.ds.Errorf(p, "unicast_peer %s: address family must match the instance's (%s)", peer, fam)
+		}
+	}
+}
+
+func (v *validator) vipDev(p Pos, kw string, vip VIP) {
+	if vip.Dev != "" && v.opts.InterfaceExists != nil && !v.opts.InterfaceExists(vip.Dev) {
+		v.ds.Warnf(p, "%s %s dev %s: interface does not exist on this host", kw, vip.Prefix, vip.Dev)
+	}
+}
+
+func (v *validator) tracks(p Pos, kw string, ts []Track, check func(Track)) {
+	for _, t := range ts {
+		tp := or(t.Pos, p)
+		if t.Name == "" {
+			v.ds.Errorf(tp, "%s: missing name", kw)
+			continue
+		}
+		if t.Weight != nil && (*t.Weight < -maxTrackWeight || *t.Weight > maxTrackWeight) {
+			v.ds.Errorf(tp, "%s %s weight %d: must be -253..253", kw, t.Name, *t.Weight)
+		}
+		if check != nil {
+			check(t)
+		}
+	}
+}
+
+// vrids mirrors vrrp/vrrp.c check_vrid_conflicts: two multicast instances
+// may not share a VRID on one interface and address family; two unicast
+// instances may not when they also share the source address and a peer.
+func (v *validator) vrids() {
+	ins := v.m.Instances
+	for j, b := range ins {
+		if b == nil {
+			continue
+		}
+		for _, a := range ins[:j] {
+			if a == nil || a.VRID != b.VRID || a.IsIPv6() != b.IsIPv6() {
+				continue
+			}
+			aUni, bUni := len(a.UnicastPeers) > 0, len(b.UnicastPeers) > 0
+			if aUni != bUni {
+				continue // separate VRID spaces
+			}
+			if !aUni {
+				if a.Interface != b.Interface {
+					continue
+				}
+			} else {
+				if a.Interface != "" && b.Interface != "" && a.Interface != b.Interface {
+					continue
+				}
+				if !a.UnicastSrcIP.IsValid() || a.UnicastSrcIP != b.UnicastSrcIP {
+					continue // unknown or different local addresses
+				}
+				if !slices.ContainsFunc(a.UnicastPeers, func(p netip.Addr) bool { return slices.Contains(b.UnicastPeers, p) }) {
+					continue
+				}
+			}
+			where := b.Interface
+			if where == "" {
+				where = b.UnicastSrcIP.String()
+			}
+			v.ds.Errorf(b.Pos, "virtual_router_id %d: already used on %s (%s) by vrrp_instance %s at %s",
+				b.VRID, where, family(b.IsIPv6()), a.Name, posString(a.Pos))
+		}
+	}
+}
+
+func (v *validator) syncGroups(scripts map[string]*Script, instances map[string]*Instance) {
+	inGroup := map[string]*SyncGroup{}
+	names := map[string]*SyncGroup{}
+	for i, g := range v.m.SyncGroups {
+		if g == nil {
+			v.ds.Errorf(Pos{}, "sync_groups[%d]: empty entry", i)
+			continue
+		}
+		if g.Name == "" {
+			v.ds.Errorf(g.Pos, "vrrp_sync_group: missing name")
+		} else if first, dup := names[g.Name]; dup {
+			v.ds.Errorf(g.Pos, "vrrp_sync_group %s: defined twice (first at %s)", g.Name, posString(first.Pos))
+		} else {
+			names[g.Name] = g
+		}
+		if len(g.Members) == 0 {
+			v.ds.Errorf(g.Pos, "vrrp_sync_group %s: group lists no vrrp_instance", g.Name)
+		}
+		for _, name := range g.Members {
+			if _, ok := instances[name]; !ok {
+				v.ds.Errorf(g.Pos, "vrrp_sync_group %s: vrrp_instance %s: no vrrp_instance of that name", g.Name, name)
+				continue
+			}
+			if other, ok := inGroup[name]; ok {
+				v.ds.Errorf(g.Pos, "vrrp_sync_group %s: vrrp_instance %s is already in vrrp_sync_group %s at %s", g.Name, name, other.Name, posString(other.Pos))
+				continue
+			}
+			inGroup[name] = g
+		}
+		v.tracks(g.Pos, "track_script", g.TrackScripts, func(t Track) {
+			if _, ok := scripts[t.Name]; !ok {
+				v.ds.Errorf(or(t.Pos, g.Pos), "track_script %s: no vrrp_script of that name", t.Name)
+			}
+		})
+		v.tracks(g.Pos, "track_interface", g.TrackInterfaces, func(t Track) {
+			if v.opts.InterfaceExists != nil && !v.opts.InterfaceExists(t.Name) {
+				v.ds.Warnf(or(t.Pos, g.Pos), "track_interface %s: does not exist on this host", t.Name)
+			}
+		})
+		v.tracks(g.Pos, "track_file", g.TrackFiles, nil)
+	}
+}
+
+func (v *validator) virtualServerGroups() map[string]*VirtualServerGroup {
+	byName := map[string]*VirtualServerGroup{}
+	for i, g := range v.m.VirtualServerGroups {
+		if g == nil {
+			v.ds.Errorf(Pos{}, "virtual_server_groups[%d]: empty entry", i)
+			continue
+		}
+		if g.Name == "" {
+			v.ds.Errorf(g.Pos, "virtual_server_group: missing name")
+		} else if first, dup := byName[g.Name]; dup {
+			v.ds.Errorf(g.Pos, "virtual_server_group %s: defined twice (first at %s)", g.Name, posString(first.Pos))
+		} else {
+			byName[g.Name] = g
+		}
+		for _, e := range g.Members {
+			ep := or(e.Pos, g.Pos)
+			switch {
+			case e.FWMark < 0:
+				v.ds.Errorf(ep, "fwmark %d: must not be negative", e.FWMark)
+			case e.FWMark > 0:
+			case !e.Address.IsValid():
+				v.ds.Errorf(ep, "virtual_server_group %s: entry needs an address or a fwmark", g.Name)
+			case e.RangeTo.IsValid() && (e.RangeTo.Is6() != e.Address.Is6() || e.RangeTo.Less(e.Address)):
+				v.ds.Errorf(ep, "virtual_server_group %s: range %s-%s: must run upwards within one family", g.Name, e.Address, e.RangeTo)
+			}
+			if e.Port < 0 || e.Port > maxPort {
+				v.ds.Errorf(ep, "port %d: must be 0..65535", e.Port)
+			}
+		}
+	}
+	return byName
+}
+
+func (v *validator) virtualServers(groups map[string]*VirtualServerGroup) {
+	for i, vs := range v.m.VirtualServers {
+		if vs == nil {
+			v.ds.Errorf(Pos{}, "virtual_servers[%d]: empty entry", i)
+			continue
+		}
+		p := vs.Pos
+		switch {
+		case vs.Group != "":
+			if _, ok := groups[vs.Group]; !ok {
+				v.ds.Errorf(p, "virtual_server group %s: no virtual_server_group of that name", vs.Group)
+			}
+		case vs.FWMark > 0:
+		case vs.Address.IsValid():
+		default:
+			v.ds.Errorf(p, "virtual_server %s: needs an address and port, a fwmark or a group", vs.Name)
+		}
+		if vs.FWMark < 0 {
+			v.ds.Errorf(p, "fwmark %d: must not be negative", vs.FWMark)
+		}
+		if vs.Port < 0 || vs.Port > maxPort {
+			v.ds.Errorf(p, "port %d: must be 0..65535", vs.Port)
+		}
+		if !slices.Contains(knownLBAlgos, vs.LBAlgo) {
+			v.ds.Errorf(p, "lb_algo %s: must be one of %s", vs.LBAlgo, strings.Join(knownLBAlgos, ", "))
+		}
+		if !slices.Contains(knownLBKinds, vs.LBKind) {
+			v.ds.Errorf(p, "lb_kind %s: must be one of %s", vs.LBKind, strings.Join(knownLBKinds, ", "))
+		}
+		if vs.Protocol != "" && !slices.Contains(knownProtocols, vs.Protocol) {
+			v.ds.Errorf(p, "protocol %s: must be one of %s", vs.Protocol, strings.Join(knownProtocols, ", "))
+		}
+		if vs.DelayLoop <= 0 {
+			v.ds.Errorf(p, "delay_loop %s: must be positive", vs.DelayLoop)
+		}
+		if vs.Quorum < 1 {
+			v.ds.Errorf(p, "quorum %d: must be at least 1", vs.Quorum)
+		}
+		if vs.Hysteresis < 0 {
+			v.ds.Errorf(p, "hysteresis %d: must not be negative", vs.Hysteresis)
+		}
+		if vs.SorryServer != nil {
+			v.realServer(vs.SorryServer, p, "sorry_server")
+		}
+		for j, rs := range vs.RealServers {
+			if rs == nil {
+				v.ds.Errorf(p, "real_servers[%d]: empty entry", j)
+				continue
+			}
+			v.realServer(rs, p, "real_server")
+		}
+	}
+}
+
+func (v *validator) realServer(rs *RealServer, vsPos Pos, kw string) {
+	p := or(rs.Pos, vsPos)
+	if !rs.Address.IsValid() {
+		v.ds.Errorf(p, "%s: no address", kw)
+	}
+	if rs.Port < 0 || rs.Port > maxPort {
+		v.ds.Errorf(p, "%s port %d: must be 0..65535", kw, rs.Port)
+	}
+	if rs.Weight < 0 {
+		v.ds.Errorf(p, "weight %d: must not be negative", rs.Weight)
+	}
+	if rs.LBKind != "" && !slices.Contains(knownLBKinds, rs.LBKind) {
+		v.ds.Errorf(p, "lb_kind %s: must be one of %s", rs.LBKind, strings.Join(knownLBKinds, ", "))
+	}
+	for k, c := range rs.Checkers {
+		if c == nil {
+			v.ds.Errorf(p, "checkers[%d]: empty entry", k)
+			continue
+		}
+		cp := or(c.Pos, p)
+		if !slices.Contains(knownCheckTypes, c.Type) {
+			v.ds.Errorf(cp, "checker %q: must be one of %s", c.Type, strings.Join(knownCheckTypes, ", "))
+			continue
+		}
+		if c.Type == CheckMisc && strings.TrimSpace(c.MiscPath) == "" {
+			v.ds.Errorf(cp, "MISC_CHECK: no misc_path")
+		}
+		if (c.Type == CheckHTTP || c.Type == CheckSSL) && len(c.URLs) == 0 {
+			v.ds.Errorf(cp, "%s: no url", c.Type)
+		}
+		if c.ConnectPort < 0 || c.ConnectPort > maxPort {
+			v.ds.Errorf(cp, "connect_port %d: must be 0..65535", c.ConnectPort)
+		}
+		if c.ConnectTimeout <= 0 {
+			v.ds.Errorf(cp, "connect_timeout %s: must be positive", c.ConnectTimeout)
+		}
+		if c.Retry < 0 {
+			v.ds.Errorf(cp, "retry %d: must not be negative", c.Retry)
+		}
+	}
+}
+
+// IsIPv6 reports the instance's address family as keepalived derives it:
+// native_ipv6, else the first virtual_ipaddress, else unicast_src_ip, else
+// the first unicast_peer, else mcast_src_ip; IPv4 when none is known.
+func (i *Instance) IsIPv6() bool {
+	if i == nil {
+		return false
+	}
+	if i.NativeIPv6 {
+		return true
+	}
+	for _, v := range i.VIPs {
+		if v.Prefix.IsValid() {
+			return v.Prefix.Addr().Unmap().Is6()
+		}
+	}
+	if i.UnicastSrcIP.IsValid() {
+		return i.UnicastSrcIP.Unmap().Is6()
+	}
+	for _, p := range i.UnicastPeers {
+		if p.IsValid() {
+			return p.Unmap().Is6()
+		}
+	}
+	if i.McastSrcIP.IsValid() {
+		return i.McastSrcIP.Unmap().Is6()
+	}
+	return false
+}
