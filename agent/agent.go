@@ -359,6 +359,12 @@ func (a *Agent) Status() api.Status {
 		st.Instances = append(st.Instances, instanceStatus(ri))
 	}
 	sort.Slice(st.Instances, func(i, j int) bool { return st.Instances[i].Name < st.Instances[j].Name })
+	for reason, n := range a.transport.Drops().Snapshot() {
+		if st.Drops == nil {
+			st.Drops = map[string]uint64{}
+		}
+		st.Drops[string(reason)] = n
+	}
 	return st
 }
 

@@ -14,6 +14,9 @@ import (
 type Status struct {
 	Node      string           `json:"node"`
 	Instances []InstanceStatus `json:"instances"`
+	// Drops counts received adverts dropped, by reason (bad_ttl,
+	// auth_pass, interval_mismatch, ...). An addition to the contract's shape.
+	Drops map[string]uint64 `json:"drops,omitempty"`
 }
 
 // InstanceStatus is one vrrp_instance as the node runs it.

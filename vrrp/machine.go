@@ -234,7 +234,7 @@ func (m *Machine) timer(now time.Time) []Action {
 	switch m.state {
 	case StateBackup:
 		if !m.downAt.IsZero() && !now.Before(m.downAt) {
-			return m.toMaster(now, "master down timer expired")
+			return m.toMaster(now, m.takeoverCause())
 		}
 	case StateMaster:
 		if !m.advertAt.IsZero() && !now.Before(m.advertAt) {
@@ -253,6 +253,21 @@ func (m *Machine) advert(now time.Time, ev Event) []Action {
 		return m.masterAdvert(now, ev)
 	}
 	return nil
+}
+
+// takeoverCause says why the master down timer ran out, in the words an
+// operator looks for in the log.
+func (m *Machine) takeoverCause() string {
+	const expired = "master down timer expired"
+	switch {
+	case !m.master.IsValid():
+		return expired
+	case m.masterPrio == PriorityStop:
+		return fmt.Sprintf("received priority 0 from %s: %s after skew time", m.master, expired)
+	case m.masterPrio < m.p.Priority && !m.p.NoPreempt:
+		return fmt.Sprintf("%s: preempting lower priority %d from %s", expired, m.masterPrio, m.master)
+	}
+	return fmt.Sprintf("%s: no advert from master %s", expired, m.master)
 }
 
 func (m *Machine) backupAdvert(now time.Time, ev Event) []Action {
