@@ -1,0 +1,84 @@
+# vipd build, test and demo. `make help` lists the targets.
+#
+# make test is what CI runs (.ci/run): it installs the Debian packages the tests need
+# (scripts/deps.sh), lints, builds, removes labs leaked by crashed runs, then runs every test
+# with the race detector, the root-only integration tests included (run it as root).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin:/root/go/bin:/usr/sbin:/sbin
+
+GO          ?= go
+BIN         := bin/vipd
+PKGS        := ./...
+FUZZTIME    ?= 20s
+BENCHTIME   ?= 1s
+TEST_TIMEOUT ?= 30m
+
+.PHONY: help all deps build test unit integration lint fmt vet staticcheck demo bench fuzz sweep clean
+
+help:
+	@echo "make build        build $(BIN)"
+	@echo "make test         deps + lint + build + all tests with -race (integration needs root)"
+	@echo "make unit         tests with -race; integration tests skip themselves without root"
+	@echo "make integration  only the network-namespace tests (root)"
+	@echo "make lint         gofmt, go vet, staticcheck"
+	@echo "make demo         build and walk through vipd on the example configs"
+	@echo "make bench        benchmarks (BENCHTIME=$(BENCHTIME))"
+	@echo "make fuzz         every fuzz target for FUZZTIME=$(FUZZTIME)"
+	@echo "make sweep        delete test labs leaked by crashed runs (root)"
+	@echo "make clean        remove build output"
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build:
+	$(GO) build -o $(BIN) ./cmd/vipd
+
+test: deps lint build sweep
+	@echo "== go test -race (integration included$$( [ "$$(id -u)" = 0 ] || echo ', but not root: integration tests will skip'))"
+	@VIPD_BIN=$(CURDIR)/$(BIN) scripts/gotest.sh -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+unit:
+	$(GO) test -race $(PKGS)
+
+integration: build sweep
+	@VIPD_BIN=$(CURDIR)/$(BIN) scripts/gotest.sh -race -count=1 -timeout $(TEST_TIMEOUT) ./integration/...
+
+# Labs of crashed test binaries (killed by a timeout, say) would leave namespaces behind.
+sweep:
+	@if [ "$$(id -u)" = 0 ]; then $(GO) run ./integration/lab/cmd/sweep; fi
+
+lint: fmt vet staticcheck
+
+fmt:
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt: these files need formatting (gofmt -w):"; echo "$$out"; exit 1; fi
+	@echo "gofmt: ok"
+
+vet:
+	$(GO) vet $(PKGS)
+
+staticcheck:
+	@command -v staticcheck >/dev/null || { echo "staticcheck missing: run make deps"; exit 1; }
+	staticcheck $(PKGS)
+
+demo: deps build
+	@scripts/demo.sh
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+# Every `func FuzzXxx` in a _test.go file, found with grep, fuzzed for FUZZTIME each.
+fuzz:
+	@targets="$$(grep -rE --include='*_test.go' --exclude-dir=.git --exclude-dir=testdata -o '^func Fuzz[A-Za-z0-9_]*\(' . | sed -E 's|^(.*)/[^/]*_test\.go:func (Fuzz[A-Za-z0-9_]*)\($$|\1 \2|' | sort -u)"; \
+	if [ -z "$$targets" ]; then echo "fuzz: no fuzz targets"; exit 0; fi; \
+	n=0; while read -r dir fn; do \
+		n=$$((n+1)); echo "== fuzz $$fn in $$dir for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) "$$dir"; \
+	done <<<"$$targets"; \
+	echo "fuzz: $$n targets, no failure"
+
+clean:
+	rm -rf bin

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Installs what vipd's build and tests need on Debian 12, as root: the Debian packages the
+# integration tests drive (keepalived, nftables, tcpdump, iproute2, etcd, ...), a C compiler for
+# the race detector, and staticcheck. Idempotent and quiet: when everything is present it only
+# checks and prints nothing. It also makes sure the keepalived service of the Debian package is
+# not running: the host must never run keepalived on its own interfaces.
+set -euo pipefail
+
+export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin:/usr/sbin:/sbin"
+export DEBIAN_FRONTEND=noninteractive
+
+# staticcheck 2026.2.2 (v0.8.2) is the release that understands Go 1.26.
+STATICCHECK_VERSION=v0.8.2
+
+PACKAGES=(keepalived nftables tcpdump iproute2 jq etcd-server etcd-client procps iputils-ping
+	make gcc libc6-dev git ca-certificates)
+
+say() { echo "deps: $*" >&2; }
+
+sudo_prefix=()
+if [ "$(id -u)" -ne 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then
+		sudo_prefix=(sudo)
+	fi
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ] && [ "${#sudo_prefix[@]}" -eq 0 ]; then
+		say "missing packages ${missing[*]} and not root: install them as root (sudo $0)"
+		exit 1
+	fi
+	say "installing ${missing[*]}"
+	# Keep the packages' services from starting at install (keepalived must not run on the
+	# host's interfaces; the tests start their own etcd). policy-rc.d is Debian's switch for it.
+	policy=/usr/sbin/policy-rc.d
+	made_policy=0
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' | "${sudo_prefix[@]}" tee "$policy" >/dev/null
+		"${sudo_prefix[@]}" chmod 755 "$policy"
+		made_policy=1
+	fi
+	cleanup() { if [ "$made_policy" = 1 ]; then "${sudo_prefix[@]}" rm -f "$policy"; fi; }
+	trap cleanup EXIT
+	"${sudo_prefix[@]}" apt-get update -qq >/dev/null
+	"${sudo_prefix[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# keepalived must not run on the host on its own: stop the package's service.
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+	if systemctl is-enabled --quiet keepalived 2>/dev/null || systemctl is-active --quiet keepalived 2>/dev/null; then
+		say "disabling and stopping the keepalived service"
+		"${sudo_prefix[@]}" systemctl disable --now keepalived >/dev/null 2>&1 || true
+	fi
+fi
+# Without systemd, the package's init script may have started one: end only that daemon, found by
+# the package's pid file and running in the host's own network namespace, never a keepalived
+# that a test started inside a lab namespace.
+if [ -r /run/keepalived.pid ]; then
+	pid="$(tr -dc '0-9' </run/keepalived.pid)"
+	if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = keepalived ] &&
+		[ "$(readlink "/proc/$pid/ns/net")" = "$(readlink /proc/1/ns/net)" ]; then
+		say "stopping the host's keepalived (pid $pid, started by the package)"
+		"${sudo_prefix[@]}" kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 50); do
+			[ -e "/proc/$pid" ] || break
+			sleep 0.1
+		done
+	fi
+fi
+
+# staticcheck, pinned.
+if ! command -v go >/dev/null 2>&1; then
+	say "go not found on PATH nor in /usr/local/go/bin"
+	exit 1
+fi
+if ! staticcheck -version 2>/dev/null | grep -q "(${STATICCHECK_VERSION#v})"; then
+	say "installing staticcheck $STATICCHECK_VERSION"
+	GOFLAGS=-buildvcs=false go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
