@@ -23,6 +23,7 @@ import (
 
 // labPair builds a lab with nodes a (10.99.0.1, fd00:99::1) and b (.2, ::2).
 func labPair(t *testing.T) (*lab.Lab, *lab.Node, *lab.Node) {
+	t.Helper()
 	l := lab.New(t)
 	a := l.AddNode("a", "10.99.0.1/24", "fd00:99::1/64")
 	b := l.AddNode("b", "10.99.0.2/24", "fd00:99::2/64")
@@ -288,6 +289,9 @@ func TestLabProcessesRunInTheNodeAndReportExit(t *testing.T) {
 }
 
 func TestLabTeardownKillsProcessesAndDeletesEveryNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skipf("the lab needs root; running as uid %d", os.Geteuid())
+	}
 	before := labNamespaces(t)
 	var prefix string
 	var pid int

@@ -48,8 +48,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	fi
 	cleanup() { if [ "$made_policy" = 1 ]; then "${sudo_prefix[@]}" rm -f "$policy"; fi; }
 	trap cleanup EXIT
-	"${sudo_prefix[@]}" apt-get update -qq >/dev/null
-	"${sudo_prefix[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	log=$(mktemp)
+	if ! { "${sudo_prefix[@]}" apt-get update -qq &&
+		"${sudo_prefix[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+		cat "$log" >&2
+		rm -f "$log"
+		say "apt-get failed"
+		exit 1
+	fi
+	rm -f "$log"
 fi
 
 # keepalived must not run on the host on its own: stop the package's service.

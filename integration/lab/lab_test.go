@@ -270,3 +270,52 @@ func TestLabNamespaceNamesAreRecognised(t *testing.T) {
 		}
 	}
 }
+
+func TestMasterGapMeasuresFromTheOldMastersLastAdvert(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	old, newM, other := netip.MustParseAddr("10.99.0.2"), netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.0.3")
+	adv := func(ms int, src netip.Addr, vrid, prio int) VRRPAdvert {
+		return VRRPAdvert{Time: t0.Add(time.Duration(ms) * time.Millisecond), Src: src, VRID: vrid, Priority: prio, TTL: 255, Version: 3}
+	}
+	tests := []struct {
+		name    string
+		adverts []VRRPAdvert
+		wantGap time.Duration
+		wantOK  bool
+	}{
+		{"crash: gap from the last advert", []VRRPAdvert{adv(0, newM, 1, 100), adv(0, old, 1, 200), adv(100, old, 1, 200), adv(460, newM, 1, 100)}, 360 * time.Millisecond, true},
+		{"graceful: gap from the priority-0 advert", []VRRPAdvert{adv(0, old, 1, 200), adv(100, old, 1, 0), adv(161, newM, 1, 100)}, 61 * time.Millisecond, true},
+		{"other VRIDs and senders ignored", []VRRPAdvert{adv(0, old, 1, 200), adv(50, newM, 2, 100), adv(60, other, 1, 50), adv(400, newM, 1, 100)}, 400 * time.Millisecond, true},
+		{"new master never took over", []VRRPAdvert{adv(0, old, 1, 200), adv(100, old, 1, 200)}, 0, false},
+		{"no advert from the old master", []VRRPAdvert{adv(0, newM, 1, 100)}, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			gap, ok := MasterGap(tt.adverts, 1, old, newM)
+			if gap != tt.wantGap || ok != tt.wantOK {
+				t.Errorf("MasterGap = %v, %v; want %v, %v", gap, ok, tt.wantGap, tt.wantOK)
+			}
+		})
+	}
+}
+
+func TestMasterGapOnRealKeepalivedHandoverIsTheSkewTime(t *testing.T) {
+	path := filepath.Join(capturesDir, "vrrp-v3-ipv4.pcap")
+	if _, err := os.Stat(path); err != nil {
+		t.Skipf("real captures not beside the repository (%v)", err)
+	}
+	pkts, err := ReadPcap(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adverts := VRRPAdverts(pkts)
+	if len(adverts) == 0 {
+		t.Fatal("no adverts")
+	}
+	// node2 (10.99.0.2) sends priority 0; node1 (priority 101) takes over after its skew time,
+	// (256-101)/256 * 100 ms = 60.5 ms.
+	gap, ok := MasterGap(adverts, adverts[0].VRID, netip.MustParseAddr("10.99.0.2"), netip.MustParseAddr("10.99.0.1"))
+	if !ok || gap < 40*time.Millisecond || gap > 120*time.Millisecond {
+		t.Errorf("handover gap = %v (found %v), want about 60 ms", gap, ok)
+	}
+}

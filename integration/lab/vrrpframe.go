@@ -118,3 +118,26 @@ func VRRPAdverts(pkts []Packet) []VRRPAdvert {
 	}
 	return out
 }
+
+// MasterGap measures a failover on the wire: the time from the last advertisement of VRID vrid
+// sent by oldMaster to the first one sent by newMaster after it. A priority-0 advert of the old
+// master counts as its last (the graceful handover case). ok is false when newMaster never sent
+// for the VRID after oldMaster did.
+func MasterGap(adverts []VRRPAdvert, vrid int, oldMaster, newMaster netip.Addr) (gap time.Duration, ok bool) {
+	var last time.Time
+	seenOld := false
+	for _, a := range adverts {
+		if a.VRID != vrid {
+			continue
+		}
+		switch a.Src {
+		case oldMaster:
+			last, seenOld = a.Time, true
+		case newMaster:
+			if seenOld {
+				return a.Time.Sub(last), true
+			}
+		}
+	}
+	return 0, false
+}
