@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vipd/vipd/config"
@@ -71,6 +72,11 @@ type rxItem struct {
 	res  RecvResult
 }
 
+type garpRound struct {
+	at time.Time
+	n  int
+}
+
 type ctlItem struct {
 	fn   func(now time.Time) []Action
 	done chan struct{}
@@ -104,8 +110,15 @@ type Instance struct {
 	buf     []byte
 	holding bool // VIPs are ours
 
-	garpRounds  []time.Time // pending GARP/NA rounds
+	garpRounds  []garpRound // pending GARP/NA rounds, in time order
 	garpRefresh time.Time
+
+	group      *SyncGroup
+	forcing    bool        // applying an order of the sync group
+	wantMaster atomic.Bool // mirror of m.WantMaster() for the group
+	omu        sync.Mutex
+	orders     []func(now time.Time) []Action
+	orderSig   chan struct{}
 
 	warned map[string]time.Time // rate-limits per-sender warnings
 
@@ -123,16 +136,17 @@ func NewInstance(o InstanceOptions) *Instance {
 		o.Log = slog.Default()
 	}
 	i := &Instance{
-		cfg:     c,
-		primary: o.Primary,
-		plane:   o.Plane,
-		clock:   o.Clock,
-		log:     o.Log.With("instance", c.Name, "vrid", c.VRID),
-		onTrans: o.OnTransition,
-		v6:      c.IsIPv6(),
-		rx:      make(chan rxItem, 64),
-		ctl:     make(chan ctlItem),
-		warned:  map[string]time.Time{},
+		cfg:      c,
+		primary:  o.Primary,
+		plane:    o.Plane,
+		clock:    o.Clock,
+		log:      o.Log.With("instance", c.Name, "vrid", c.VRID),
+		onTrans:  o.OnTransition,
+		v6:       c.IsIPv6(),
+		rx:       make(chan rxItem, 64),
+		ctl:      make(chan ctlItem),
+		orderSig: make(chan struct{}, 1),
+		warned:   map[string]time.Time{},
 	}
 	for _, v := range c.VIPs {
 		if v.Prefix.Addr().Is6() == i.v6 {
@@ -224,6 +238,42 @@ func (i *Instance) do(ctx context.Context, fn func(now time.Time) []Action) erro
 	}
 }
 
+// doForced queues an order of the sync group; orders run in the order
+// given, on the instance goroutine, and their transitions are not reported
+// back to the group.
+func (i *Instance) doForced(_ context.Context, fn func(now time.Time) []Action) error {
+	i.omu.Lock()
+	i.orders = append(i.orders, fn)
+	i.omu.Unlock()
+	select {
+	case i.orderSig <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (i *Instance) runOrders() {
+	i.omu.Lock()
+	orders := i.orders
+	i.orders = nil
+	i.omu.Unlock()
+	i.forcing = true
+	for _, fn := range orders {
+		i.apply(fn(i.clock.Now()))
+	}
+	i.forcing = false
+}
+
+// wantsMaster and currentState are read by the sync group from other
+// goroutines.
+func (i *Instance) wantsMaster() bool { return i.wantMaster.Load() }
+
+func (i *Instance) currentState() State {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.status.State
+}
+
 // SetPriority changes the effective priority (tracking, etcd overrides). As
 // in keepalived, a tracked priority stays within 1..254; 255 is only for an
 // address owner's configured priority.
@@ -267,6 +317,8 @@ func (i *Instance) Run(ctx context.Context) {
 		case c := <-i.ctl:
 			i.apply(c.fn(i.clock.Now()))
 			close(c.done)
+		case <-i.orderSig:
+			i.runOrders()
 		case <-timer.C():
 			now := i.clock.Now()
 			i.apply(i.m.Step(now, Event{Kind: EvTimer}))
@@ -346,8 +398,41 @@ func (i *Instance) apply(acts []Action) {
 			i.release()
 		case ActTransition:
 			i.transition(a)
+			if i.group != nil && !i.forcing {
+				i.group.memberTransition(i, a)
+			}
+		case ActWantMaster:
+			i.wantMaster.Store(true)
+			if i.group != nil && i.group.wantMaster(i) {
+				i.apply(i.m.Step(i.clock.Now(), Event{Kind: EvForceMaster, Cause: a.Cause}))
+			}
+		case ActLowerPrioAnnounce:
+			i.lowerPrioAnnounce()
 		}
 	}
+	i.wantMaster.Store(i.m.WantMaster())
+}
+
+func (i *Instance) lowerPrioAnnounce() {
+	if !i.holding || i.cfg.Garp.LowerPrioRepeat <= 0 {
+		return
+	}
+	ctx, cancel := i.opCtx()
+	defer cancel()
+	i.announceN(ctx, i.cfg.Garp.LowerPrioRepeat)
+	if d := i.cfg.Garp.LowerPrioDelay.D(); d > 0 {
+		i.addGarpRound(garpRound{at: i.clock.Now().Add(d), n: i.cfg.Garp.LowerPrioRepeat})
+	}
+}
+
+func (i *Instance) addGarpRound(r garpRound) {
+	k := len(i.garpRounds)
+	for k > 0 && i.garpRounds[k-1].at.After(r.at) {
+		k--
+	}
+	i.garpRounds = append(i.garpRounds, garpRound{})
+	copy(i.garpRounds[k+1:], i.garpRounds[k:])
+	i.garpRounds[k] = r
 }
 
 func (i *Instance) sendAdvert(prio uint8) {
@@ -401,7 +486,7 @@ func (i *Instance) acquire() {
 	i.garpRounds = i.garpRounds[:0]
 	i.announce(ctx)
 	if d := i.cfg.Garp.MasterDelay.D(); d > 0 {
-		i.garpRounds = append(i.garpRounds, now.Add(d))
+		i.addGarpRound(garpRound{at: now.Add(d), n: max(i.cfg.Garp.MasterRepeat, 1)})
 	}
 	i.garpRefresh = time.Time{}
 	if r := i.cfg.Garp.MasterRefresh.D(); r > 0 {
@@ -447,7 +532,7 @@ func (i *Instance) announceN(ctx context.Context, n int) {
 func (i *Instance) nextGarp() time.Time {
 	var next time.Time
 	if len(i.garpRounds) > 0 {
-		next = i.garpRounds[0]
+		next = i.garpRounds[0].at
 	}
 	if !i.garpRefresh.IsZero() && (next.IsZero() || i.garpRefresh.Before(next)) {
 		next = i.garpRefresh
@@ -461,9 +546,10 @@ func (i *Instance) garpTick(now time.Time) {
 	}
 	ctx, cancel := i.opCtx()
 	defer cancel()
-	for len(i.garpRounds) > 0 && !now.Before(i.garpRounds[0]) {
+	for len(i.garpRounds) > 0 && !now.Before(i.garpRounds[0].at) {
+		n := i.garpRounds[0].n
 		i.garpRounds = i.garpRounds[1:]
-		i.announce(ctx)
+		i.announceN(ctx, n)
 	}
 	if !i.garpRefresh.IsZero() && !now.Before(i.garpRefresh) {
 		n := i.cfg.Garp.MasterRefreshRepeat

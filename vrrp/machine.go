@@ -56,6 +56,8 @@ type Params struct {
 	// Primary is our own source address, used to break a priority tie: the
 	// higher address wins.
 	Primary netip.Addr
+	// SyncMember gates MASTER behind the sync group (ActWantMaster).
+	SyncMember bool
 }
 
 // EventKind enumerates what can happen to an instance.
@@ -71,6 +73,7 @@ const (
 	EvFaultClear                   // every fault is gone
 	EvShutdown                     // the daemon stops: release and say goodbye
 	EvForceBackup                  // leave MASTER without priority 0 (e.g. sync group peer fell)
+	EvForceMaster                  // become MASTER now (the sync group decided so)
 )
 
 // Event is one input of Step.
@@ -94,6 +97,13 @@ const (
 	ActAcquire                      // add the VIPs and routes, start the GARP/NA schedule
 	ActRelease                      // remove the VIPs and routes, stop the GARP/NA schedule
 	ActTransition                   // the state changed: log, notify, publish
+	// ActWantMaster: a sync group member's down timer ran out; it stays
+	// BACKUP until its group lets it (EvForceMaster), as keepalived's
+	// vrrp_sync_can_goto_master does.
+	ActWantMaster
+	// ActLowerPrioAnnounce: as MASTER we heard a lower priority master;
+	// refresh the neighbours' caches (garp_lower_prio_repeat).
+	ActLowerPrioAnnounce
 )
 
 // Action is one output of Step.
@@ -116,6 +126,7 @@ type Machine struct {
 	advertAt       time.Time     // MASTER: Adver_Timer deadline
 	preemptAt      time.Time     // BACKUP: preempt_delay running until then (zero: not running)
 
+	wantMaster bool       // BACKUP, sync member: our down timer ran out, waiting for the group
 	master     netip.Addr // the master we hear (ours when MASTER)
 	masterPrio uint8
 	faults     int
@@ -203,9 +214,17 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 			acts := []Action{{Kind: ActRelease}}
 			return append(acts, m.toBackup(now, m.MasterDownInterval(), ev.Cause)...)
 		}
+	case EvForceMaster:
+		if m.state == StateBackup {
+			return m.toMaster(now, ev.Cause)
+		}
 	}
 	return nil
 }
+
+// WantMaster reports whether a sync group member is waiting for its group
+// to let it become MASTER.
+func (m *Machine) WantMaster() bool { return m.state == StateBackup && m.wantMaster }
 
 func (m *Machine) startup(now time.Time) []Action {
 	if m.state != StateInit {
@@ -234,6 +253,13 @@ func (m *Machine) timer(now time.Time) []Action {
 	switch m.state {
 	case StateBackup:
 		if !m.downAt.IsZero() && !now.Before(m.downAt) {
+			if m.p.SyncMember {
+				// keepalived re-arms the down timer while the group
+				// is not ready.
+				m.wantMaster = true
+				m.downAt = now.Add(m.MasterDownInterval())
+				return []Action{{Kind: ActWantMaster, Cause: m.takeoverCause()}}
+			}
 			return m.toMaster(now, m.takeoverCause())
 		}
 	case StateMaster:
@@ -283,6 +309,7 @@ func (m *Machine) backupAdvert(now time.Time, ev Event) []Action {
 			m.masterAdverInt = ev.Interval
 		}
 		m.downAt = now.Add(m.MasterDownInterval())
+		m.wantMaster = false
 		m.master, m.masterPrio = ev.From, ev.Priority
 		if m.p.PreemptDelay > 0 && !m.p.NoPreempt {
 			if ev.Priority >= m.p.Priority {
@@ -335,9 +362,10 @@ func (m *Machine) masterAdvert(now time.Time, ev Event) []Action {
 		return append(acts, m.toBackup(now, m.MasterDownInterval(), cause)...)
 	}
 	// A lower priority (or equal priority, lower address) router thinks it
-	// is master: keepalived answers at once to force a new election.
+	// is master: keepalived answers at once to force a new election and
+	// refreshes the neighbours' ARP/ND caches.
 	m.advertAt = now.Add(m.p.AdvertInt)
-	return []Action{{Kind: ActSendAdvert, Priority: m.p.Priority}}
+	return []Action{{Kind: ActSendAdvert, Priority: m.p.Priority}, {Kind: ActLowerPrioAnnounce}}
 }
 
 func (m *Machine) priority(now time.Time, p uint8) []Action {
@@ -418,6 +446,7 @@ func (m *Machine) shutdown() []Action {
 }
 
 func (m *Machine) toMaster(now time.Time, cause string) []Action {
+	m.wantMaster = false
 	m.advertAt = now.Add(m.p.AdvertInt)
 	m.downAt = time.Time{}
 	m.preemptAt = time.Time{}
@@ -430,6 +459,7 @@ func (m *Machine) toMaster(now time.Time, cause string) []Action {
 
 func (m *Machine) toBackup(now time.Time, wait time.Duration, cause string) []Action {
 	m.downAt = now.Add(wait)
+	m.wantMaster = false
 	m.preemptAt = time.Time{}
 	m.advertAt = time.Time{}
 	return m.transition(StateBackup, cause)

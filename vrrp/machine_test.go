@@ -56,9 +56,15 @@ var (
 	smRelease  = Action{Kind: ActRelease}
 )
 
-func smFault(cause string) Event   { return Event{Kind: EvFault, Cause: cause} }
-func smPrio(p uint8) Event         { return Event{Kind: EvPriority, Priority: p} }
-func smSend(p uint8) Action        { return Action{Kind: ActSendAdvert, Priority: p} }
+func smFault(cause string) Event { return Event{Kind: EvFault, Cause: cause} }
+func smPrio(p uint8) Event       { return Event{Kind: EvPriority, Priority: p} }
+func smSend(p uint8) Action      { return Action{Kind: ActSendAdvert, Priority: p} }
+
+// smAnswerLower is what a MASTER does on a lower-priority advert: answer at
+// once and refresh the neighbours' caches (garp_lower_prio_*).
+func smAnswerLower(p uint8) []Action {
+	return []Action{smSend(p), {Kind: ActLowerPrioAnnounce}}
+}
 func smForceBackup(c string) Event { return Event{Kind: EvForceBackup, Cause: c} }
 func smTrans(from, to State, cause string) Action {
 	return Action{Kind: ActTransition, From: from, To: to, Cause: cause}
@@ -469,7 +475,7 @@ func TestPreemptingBackupIgnoresLowerPriorityMasterAndTakesOver(t *testing.T) {
 		{at: 3 * time.Second, ev: smAdv(smLower, 100, time.Second), state: StateBackup, deadline: v2MDI150},
 		{at: v2MDI150, ev: smTimer, want: smTakeOver(150), state: StateMaster, deadline: v2MDI150 + time.Second},
 		// The old master still advertises: we answer at once.
-		{at: 4 * time.Second, ev: smAdv(smLower, 100, time.Second), want: []Action{smSend(150)}, state: StateMaster, deadline: 5 * time.Second},
+		{at: 4 * time.Second, ev: smAdv(smLower, 100, time.Second), want: smAnswerLower(150), state: StateMaster, deadline: 5 * time.Second},
 	})
 }
 
@@ -565,12 +571,12 @@ func TestEqualPriorityHigherAddressWins(t *testing.T) {
 		{"peer with higher address wins", smV2(100), smHigher,
 			[]Action{smRelease, smTrans(StateMaster, StateBackup, "same priority 100 from higher address 10.0.0.6")},
 			StateBackup, 5*time.Second + v2MDI100},
-		{"peer with lower address yields", smV2(100), smLower, []Action{smSend(100)}, StateMaster, 6 * time.Second},
+		{"peer with lower address yields", smV2(100), smLower, smAnswerLower(100), StateMaster, 6 * time.Second},
 		{"own address looped back is ignored", smV2(100), smSelf, nil, StateMaster, v2MDI100 + 2*time.Second},
 		{"IPv6 peer with higher address wins", v6, netip.MustParseAddr("fe80::6"),
 			[]Action{smRelease, smTrans(StateMaster, StateBackup, "same priority 100 from higher address fe80::6")},
 			StateBackup, 5*time.Second + v2MDI100},
-		{"IPv6 peer with lower address yields", v6, netip.MustParseAddr("fe80::4"), []Action{smSend(100)}, StateMaster, 6 * time.Second},
+		{"IPv6 peer with lower address yields", v6, netip.MustParseAddr("fe80::4"), smAnswerLower(100), StateMaster, 6 * time.Second},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -616,19 +622,20 @@ func TestMasterAnswersLowerPriorityAdvertAtOnce(t *testing.T) {
 	tests := []struct {
 		name string
 		ev   Event
+		want []Action
 	}{
-		{"lower priority", smAdv(smHigher, 50, time.Second)},
-		{"priority 1", smAdv(smHigher, 1, time.Second)},
+		{"lower priority", smAdv(smHigher, 50, time.Second), smAnswerLower(100)},
+		{"priority 1", smAdv(smHigher, 1, time.Second), smAnswerLower(100)},
 		// Another master leaving: RFC 5798 6.4.3 send an advert and reset
-		// the Adver_Timer.
-		{"priority 0 from a leaving master", smAdv(smLower, 0, time.Second)},
+		// the Adver_Timer (no cache refresh: it is going away).
+		{"priority 0 from a leaving master", smAdv(smLower, 0, time.Second), []Action{smSend(100)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := smV2(100)
 			at := v2MDI100 + 500*time.Millisecond
 			smRun(t, NewMachine(p), smCat(smMasterAt(p, v2MDI100), []smStep{
-				{at: at, ev: tc.ev, want: []Action{smSend(100)}, state: StateMaster, deadline: at + time.Second},
+				{at: at, ev: tc.ev, want: tc.want, state: StateMaster, deadline: at + time.Second},
 				{at: at + time.Second, ev: smTimer, want: []Action{smSend(100)}, state: StateMaster, deadline: at + 2*time.Second},
 			}))
 		})
@@ -825,7 +832,7 @@ func TestPriorityDropLetsHigherPeerPreempt(t *testing.T) {
 	p := smV2(200)
 	mdi200 := 3218750 * time.Microsecond
 	smRun(t, NewMachine(p), smCat(smMasterAt(p, mdi200), []smStep{
-		{at: 4 * time.Second, ev: smAdv(smLower, 150, time.Second), want: []Action{smSend(200)}, state: StateMaster, deadline: 5 * time.Second},
+		{at: 4 * time.Second, ev: smAdv(smLower, 150, time.Second), want: smAnswerLower(200), state: StateMaster, deadline: 5 * time.Second},
 		{at: 4500 * time.Millisecond, ev: smPrio(100), want: []Action{smSend(100)}, state: StateMaster, deadline: 5500 * time.Millisecond},
 		{at: 4600 * time.Millisecond, ev: smAdv(smLower, 150, time.Second),
 			want:  []Action{smRelease, smTrans(StateMaster, StateBackup, "higher priority 150 from 10.0.0.4")},

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -278,4 +279,105 @@ func TestTransportRefusesTwoInstancesWithOneVRID(t *testing.T) {
 	if !strings.Contains(err.Error(), "already used by instance VI_1") {
 		t.Fatalf("error %q does not name the instance holding the VRID", err)
 	}
+}
+
+// groupNode is one node running a sync group of instances on one wire.
+type groupNode struct {
+	insts  []*Instance
+	planes []*fakePlane
+	group  *SyncGroup
+	tr     *Transport
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func startGroupNode(t *testing.T, w *wire, addr string, prio int, vrids ...int) *groupNode {
+	t.Helper()
+	conn := w.open()
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &groupNode{cancel: cancel}
+	g.tr = NewTransportWith(nil, nil, func(string, bool) (PacketConn, error) { return conn, nil })
+	g.group = NewSyncGroup(ctx, "G1", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for _, vrid := range vrids {
+		ic := &config.Instance{
+			Name: "VI_" + strconv.Itoa(vrid), Interface: "eth0", VRID: vrid, Priority: prio, Version: 3,
+			AdvertInt: config.Duration(20 * time.Millisecond), State: config.StateBackup,
+			VIPs: []config.VIP{{Prefix: netip.MustParsePrefix("10.0." + strconv.Itoa(vrid) + ".100/24")}},
+		}
+		p := &fakePlane{}
+		inst := NewInstance(InstanceOptions{Config: ic, Primary: netip.MustParseAddr(addr), Plane: p,
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		g.group.Add(inst)
+		if err := g.tr.Attach(inst); err != nil {
+			t.Fatal(err)
+		}
+		g.insts = append(g.insts, inst)
+		g.planes = append(g.planes, p)
+	}
+	for _, inst := range g.insts {
+		g.wg.Add(1)
+		go func() { defer g.wg.Done(); inst.Run(ctx) }()
+	}
+	t.Cleanup(func() { cancel(); g.wg.Wait(); g.tr.Close() })
+	return g
+}
+
+func (g *groupNode) all(s State) bool {
+	for _, inst := range g.insts {
+		if inst.Status().State != s {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSyncGroupMembersFaultAndFailOverTogether(t *testing.T) {
+	w := &wire{}
+	a := startGroupNode(t, w, "10.0.0.1", 200, 51, 52)
+	b := startGroupNode(t, w, "10.0.0.2", 100, 51, 52)
+	eventually(t, "a's group MASTER, b's BACKUP", func() bool { return a.all(StateMaster) && b.all(StateBackup) })
+	if a.group.State() != StateMaster {
+		t.Fatalf("group state %v", a.group.State())
+	}
+
+	// One member of a faults: the whole group goes FAULT and b takes both.
+	if err := a.insts[0].SetFault(context.Background(), true, "interface eth1 down"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a all FAULT, b all MASTER", func() bool { return a.all(StateFault) && b.all(StateMaster) })
+	for k, p := range a.planes {
+		if p.holds() {
+			t.Errorf("a's member %d holds VIPs in FAULT", k)
+		}
+	}
+	if c := a.insts[1].Status().Cause; !strings.Contains(c, "sync group G1: VI_51 in FAULT") {
+		t.Errorf("member cause %q does not name the faulty member", c)
+	}
+
+	// Recovery: a preempts both back.
+	if err := a.insts[0].SetFault(context.Background(), false, ""); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a all MASTER again, b all BACKUP", func() bool { return a.all(StateMaster) && b.all(StateBackup) })
+}
+
+func TestSyncGroupMemberWaitsWhileAnotherStillHearsItsMaster(t *testing.T) {
+	w := &wire{}
+	// b runs only VRID 51 at priority 200; a's group has 51 and 52 at 100.
+	b := startGroupNode(t, w, "10.0.0.2", 200, 51)
+	a := startGroupNode(t, w, "10.0.0.1", 100, 51, 52)
+	eventually(t, "b MASTER for 51", func() bool { return b.all(StateMaster) })
+	// a's member 52 has no master and wants MASTER, but member 51 still
+	// hears b: the group holds both in BACKUP (keepalived prefers BACKUP).
+	time.Sleep(300 * time.Millisecond) // many master-down intervals at 20 ms adverts
+	if !a.all(StateBackup) {
+		t.Fatalf("a's group left BACKUP while one member still hears a master: %v %v",
+			a.insts[0].Status().State, a.insts[1].Status().State)
+	}
+	if !a.insts[1].wantsMaster() {
+		t.Error("member 52 does not report that it wants MASTER")
+	}
+	// b stops: now both want MASTER and the group goes MASTER together.
+	b.cancel()
+	eventually(t, "a's group MASTER", func() bool { return a.all(StateMaster) })
 }

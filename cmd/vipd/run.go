@@ -112,9 +112,7 @@ func runOptions(v *viper.Viper) (agent.Options, error) {
 func splitList(in []string) []string {
 	var out []string
 	for _, s := range in {
-		for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
-			out = append(out, f)
-		}
+		out = append(out, strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })...)
 	}
 	return out
 }

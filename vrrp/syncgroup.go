@@ -1,0 +1,151 @@
+package vrrp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// SyncGroup makes the members of a vrrp_sync_group move together, the way
+// keepalived's vrrp_sync.c does:
+//   - a member whose master down timer runs out becomes MASTER only when
+//     every other member wants to as well (or the group is MASTER already);
+//     then all members go MASTER;
+//   - a member leaving MASTER for BACKUP (it heard a better master) takes the
+//     others to BACKUP;
+//   - a member in FAULT takes the others to FAULT until it recovers.
+//
+// The group never calls into a member synchronously from another member's
+// goroutine: orders to members are posted asynchronously, so members cannot
+// deadlock on each other.
+type SyncGroup struct {
+	name string
+	log  *slog.Logger
+	ctx  context.Context
+	// OnState is called (from a member goroutine) when the group's state
+	// changes, for the group's notify scripts. May be nil.
+	OnState func(group string, state State)
+
+	mu      sync.Mutex
+	members []*Instance
+	state   State
+	faulty  map[*Instance]bool
+}
+
+// NewSyncGroup returns an empty group; orders to members stop when ctx ends.
+func NewSyncGroup(ctx context.Context, name string, log *slog.Logger) *SyncGroup {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &SyncGroup{name: name, log: log.With("sync_group", name), ctx: ctx, state: StateInit, faulty: map[*Instance]bool{}}
+}
+
+// Name is the group's name.
+func (g *SyncGroup) Name() string { return g.name }
+
+// Add makes inst a member. Call before inst runs.
+func (g *SyncGroup) Add(inst *Instance) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.members = append(g.members, inst)
+	inst.group = g
+	inst.m.p.SyncMember = true
+}
+
+// State is the group's state (the last state it synced its members to).
+func (g *SyncGroup) State() State {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.state
+}
+
+const syncCausePrefix = "sync group "
+
+// wantMaster is called by a member (on its goroutine) whose down timer ran
+// out. It returns true when the member may go MASTER now; the other
+// members are then ordered to MASTER too.
+func (g *SyncGroup) wantMaster(from *Instance) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.faulty) > 0 {
+		return false
+	}
+	if g.state != StateMaster {
+		for _, m := range g.members {
+			if m != from && !m.wantsMaster() && m.currentState() != StateMaster {
+				g.log.Debug("member wants MASTER but the group waits", "instance", from.cfg.Name, "waiting_for", m.cfg.Name)
+				return false
+			}
+		}
+	}
+	cause := fmt.Sprintf("%s%s: %s went MASTER", syncCausePrefix, g.name, from.cfg.Name)
+	for _, m := range g.members {
+		if m != from {
+			g.post(m, func(now time.Time) []Action { return m.m.Step(now, Event{Kind: EvForceMaster, Cause: cause}) })
+		}
+	}
+	g.setState(StateMaster)
+	return true
+}
+
+// memberTransition is called by a member after a transition it made on its
+// own (not one ordered by the group).
+func (g *SyncGroup) memberTransition(from *Instance, a Action) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case a.To == StateFault:
+		g.faulty[from] = true
+		cause := fmt.Sprintf("%s%s: %s in FAULT", syncCausePrefix, g.name, from.cfg.Name)
+		for _, m := range g.members {
+			if m != from {
+				g.post(m, func(now time.Time) []Action { return m.m.Step(now, Event{Kind: EvFault, Cause: cause}) })
+			}
+		}
+		g.setState(StateFault)
+	case a.From == StateFault && g.faulty[from]:
+		delete(g.faulty, from)
+		for _, m := range g.members {
+			if m != from {
+				g.post(m, func(now time.Time) []Action { return m.m.Step(now, Event{Kind: EvFaultClear}) })
+			}
+		}
+		if len(g.faulty) == 0 {
+			g.setState(StateBackup)
+		}
+	case a.From == StateMaster && a.To == StateBackup:
+		cause := fmt.Sprintf("%s%s: %s went BACKUP (%s)", syncCausePrefix, g.name, from.cfg.Name, a.Cause)
+		for _, m := range g.members {
+			if m != from {
+				g.post(m, func(now time.Time) []Action { return m.m.Step(now, Event{Kind: EvForceBackup, Cause: cause}) })
+			}
+		}
+		g.setState(StateBackup)
+	case a.To == StateMaster:
+		// An owner (priority 255) goes MASTER without asking.
+		g.setState(StateMaster)
+	case a.To == StateBackup && g.state == StateInit:
+		g.setState(StateBackup)
+	}
+}
+
+func (g *SyncGroup) setState(s State) {
+	if g.state == s {
+		return
+	}
+	g.log.Info(fmt.Sprintf("sync group entering %s state", s), "from", g.state.String(), "to", s.String())
+	g.state = s
+	if g.OnState != nil {
+		g.OnState(g.name, s)
+	}
+}
+
+// post orders fn on member m without waiting (the caller may be another
+// member's goroutine, or hold the group lock).
+func (g *SyncGroup) post(m *Instance, fn func(now time.Time) []Action) {
+	go func() {
+		_ = m.doForced(g.ctx, fn)
+	}()
+}
