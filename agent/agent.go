@@ -59,6 +59,7 @@ type Agent struct {
 	mu        sync.Mutex // guards running and model
 	model     *config.Model
 	running   map[string]*runningInstance
+	groups    map[string]*vrrp.SyncGroup // by vrrp_sync_group name
 	runCtx    context.Context
 	instances sync.WaitGroup
 }
@@ -66,6 +67,8 @@ type Agent struct {
 type runningInstance struct {
 	inst   *vrrp.Instance
 	cfg    *config.Instance
+	group  string // vrrp_sync_group it belongs to, "" if none
+	gkey   string // the group's definition, to notice a change
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    string    // set when the instance could not start (status shows FAULT)
@@ -101,6 +104,7 @@ func Run(ctx context.Context, opts Options) error {
 		plane:     plane,
 		transport: vrrp.NewTransport(log, &vrrp.DropCounters{}),
 		running:   map[string]*runningInstance{},
+		groups:    map[string]*vrrp.SyncGroup{},
 	}
 	return a.run(ctx, model)
 }
@@ -206,12 +210,17 @@ func (a *Agent) apply(m *config.Model) {
 	for _, ic := range m.Instances {
 		want[ic.Name] = ic
 	}
+	groupOf, groupKey := syncGroups(m)
 	var stopped []*runningInstance
 	for name, ri := range a.running {
 		nc, ok := want[name]
 		switch {
 		case !ok:
 			a.log.Info("instance removed by configuration", "instance", name)
+			stopped = append(stopped, ri)
+			delete(a.running, name)
+		case ri.group != groupOf[name] || ri.gkey != groupKey[groupOf[name]]:
+			a.log.Info("instance's sync group changed by configuration: restarting it", "instance", name)
 			stopped = append(stopped, ri)
 			delete(a.running, name)
 		case sameInstance(ri.cfg, nc):
@@ -231,17 +240,56 @@ func (a *Agent) apply(m *config.Model) {
 	for _, ri := range stopped {
 		a.stopInstance(ri)
 	}
+	// Groups whose definition changed restart with all their members
+	// (above); drop group objects nobody uses any more.
+	for name, g := range a.groups {
+		if g.Len() == 0 {
+			delete(a.groups, name)
+		}
+	}
 	for _, ic := range m.Instances {
 		if _, ok := a.running[ic.Name]; !ok {
-			a.running[ic.Name] = a.startInstance(ic)
+			gname := groupOf[ic.Name]
+			var g *vrrp.SyncGroup
+			if gname != "" {
+				if g = a.groups[gname]; g == nil {
+					g = vrrp.NewSyncGroup(a.runCtx, gname, a.log)
+					a.groups[gname] = g
+				}
+			}
+			ri := a.startInstance(ic, g)
+			ri.group, ri.gkey = gname, groupKey[gname]
+			a.running[ic.Name] = ri
 		}
 	}
 	a.model = m
 }
 
+// syncGroups maps each instance to its vrrp_sync_group and each group to a
+// key describing its definition (members and settings), so a reload can
+// tell whether a group changed.
+func syncGroups(m *config.Model) (groupOf map[string]string, key map[string]string) {
+	groupOf, key = map[string]string{}, map[string]string{}
+	for _, g := range m.SyncGroups {
+		for _, member := range g.Members {
+			groupOf[member] = g.Name
+		}
+		gc := *g
+		gc.Pos = config.Pos{}
+		gc.TrackScripts = stripTracks(gc.TrackScripts)
+		gc.TrackInterfaces = stripTracks(gc.TrackInterfaces)
+		gc.TrackFiles = stripTracks(gc.TrackFiles)
+		key[g.Name] = fmt.Sprintf("%+v", gc)
+	}
+	return groupOf, key
+}
+
 func (a *Agent) stopInstance(ri *runningInstance) {
 	if ri.inst == nil {
 		return
+	}
+	if g := a.groups[ri.group]; g != nil {
+		g.Remove(ri.inst)
 	}
 	ri.cancel()
 	select {
@@ -252,7 +300,7 @@ func (a *Agent) stopInstance(ri *runningInstance) {
 	a.transport.Detach(ri.inst)
 }
 
-func (a *Agent) startInstance(ic *config.Instance) *runningInstance {
+func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup) *runningInstance {
 	ri := &runningInstance{cfg: ic, done: make(chan struct{}), since: time.Now()}
 	log := a.log
 	primary, err := primaryAddr(ic)
@@ -267,7 +315,13 @@ func (a *Agent) startInstance(ic *config.Instance) *runningInstance {
 		Plane:   a.plane,
 		Log:     log,
 	})
+	if group != nil {
+		group.Add(inst)
+	}
 	if err := a.transport.Attach(inst); err != nil {
+		if group != nil {
+			group.Remove(inst)
+		}
 		ri.err = err.Error()
 		log.Error("instance cannot open its VRRP socket: FAULT", "instance", ic.Name, "interface", ic.Interface, "err", err)
 		return ri

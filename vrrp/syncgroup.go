@@ -149,3 +149,23 @@ func (g *SyncGroup) post(m *Instance, fn func(now time.Time) []Action) {
 		_ = m.doForced(g.ctx, fn)
 	}()
 }
+
+// Remove takes inst out of the group (it is being stopped or replaced).
+func (g *SyncGroup) Remove(inst *Instance) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for k, m := range g.members {
+		if m == inst {
+			g.members = append(g.members[:k], g.members[k+1:]...)
+			break
+		}
+	}
+	delete(g.faulty, inst)
+}
+
+// Len is the number of members.
+func (g *SyncGroup) Len() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.members)
+}
