@@ -15,8 +15,9 @@ import (
 // above it must not be writable by a non-root user. A path component is
 // insecure when it is owned by a non-root user, or when it is a file or a
 // directory without the sticky bit that is group-writable by a non-root group
-// or world-writable. When the path goes through symbolic links, the resolved
-// path is checked too. The executable must exist and be executable.
+// or world-writable. Directories are checked with symbolic links resolved;
+// when the file itself is a link, its target's path is checked too. The
+// executable must exist and be executable.
 //
 // For a shell command, the shell is trusted and only the first word is checked,
 // when it is an absolute path (a command found through PATH by the shell is
@@ -54,14 +55,28 @@ func CheckSecure(c Command) error {
 	if err != nil {
 		return fmt.Errorf("script %s: %w", path, err)
 	}
+	// The path as written (whoever can change a link on it can redirect the
+	// command), then, like keepalived (which checks the realpath), the path
+	// with the directories' symbolic links resolved, then the file's target
+	// when the file itself is a link.
 	if err := checkPath(abs); err != nil {
 		return fmt.Errorf("script %s: %w", path, err)
 	}
-	resolved, err := filepath.EvalSymlinks(abs)
+	dir, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if err != nil {
+		return fmt.Errorf("script %s: cannot find %s: %w", path, filepath.Dir(abs), err)
+	}
+	named := filepath.Join(dir, filepath.Base(abs))
+	if named != abs {
+		if err := checkPath(named); err != nil {
+			return fmt.Errorf("script %s (resolves to %s): %w", path, named, err)
+		}
+	}
+	resolved, err := filepath.EvalSymlinks(named)
 	if err != nil {
 		return fmt.Errorf("script %s: %w", path, err)
 	}
-	if resolved != abs {
+	if resolved != named {
 		if err := checkPath(resolved); err != nil {
 			return fmt.Errorf("script %s (resolves to %s): %w", path, resolved, err)
 		}
@@ -77,7 +92,8 @@ func CheckSecure(c Command) error {
 }
 
 // checkPath checks "/", then every directory on the way to the file, then
-// the file itself, without following symbolic links.
+// the file itself, without following symbolic links (a link is checked for
+// its owner only: its own mode means nothing).
 func checkPath(abs string) error {
 	parts := strings.Split(strings.TrimPrefix(filepath.Clean(abs), "/"), "/")
 	cur := "/"
@@ -92,7 +108,7 @@ func checkPath(abs string) error {
 		}
 		mode := st.Mode & syscall.S_IFMT
 		isDir, isReg, isLnk := mode == syscall.S_IFDIR, mode == syscall.S_IFREG, mode == syscall.S_IFLNK
-		if !last && !isDir {
+		if !last && !isDir && !isLnk {
 			return fmt.Errorf("wrong file type in script path: %s is not a directory", cur)
 		}
 		if last && !isReg && !isLnk {

@@ -110,6 +110,21 @@ func TestCheckSecureFollowsKeepalivedRules(t *testing.T) {
 			raw: "{}/good/s.sh",
 		},
 		{
+			name: "directory reached through a symlink (like /bin -> usr/bin)",
+			tree: []node{{rel: "usr", dir: true, mode: 0o755}, {rel: "usr/s.sh", mode: 0o755}, {rel: "bin", link: "usr"}},
+			raw:  "{}/bin/s.sh",
+		},
+		{
+			name:    "symlinked directory owned by a non-root user",
+			tree:    []node{{rel: "usr", dir: true, mode: 0o755}, {rel: "usr/s.sh", mode: 0o755}, {rel: "bin", link: "usr", uid: nobody}},
+			raw:     "{}/bin/s.sh",
+			wantErr: "/bin is owned by uid 65534",
+		},
+		{
+			name: "system binary through /bin",
+			raw:  "/bin/true",
+		},
+		{
 			name:    "shell command checks its absolute first word",
 			tree:    []node{{rel: "d", dir: true, mode: 0o777}, {rel: "d/s.sh", mode: 0o755}},
 			raw:     "{}/d/s.sh && exit 0",
@@ -147,6 +162,9 @@ func TestCheckSecureFollowsKeepalivedRules(t *testing.T) {
 				switch {
 				case n.link != "":
 					if err := os.Symlink(filepath.Join(base, n.link), p); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.Lchown(p, n.uid, n.gid); err != nil {
 						t.Fatal(err)
 					}
 					continue
