@@ -98,15 +98,22 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("vip plane: %w", err)
 	}
 	defer plane.Close()
-	a := &Agent{
+	a := newAgent(opts, plane, vrrp.NewTransport(log, &vrrp.DropCounters{}))
+	return a.run(ctx, model)
+}
+
+func newAgent(opts Options, plane vrrp.AddressPlane, tr *vrrp.Transport) *Agent {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Agent{
 		opts:      opts,
-		log:       log,
+		log:       opts.Logger,
 		plane:     plane,
-		transport: vrrp.NewTransport(log, &vrrp.DropCounters{}),
+		transport: tr,
 		running:   map[string]*runningInstance{},
 		groups:    map[string]*vrrp.SyncGroup{},
 	}
-	return a.run(ctx, model)
 }
 
 func load(path string, log *slog.Logger) (*config.Model, error) {
