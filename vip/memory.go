@@ -22,6 +22,8 @@ const (
 	OpAddRoute OpKind = "add-route"
 	OpDelRoute OpKind = "del-route"
 	OpAnnounce OpKind = "announce"
+	OpAddVMAC  OpKind = "add-vmac" // EnsureVMAC (vmac.go)
+	OpDelVMAC  OpKind = "del-vmac" // RemoveVMAC (vmac.go)
 )
 
 // Op is one entry of Memory's transcript: one address, route or announcement
@@ -32,8 +34,10 @@ type Op struct {
 	Addr   netip.Prefix // OpAddAddr, OpDelAddr, OpAnnounce (with the default prefix length applied)
 	Route  netip.Prefix // OpAddRoute, OpDelRoute: the destination
 	// MAC is the source MAC of an OpAnnounce as passed (nil: the
-	// interface's own).
+	// interface's own), or the virtual MAC of an OpAddVMAC.
 	MAC net.HardwareAddr
+	// Base is the base interface of an OpAddVMAC (Ifname is the VMAC).
+	Base string
 	// Noop is set when the operation found nothing to do: the address or
 	// route was already there (add) or already absent (del).
 	Noop bool
@@ -50,6 +54,7 @@ type Memory struct {
 	routes []routeSpec
 	ops    []Op
 	fail   map[OpKind]error
+	vmacs  memVMACs // vmac.go
 }
 
 // NewMemory returns an empty in-memory plane.

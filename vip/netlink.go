@@ -38,6 +38,7 @@ type Netlink struct {
 	h      *netlink.Handle
 	fd     int // AF_PACKET, SOCK_RAW, protocol 0: sends only, never receives
 	closed bool
+	vmac   vmacBook // VMAC bookkeeping (vmac_linux.go), guarded by mu
 }
 
 // netlinkTimeout bounds one rtnetlink request, so that a wedged kernel
