@@ -113,13 +113,17 @@ func Run(ctx context.Context, c Command, extra []string, o Options) Result {
 	select {
 	case <-exited:
 	case <-timeout:
-		res.TimedOut = true
-		killGroup(pid)
-		<-exited
+		if !isClosed(exited) { // an exit at the same moment wins
+			res.TimedOut = true
+			killGroup(pid)
+			<-exited
+		}
 	case <-ctx.Done():
-		res.Err = fmt.Errorf("killed: %w", ctx.Err())
-		killGroup(pid)
-		<-exited
+		if !isClosed(exited) {
+			res.Err = fmt.Errorf("killed: %w", ctx.Err())
+			killGroup(pid)
+			<-exited
+		}
 	}
 	// The leader is a zombie now (not reaped), so its pid cannot be reused
 	// and the group can be killed safely: no stray children.
@@ -249,4 +253,13 @@ func (w *capWriter) bytes() []byte {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return append([]byte(nil), w.buf...)
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
