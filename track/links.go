@@ -120,13 +120,13 @@ func (m *Manager) refreshInterfaces() {
 
 // lookupInterface reads one interface's state from the source.
 func (m *Manager) lookupInterface(name string) {
-	if m.links == nil {
-		return
-	}
 	// linkMu orders this read against the events: a state read here is
 	// never overwritten by an older event, nor the reverse.
 	m.linkMu.Lock()
 	defer m.linkMu.Unlock()
+	if m.links == nil {
+		return
+	}
 	up, err := m.links.Link(name)
 	if err != nil {
 		m.log.Warn("track: cannot read interface state", "interface", name, "err", err)

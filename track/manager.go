@@ -48,7 +48,10 @@ type Manager struct {
 	opts  Options
 	clock Clock
 	links LinkSource
-	run   runFunc
+	// ownLinks is the netlink source NewManager opened (closed when Run
+	// ends); nil when the caller passed Options.Links.
+	ownLinks *NetlinkSource
+	run      runFunc
 	// afterResult, when set (tests), is called after a script result has
 	// been applied.
 	afterResult func(name string)
@@ -110,7 +113,7 @@ func NewManager(o Options) *Manager {
 		if err != nil {
 			m.log.Error("track: interface tracking unavailable", "err", err)
 		} else {
-			m.links = src
+			m.links, m.ownLinks = src, src
 		}
 	}
 	return m
@@ -385,6 +388,12 @@ func (m *Manager) Run(ctx context.Context) {
 	}
 	m.mu.Unlock()
 	m.wg.Wait()
+	if m.ownLinks != nil {
+		m.linkMu.Lock()
+		m.links = nil // later Configure calls leave interfaces unknown
+		m.linkMu.Unlock()
+		m.ownLinks.Close()
+	}
 }
 
 // startScript starts a script's loop; m.mu is held and m.runCtx set.
