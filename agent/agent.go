@@ -7,6 +7,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -21,6 +22,8 @@ import (
 	"github.com/vipd/vipd/api"
 	"github.com/vipd/vipd/config"
 	"github.com/vipd/vipd/config/loader"
+	"github.com/vipd/vipd/notify"
+	"github.com/vipd/vipd/track"
 	"github.com/vipd/vipd/vip"
 	"github.com/vipd/vipd/vrrp"
 )
@@ -52,6 +55,7 @@ type Agent struct {
 	log       *slog.Logger
 	plane     vrrp.AddressPlane
 	transport *vrrp.Transport
+	tracker   *track.Manager // nil: no tracking (unit tests)
 
 	// reloadMu serialises reloads (SIGHUP and API) against each other.
 	reloadMu sync.Mutex
@@ -59,20 +63,35 @@ type Agent struct {
 	mu        sync.Mutex // guards running and model
 	model     *config.Model
 	running   map[string]*runningInstance
-	groups    map[string]*vrrp.SyncGroup // by vrrp_sync_group name
+	groups    map[string]*syncGroup // by vrrp_sync_group name
 	runCtx    context.Context
 	instances sync.WaitGroup
 }
 
+// syncGroup is a running vrrp_sync_group with its notify scripts.
+type syncGroup struct {
+	g        *vrrp.SyncGroup
+	cfg      *config.SyncGroup
+	notifier *notify.Notifier
+}
+
 type runningInstance struct {
-	inst   *vrrp.Instance
-	cfg    *config.Instance
-	group  string // vrrp_sync_group it belongs to, "" if none
-	gkey   string // the group's definition, to notice a change
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    string    // set when the instance could not start (status shows FAULT)
-	since  time.Time // when it was started
+	inst     *vrrp.Instance
+	cfg      *config.Instance
+	notifier *notify.Notifier
+	vmac     string // the VMAC interface made for it, "" if none
+
+	// Tracking results, guarded by Agent.mu.
+	tracked   []track.ItemState
+	trackEff  int
+	trackWhy  string
+	trackSent bool
+	group     string // vrrp_sync_group it belongs to, "" if none
+	gkey      string // the group's definition, to notice a change
+	cancel    context.CancelFunc
+	done      chan struct{}
+	err       string    // set when the instance could not start (status shows FAULT)
+	since     time.Time // when it was started
 }
 
 // Run runs the daemon until ctx is cancelled (SIGTERM/SIGINT), then shuts
@@ -99,6 +118,12 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer plane.Close()
 	a := newAgent(opts, plane, vrrp.NewTransport(log, &vrrp.DropCounters{}))
+	a.tracker = track.NewManager(track.Options{
+		Log:            log,
+		ScriptUser:     model.Global.ScriptUser,
+		ScriptGroup:    model.Global.ScriptGroup,
+		ScriptSecurity: model.Global.EnableScriptSecurity,
+	})
 	return a.run(ctx, model)
 }
 
@@ -112,7 +137,7 @@ func newAgent(opts Options, plane vrrp.AddressPlane, tr *vrrp.Transport) *Agent 
 		plane:     plane,
 		transport: tr,
 		running:   map[string]*runningInstance{},
-		groups:    map[string]*vrrp.SyncGroup{},
+		groups:    map[string]*syncGroup{},
 	}
 }
 
@@ -149,6 +174,13 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 
 	a.log.Info("vipd starting", "node", a.opts.NodeName, "config", a.opts.ConfigPath,
 		"instances", len(model.Instances), "socket", a.opts.SocketPath)
+	var trackDone chan struct{}
+	if a.tracker != nil {
+		trackDone = make(chan struct{})
+		sub := a.tracker.Subscribe()
+		go func() { defer close(trackDone); a.tracker.Run(runCtx) }()
+		go a.trackLoop(runCtx, sub)
+	}
 	a.apply(model)
 
 	hup := make(chan os.Signal, 1)
@@ -158,6 +190,9 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 		select {
 		case <-ctx.Done():
 			a.shutdown(stopInstances)
+			if trackDone != nil {
+				<-trackDone
+			}
 			stopSrv()
 			<-srvErr
 			return nil
@@ -186,14 +221,30 @@ func (a *Agent) shutdown(stopInstances context.CancelFunc) {
 		a.log.Warn("shutdown budget exceeded; some instances did not finish releasing")
 	}
 	a.mu.Lock()
-	for name, ri := range a.running {
+	running := a.running
+	a.running = map[string]*runningInstance{}
+	groups := a.groups
+	a.groups = map[string]*syncGroup{}
+	a.mu.Unlock()
+	for _, ri := range running {
 		if ri.inst != nil {
 			a.transport.Detach(ri.inst)
 		}
-		delete(a.running, name)
 	}
-	a.mu.Unlock()
 	a.transport.Close()
+	// notify_stop scripts were queued by the STOP transitions; give them
+	// what is left of the budget.
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownBudget/2)
+	defer cancel()
+	for _, ri := range running {
+		a.finish(ctx, ri)
+	}
+	for _, sg := range groups {
+		if sg.notifier != nil {
+			sg.notifier.Transition(notify.StateStop, 0)
+			_ = sg.notifier.Close(ctx)
+		}
+	}
 	a.log.Info("vipd stopped")
 }
 
@@ -211,6 +262,12 @@ func (a *Agent) Reload(ctx context.Context) error {
 
 // apply diffs m against the running model and touches only what changed.
 func (a *Agent) apply(m *config.Model) {
+	a.applyInstances(m)
+	a.configureTracking(m)
+	a.updateTracking()
+}
+
+func (a *Agent) applyInstances(m *config.Model) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	want := map[string]*config.Instance{}
@@ -234,10 +291,13 @@ func (a *Agent) apply(m *config.Model) {
 			ri.cfg = nc // positions may have moved
 		case ri.inst != nil && onlyPriorityDiffers(ri.cfg, nc):
 			a.log.Info("instance priority changed by configuration", "instance", name, "from", ri.cfg.Priority, "to", nc.Priority)
-			if err := ri.inst.SetPriority(a.runCtx, nc.Priority); err != nil {
-				a.log.Error("cannot change priority", "instance", name, "err", err)
-			}
 			ri.cfg = nc
+			ri.trackSent = false // recompute the effective priority from the new base
+			if a.tracker == nil {
+				if err := ri.inst.SetPriority(a.runCtx, nc.Priority); err != nil {
+					a.log.Error("cannot change priority", "instance", name, "err", err)
+				}
+			}
 		default:
 			a.log.Info("instance changed by configuration: restarting it", "instance", name)
 			stopped = append(stopped, ri)
@@ -249,22 +309,32 @@ func (a *Agent) apply(m *config.Model) {
 	}
 	// Groups whose definition changed restart with all their members
 	// (above); drop group objects nobody uses any more.
-	for name, g := range a.groups {
-		if g.Len() == 0 {
+	for name, sg := range a.groups {
+		if sg.g.Len() == 0 {
 			delete(a.groups, name)
+			if sg.notifier != nil {
+				go sg.notifier.Close(context.Background())
+			}
 		}
+	}
+	groupCfg := map[string]*config.SyncGroup{}
+	for _, g := range m.SyncGroups {
+		groupCfg[g.Name] = g
 	}
 	for _, ic := range m.Instances {
 		if _, ok := a.running[ic.Name]; !ok {
 			gname := groupOf[ic.Name]
 			var g *vrrp.SyncGroup
 			if gname != "" {
-				if g = a.groups[gname]; g == nil {
-					g = vrrp.NewSyncGroup(a.runCtx, gname, a.log)
-					a.groups[gname] = g
+				sg := a.groups[gname]
+				if sg == nil {
+					sg = a.newSyncGroup(groupCfg[gname], m.Global)
+					a.groups[gname] = sg
 				}
+				sg.cfg = groupCfg[gname]
+				g = sg.g
 			}
-			ri := a.startInstance(ic, g)
+			ri := a.startInstance(ic, g, m.Global)
 			ri.group, ri.gkey = gname, groupKey[gname]
 			a.running[ic.Name] = ri
 		}
@@ -295,8 +365,8 @@ func (a *Agent) stopInstance(ri *runningInstance) {
 	if ri.inst == nil {
 		return
 	}
-	if g := a.groups[ri.group]; g != nil {
-		g.Remove(ri.inst)
+	if sg := a.groups[ri.group]; sg != nil {
+		sg.g.Remove(ri.inst)
 	}
 	ri.cancel()
 	select {
@@ -305,9 +375,69 @@ func (a *Agent) stopInstance(ri *runningInstance) {
 		a.log.Warn("instance did not stop in time", "instance", ri.cfg.Name)
 	}
 	a.transport.Detach(ri.inst)
+	// The VMAC goes now (a restarted instance may want the same name);
+	// notify scripts (notify_stop) run out in the background.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	a.removeVMAC(ctx, ri)
+	cancel()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		a.closeNotifier(ctx, ri)
+	}()
 }
 
-func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup) *runningInstance {
+// finish runs after an instance stopped at shutdown: queued notify scripts
+// (notify_stop) run out, and its VMAC goes.
+func (a *Agent) finish(ctx context.Context, ri *runningInstance) {
+	a.closeNotifier(ctx, ri)
+	a.removeVMAC(ctx, ri)
+}
+
+func (a *Agent) closeNotifier(ctx context.Context, ri *runningInstance) {
+	if ri.notifier != nil {
+		if err := ri.notifier.Close(ctx); err != nil {
+			a.log.Warn("notify scripts still running at shutdown", "instance", ri.cfg.Name, "err", err)
+		}
+	}
+}
+
+func (a *Agent) removeVMAC(ctx context.Context, ri *runningInstance) {
+	if ri.vmac != "" {
+		if vm, ok := a.plane.(vip.VMACs); ok {
+			if err := vm.RemoveVMAC(ctx, ri.vmac); err != nil {
+				a.log.Error("cannot remove VMAC", "instance", ri.cfg.Name, "vmac", ri.vmac, "err", err)
+			}
+		}
+	}
+}
+
+func (a *Agent) newSyncGroup(gc *config.SyncGroup, global config.Global) *syncGroup {
+	sg := &syncGroup{g: vrrp.NewSyncGroup(a.runCtx, gc.Name, a.log), cfg: gc}
+	if gc.Notify != (config.Notify{}) {
+		n, err := notify.New(notify.KindGroup, gc.Name, notifyScripts(gc.Notify), a.notifyOptions(global))
+		if err != nil {
+			a.log.Error("sync group notify scripts refused", "sync_group", gc.Name, "err", err)
+		}
+		sg.notifier = n
+		sg.g.OnState = func(_ string, st vrrp.State) {
+			if st == vrrp.StateMaster || st == vrrp.StateBackup || st == vrrp.StateFault {
+				n.Transition(st.String(), 0)
+			}
+		}
+	}
+	return sg
+}
+
+func notifyScripts(n config.Notify) notify.Scripts {
+	return notify.Scripts{Master: n.Master, Backup: n.Backup, Fault: n.Fault, Stop: n.Stop, Generic: n.Generic}
+}
+
+func (a *Agent) notifyOptions(g config.Global) notify.Options {
+	return notify.Options{Security: g.EnableScriptSecurity, User: g.ScriptUser, Group: g.ScriptGroup, Log: a.log}
+}
+
+func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global config.Global) *runningInstance {
 	ri := &runningInstance{cfg: ic, done: make(chan struct{}), since: time.Now()}
 	log := a.log
 	primary, err := primaryAddr(ic)
@@ -316,11 +446,43 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup) *runni
 		log.Error("instance cannot start: FAULT", "instance", ic.Name, "err", err)
 		return ri
 	}
+	runCfg := ic
+	if ic.UseVMAC {
+		name, err := a.ensureVMAC(ic)
+		if err != nil {
+			ri.err = err.Error()
+			log.Error("instance cannot create its VMAC: FAULT", "instance", ic.Name, "err", err)
+			return ri
+		}
+		// keepalived: VIPs live on the VMAC and adverts go out of it and
+		// are read from it (a peer's adverts to its own VMAC only reach
+		// our VMAC, see vip/vmac.go).
+		c := *ic
+		c.Interface = name
+		runCfg, ri.vmac = &c, name
+	}
+	if ic.Notify != (config.Notify{}) {
+		n, err := notify.New(notify.KindInstance, ic.Name, notifyScripts(ic.Notify), a.notifyOptions(global))
+		if err != nil {
+			log.Error("notify scripts refused", "instance", ic.Name, "err", err)
+		}
+		ri.notifier = n
+	}
 	inst := vrrp.NewInstance(vrrp.InstanceOptions{
-		Config:  ic,
-		Primary: primary,
-		Plane:   a.plane,
-		Log:     log,
+		Config:       runCfg,
+		Primary:      primary,
+		Plane:        a.plane,
+		Log:          log,
+		WaitTracking: a.tracker != nil,
+		OnTransition: func(tr vrrp.Transition) {
+			if ri.notifier == nil {
+				return
+			}
+			switch tr.To {
+			case vrrp.StateMaster, vrrp.StateBackup, vrrp.StateFault, vrrp.StateStop:
+				ri.notifier.Transition(tr.To.String(), tr.Priority)
+			}
+		},
 	})
 	if group != nil {
 		group.Add(inst)
@@ -342,6 +504,23 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup) *runni
 		inst.Run(ctx)
 	}()
 	return ri
+}
+
+func (a *Agent) ensureVMAC(ic *config.Instance) (string, error) {
+	vm, ok := a.plane.(vip.VMACs)
+	if !ok {
+		return "", errors.New("use_vmac: the VIP plane cannot make VMAC interfaces")
+	}
+	name := ic.VMACName
+	if name == "" {
+		name = vip.DefaultVMACName(ic.VRID)
+	}
+	ctx, cancel := context.WithTimeout(a.runCtx, 5*time.Second)
+	defer cancel()
+	if _, _, err := vm.EnsureVMAC(ctx, ic.Interface, name, ic.VRID, ic.IsIPv6()); err != nil {
+		return "", fmt.Errorf("use_vmac %s on %s: %w", name, ic.Interface, err)
+	}
+	return name, nil
 }
 
 func primaryAddr(ic *config.Instance) (netip.Addr, error) {
@@ -449,6 +628,11 @@ func instanceStatus(ri *runningInstance) api.InstanceStatus {
 	}
 	if vs.Master.IsValid() {
 		s.Master = vs.Master.String()
+	}
+	for _, it := range ri.tracked {
+		s.Tracked = append(s.Tracked, api.TrackedStatus{
+			Kind: string(it.Kind), Name: it.Name, OK: it.OK && !it.Fault, Weight: it.Weight, Value: it.Value,
+		})
 	}
 	for _, p := range vs.VIPs {
 		s.VIPs = append(s.VIPs, p.String())

@@ -128,7 +128,7 @@ func TestSyncGroupChangeRestartsItsMembers(t *testing.T) {
 	waitState(t, a, "VI_1", "MASTER")
 	waitState(t, a, "VI_2", "MASTER")
 	g := a.groups["G"]
-	if g == nil || g.Len() != 2 {
+	if g == nil || g.g.Len() != 2 {
 		t.Fatalf("group G not built with 2 members: %v", g)
 	}
 	old := a.running["VI_1"].inst

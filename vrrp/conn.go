@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/net/ipv4"
@@ -120,7 +121,9 @@ func (c *Conn) Send(payload []byte, src, dst netip.Addr) error {
 		}
 		zone := ""
 		if dst.IsLinkLocalUnicast() || dst.IsLinkLocalMulticast() || dst.IsInterfaceLocalMulticast() {
-			zone = c.ifi.Name
+			// By index: a name would be looked up in the calling
+			// thread's network namespace.
+			zone = strconv.Itoa(c.ifi.Index)
 		}
 		_, err := c.p6.WriteTo(payload, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: zone})
 		return err

@@ -48,6 +48,9 @@ type InstanceOptions struct {
 	// OnTransition is called from the instance goroutine after each state
 	// change; it must not block for long (the agent queues notify scripts).
 	OnTransition func(Transition)
+	// WaitTracking keeps the instance in INIT until the first SetTracking,
+	// as keepalived waits for its tracked scripts' first results.
+	WaitTracking bool
 }
 
 // InstanceStatus is a snapshot of an instance for the API.
@@ -112,6 +115,10 @@ type Instance struct {
 
 	garpRounds  []garpRound // pending GARP/NA rounds, in time order
 	garpRefresh time.Time
+
+	waitTracking bool
+	started      bool
+	trackFault   string // the tracking fault in force, "" when none
 
 	group      *SyncGroup
 	forcing    bool        // applying an order of the sync group
@@ -274,6 +281,40 @@ func (i *Instance) currentState() State {
 	return i.status.State
 }
 
+func (i *Instance) startup() {
+	i.started = true
+	i.apply(i.m.Step(i.clock.Now(), Event{Kind: EvStartup}))
+}
+
+// SetTracking applies the result of the instance's tracked scripts,
+// interfaces and files: the effective priority, and fault ("" when none) —
+// the reason the instance must stay in FAULT. The first call starts an
+// instance created with WaitTracking.
+func (i *Instance) SetTracking(ctx context.Context, effective int, fault string) error {
+	if effective != PriorityOwner || i.cfg.Priority != PriorityOwner {
+		effective = min(max(effective, 1), 254)
+	}
+	return i.do(ctx, func(now time.Time) []Action {
+		i.mu.Lock()
+		i.status.EffectivePriority = effective
+		i.mu.Unlock()
+		acts := i.m.Step(now, Event{Kind: EvPriority, Priority: uint8(effective)})
+		switch {
+		case fault != "" && i.trackFault == "":
+			acts = append(acts, i.m.Step(now, Event{Kind: EvFault, Cause: fault})...)
+		case fault == "" && i.trackFault != "":
+			acts = append(acts, i.m.Step(now, Event{Kind: EvFaultClear})...)
+		}
+		i.trackFault = fault
+		if !i.started {
+			i.apply(acts)
+			i.started = true
+			return i.m.Step(now, Event{Kind: EvStartup})
+		}
+		return acts
+	})
+}
+
 // SetPriority changes the effective priority (tracking, etcd overrides). As
 // in keepalived, a tracked priority stays within 1..254; 255 is only for an
 // address owner's configured priority.
@@ -305,7 +346,9 @@ func (i *Instance) SetFault(ctx context.Context, on bool, cause string) error {
 func (i *Instance) Run(ctx context.Context) {
 	timer := i.clock.NewTimer(time.Hour)
 	defer timer.Stop()
-	i.apply(i.m.Step(i.clock.Now(), Event{Kind: EvStartup}))
+	if !i.waitTracking {
+		i.startup()
+	}
 	for {
 		i.armTimer(timer)
 		select {

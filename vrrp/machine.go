@@ -130,6 +130,7 @@ type Machine struct {
 	master     netip.Addr // the master we hear (ours when MASTER)
 	masterPrio uint8
 	faults     int
+	faultCause string // cause of the first fault in force
 }
 
 // NewMachine returns a machine in INIT.
@@ -231,7 +232,8 @@ func (m *Machine) startup(now time.Time) []Action {
 		return nil
 	}
 	if m.faults > 0 {
-		return m.transition(StateFault, "fault at start-up")
+		// Hold nothing a crashed run may have left behind.
+		return append([]Action{{Kind: ActRelease}}, m.transition(StateFault, "fault at start-up: "+m.faultCause)...)
 	}
 	if m.p.Priority == PriorityOwner {
 		return m.toMaster(now, "address owner (priority 255)")
@@ -399,6 +401,9 @@ func (m *Machine) priority(now time.Time, p uint8) []Action {
 
 func (m *Machine) fault(now time.Time, cause string) []Action {
 	m.faults++
+	if m.faults == 1 {
+		m.faultCause = cause
+	}
 	if m.faults > 1 || m.state == StateInit {
 		return nil
 	}

@@ -670,7 +670,7 @@ func TestFaultAtStartupStartsInFault(t *testing.T) {
 	m := NewMachine(smV2(100))
 	smRun(t, m, []smStep{
 		{at: 0, ev: smFault("interface eth0 down"), state: StateInit, deadline: smNone},
-		{at: 1, ev: smStartup, want: []Action{smTrans(StateInit, StateFault, "fault at start-up")}, state: StateFault, deadline: smNone},
+		{at: 1, ev: smStartup, want: []Action{smRelease, smTrans(StateInit, StateFault, "fault at start-up: interface eth0 down")}, state: StateFault, deadline: smNone},
 		{at: time.Second, ev: smClear, want: []Action{smTrans(StateFault, StateBackup, "fault cleared")}, state: StateBackup, deadline: time.Second + v2MDI100},
 	})
 }
