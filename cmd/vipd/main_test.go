@@ -212,6 +212,11 @@ func sampleStatus() api.Status {
 				VIPs:   []string{"192.168.200.16/24", "192.168.200.17/24"},
 				Master: "192.168.200.2", Since: testNow.Add(-3*time.Minute - 12*time.Second),
 				Cause: "master down timer expired",
+				Tracked: []api.TrackedStatus{
+					{Kind: "script", Name: "chk_main", OK: false, Weight: -20},
+					{Kind: "interface", Name: "eth0", OK: true},
+					{Kind: "file", Name: "prio_file", OK: true, Weight: 1, Value: 0},
+				},
 			},
 			{
 				Name: "VI_2", VRID: 52, Interface: "eth1", State: "BACKUP",

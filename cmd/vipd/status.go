@@ -89,15 +89,36 @@ Columns (-o table, the default):
 // renderStatusTable writes st as an aligned table; ages are relative to now.
 func renderStatusTable(w io.Writer, st api.Status, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVRID\tIF\tSTATE\tPRIO\tEFF\tVIPS\tMASTER\tSINCE\tCAUSE")
+	fmt.Fprintln(tw, "NAME\tVRID\tIF\tSTATE\tPRIO\tEFF\tVIPS\tMASTER\tSINCE\tTRACKED\tCAUSE")
 	for _, in := range st.Instances {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n",
 			dash(in.Name), in.VRID, dash(in.Interface), dash(in.State),
 			in.Priority, in.EffectivePriority,
 			dash(strings.Join(in.VIPs, ",")), dash(in.Master),
-			age(in.Since, now), dash(in.Cause))
+			age(in.Since, now), dash(trackedSummary(in.Tracked)), dash(in.Cause))
 	}
 	return tw.Flush()
+}
+
+// trackedSummary renders tracked items compactly: "chk_main:FAIL(-2),eth0:ok".
+func trackedSummary(items []api.TrackedStatus) string {
+	parts := make([]string, 0, len(items))
+	for _, it := range items {
+		p := it.Name + ":"
+		switch {
+		case it.Kind == "file":
+			p += strconv.Itoa(it.Value)
+		case it.OK:
+			p += "ok"
+		default:
+			p += "FAIL"
+		}
+		if it.Weight != 0 {
+			p += "(" + strconv.Itoa(it.Weight) + ")"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ",")
 }
 
 // renderStatusJSON writes st as the contract JSON, 2-space indented.
