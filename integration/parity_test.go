@@ -58,20 +58,25 @@ func TestSyncGroupMovesTogetherWhenATrackedInterfaceGoesDown(t *testing.T) {
 	_, n1, n2 := twoNodes(t)
 	n1.AddLink("eth1", "10.98.0.1/24")
 	n2.AddLink("eth1", "10.98.0.2/24")
+	log := newNotifyLog(t)
 	conf := func(node string, prio int) string {
 		a := vi(3, prio, "10.99.0.100/24")
 		a.Name = "VI_A"
 		a.Extra = "    track_interface {\n        eth1\n    }"
 		b := vi(3, prio, "10.98.0.100/24")
 		b.Name, b.VRID, b.Interface = "VI_B", 52, "eth1"
-		return renderConf(t, node, false, a, b) + `
+		script := log.script(t, node)
+		return renderConf(t, node, false, a, b) + fmt.Sprintf(`
 vrrp_sync_group G1 {
     group {
         VI_A
         VI_B
     }
+    notify_master "%[1]s MASTER"
+    notify_backup "%[1]s BACKUP"
+    notify_fault "%[1]s FAULT"
 }
-`
+`, script)
 	}
 	d1 := startVipd(t, n1, conf("node1", 150))
 	d2 := startVipd(t, n2, conf("node2", 100))
@@ -89,12 +94,16 @@ vrrp_sync_group G1 {
 	if hasVIP(n1, "10.99.0.100") {
 		t.Error("node1 kept VI_A's VIP")
 	}
+	log.waitLast("node1", "FAULT")
+	log.waitLast("node2", "MASTER")
 
 	n1.LinkUp("eth1")
 	lab.Eventually(t, 5*time.Second, "node1 MASTER for both again", func() bool {
 		return d1.state("VI_A") == "MASTER" && d1.state("VI_B") == "MASTER"
 	})
 	waitVIP(t, 3*time.Second, "10.99.0.100", n1, n2)
+	log.waitLast("node1", "MASTER")
+	log.waitLast("node2", "BACKUP")
 }
 
 // TestVirtualRoutesFollowMaster: virtual_routes are added on MASTER and
@@ -233,4 +242,40 @@ func TestHangingScriptIsKilledAndCountsAsFailed(t *testing.T) {
 			t.Fatalf("hanging script reported OK: %+v", it)
 		}
 	}
+}
+
+// TestFlappingScriptNeedsFallAndRiseInARow: with fall 3 / rise 3 at 1 s, a
+// check that fails once does not move the VIP; one that keeps failing does;
+// recovery needs three good runs in a row.
+func TestFlappingScriptNeedsFallAndRiseInARow(t *testing.T) {
+	_, n1, n2 := twoNodes(t)
+	// The nodes share the host's file system: each checks its own file.
+	down := filepath.Join(t.TempDir(), "down")
+	conf := func(node string, prio int, file string) string {
+		c := vi(3, prio, "10.99.0.100/24")
+		c.Extra = "    track_script {\n        chk\n    }"
+		return strings.Replace(renderConf(t, node, false, c), "vrrp_instance", fmt.Sprintf(
+			"vrrp_script chk {\n    script \"/usr/bin/test ! -f %s\"\n    interval 1\n    fall 3\n    rise 3\n    weight -100\n}\n\nvrrp_instance", file), 1)
+	}
+	d1 := startVipd(t, n1, conf("node1", 150, down))
+	startVipd(t, n2, conf("node2", 100, down+".node2"))
+	waitVIP(t, 5*time.Second, "10.99.0.100", n1, n2)
+
+	// One failed run (the file exists for ~1.2 s): no change.
+	writeFile(t, down, "")
+	time.Sleep(1200 * time.Millisecond)
+	os.Remove(down)
+	holdSteady(t, 3*time.Second, "node1 keeps the VIP after one failure", func() bool {
+		return hasVIP(n1, "10.99.0.100") && instanceStatus(t, d1, "VI_1").EffectivePriority == 150
+	})
+
+	// Failing for good: after three runs, priority 50 and node2 takes over.
+	writeFile(t, down, "")
+	lab.Eventually(t, 6*time.Second, "node1 priority 50", func() bool { return instanceStatus(t, d1, "VI_1").EffectivePriority == 50 })
+	waitVIP(t, 3*time.Second, "10.99.0.100", n2, n1)
+
+	// Recovery: three good runs, then node1 preempts back.
+	os.Remove(down)
+	lab.Eventually(t, 6*time.Second, "node1 priority 150", func() bool { return instanceStatus(t, d1, "VI_1").EffectivePriority == 150 })
+	waitVIP(t, 3*time.Second, "10.99.0.100", n1, n2)
 }

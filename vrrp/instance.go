@@ -302,8 +302,10 @@ func (i *Instance) SetTracking(ctx context.Context, effective int, fault string)
 		switch {
 		case fault != "" && i.trackFault == "":
 			acts = append(acts, i.m.Step(now, Event{Kind: EvFault, Cause: fault})...)
+			i.reportFault(true)
 		case fault == "" && i.trackFault != "":
 			acts = append(acts, i.m.Step(now, Event{Kind: EvFaultClear})...)
+			i.reportFault(false)
 		}
 		i.trackFault = fault
 		if !i.started {
@@ -337,8 +339,17 @@ func (i *Instance) SetFault(ctx context.Context, on bool, cause string) error {
 		kind = EvFault
 	}
 	return i.do(ctx, func(now time.Time) []Action {
-		return i.m.Step(now, Event{Kind: kind, Cause: cause})
+		acts := i.m.Step(now, Event{Kind: kind, Cause: cause})
+		i.reportFault(on)
+		return acts
 	})
+}
+
+// reportFault tells the sync group about a fault of our own.
+func (i *Instance) reportFault(on bool) {
+	if i.group != nil {
+		i.group.memberFault(i, on)
+	}
 }
 
 // Run runs the instance until ctx is cancelled, then shuts down: a master

@@ -381,3 +381,23 @@ func TestSyncGroupMemberWaitsWhileAnotherStillHearsItsMaster(t *testing.T) {
 	b.cancel()
 	eventually(t, "a's group MASTER", func() bool { return a.all(StateMaster) })
 }
+
+func TestSyncGroupMembersFailingTogetherRecoverTogether(t *testing.T) {
+	w := &wire{}
+	a := startGroupNode(t, w, "10.0.0.1", 200, 51, 52)
+	eventually(t, "a MASTER", func() bool { return a.all(StateMaster) })
+	ctx := context.Background()
+	// One cause (say, a shared uplink) faults both members on their own.
+	for _, inst := range a.insts {
+		if err := inst.SetFault(ctx, true, "interface eth1 down"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "a FAULT", func() bool { return a.all(StateFault) })
+	for _, inst := range a.insts {
+		if err := inst.SetFault(ctx, false, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "a MASTER again", func() bool { return a.all(StateMaster) })
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -31,7 +33,8 @@ type SyncGroup struct {
 	mu      sync.Mutex
 	members []*Instance
 	state   State
-	faulty  map[*Instance]bool
+	faulty  map[*Instance]bool // members with a fault of their own
+	held    map[*Instance]bool // members the group holds in FAULT
 }
 
 // NewSyncGroup returns an empty group; orders to members stop when ctx ends.
@@ -39,7 +42,8 @@ func NewSyncGroup(ctx context.Context, name string, log *slog.Logger) *SyncGroup
 	if log == nil {
 		log = slog.Default()
 	}
-	return &SyncGroup{name: name, log: log.With("sync_group", name), ctx: ctx, state: StateInit, faulty: map[*Instance]bool{}}
+	return &SyncGroup{name: name, log: log.With("sync_group", name), ctx: ctx, state: StateInit,
+		faulty: map[*Instance]bool{}, held: map[*Instance]bool{}}
 }
 
 // Name is the group's name.
@@ -90,31 +94,61 @@ func (g *SyncGroup) wantMaster(from *Instance) bool {
 	return true
 }
 
+// memberFault is called by a member (on its goroutine) when a fault of
+// its own (tracking) appears or clears. The group holds every other member
+// in FAULT while any member has a fault of its own; since each member's
+// own fault is counted separately from the group's hold, members that fail
+// together also recover together.
+func (g *SyncGroup) memberFault(from *Instance, on bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if on {
+		g.faulty[from] = true
+	} else {
+		delete(g.faulty, from)
+	}
+	for _, m := range g.members {
+		hold := false
+		for f := range g.faulty {
+			if f != m {
+				hold = true
+				break
+			}
+		}
+		if hold == g.held[m] {
+			continue
+		}
+		g.held[m] = hold
+		if hold {
+			var names []string
+			for f := range g.faulty {
+				if f != m {
+					names = append(names, f.cfg.Name)
+				}
+			}
+			sort.Strings(names)
+			cause := fmt.Sprintf("%s%s: %s in FAULT", syncCausePrefix, g.name, strings.Join(names, ", "))
+			g.post(m, func(now time.Time) []Action { return m.m.Step(now, Event{Kind: EvFault, Cause: cause}) })
+		} else {
+			g.post(m, func(now time.Time) []Action { return m.m.Step(now, Event{Kind: EvFaultClear}) })
+		}
+	}
+	switch {
+	case len(g.faulty) > 0:
+		g.setState(StateFault)
+	case g.state == StateFault:
+		g.setState(StateBackup)
+	}
+}
+
 // memberTransition is called by a member after a transition it made on its
 // own (not one ordered by the group).
 func (g *SyncGroup) memberTransition(from *Instance, a Action) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	switch {
-	case a.To == StateFault:
-		g.faulty[from] = true
-		cause := fmt.Sprintf("%s%s: %s in FAULT", syncCausePrefix, g.name, from.cfg.Name)
-		for _, m := range g.members {
-			if m != from {
-				g.post(m, func(now time.Time) []Action { return m.m.Step(now, Event{Kind: EvFault, Cause: cause}) })
-			}
-		}
-		g.setState(StateFault)
-	case a.From == StateFault && g.faulty[from]:
-		delete(g.faulty, from)
-		for _, m := range g.members {
-			if m != from {
-				g.post(m, func(now time.Time) []Action { return m.m.Step(now, Event{Kind: EvFaultClear}) })
-			}
-		}
-		if len(g.faulty) == 0 {
-			g.setState(StateBackup)
-		}
+	case a.To == StateFault || a.From == StateFault:
+		// Faults are synced by memberFault.
 	case a.From == StateMaster && a.To == StateBackup:
 		cause := fmt.Sprintf("%s%s: %s went BACKUP (%s)", syncCausePrefix, g.name, from.cfg.Name, a.Cause)
 		for _, m := range g.members {
@@ -161,6 +195,7 @@ func (g *SyncGroup) Remove(inst *Instance) {
 		}
 	}
 	delete(g.faulty, inst)
+	delete(g.held, inst)
 }
 
 // Len is the number of members.
