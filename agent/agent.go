@@ -492,7 +492,10 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 			group.Remove(inst)
 		}
 		ri.err = err.Error()
-		log.Error("instance cannot open its VRRP socket: FAULT", "instance", ic.Name, "interface", ic.Interface, "err", err)
+		if errors.Is(err, syscall.EPERM) {
+			ri.err += " (vipd needs root, or CAP_NET_RAW and CAP_NET_ADMIN)"
+		}
+		log.Error("instance cannot open its VRRP socket: FAULT", "instance", ic.Name, "interface", ic.Interface, "err", ri.err)
 		return ri
 	}
 	ctx, cancel := context.WithCancel(a.runCtx)

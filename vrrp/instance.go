@@ -424,17 +424,30 @@ func (i *Instance) receive(it rxItem) {
 			"from", it.meta.Src, "theirs", it.adv.Interval, "ours", i.cfg.AdvertInt.D())
 	}
 	i.apply(i.m.Step(i.clock.Now(), Event{Kind: EvAdvert, From: it.meta.Src, Priority: it.adv.Priority, Interval: it.adv.Interval}))
-	if it.adv.Priority != PriorityStop || i.m.State() != StateMaster {
-		i.mu.Lock()
-		i.status.Master, _ = i.m.Master()
-		i.mu.Unlock()
-	}
+	master, _ := i.m.Master()
+	i.mu.Lock()
+	i.status.Master = master
+	i.mu.Unlock()
 }
+
+// maxWarnKeys bounds the rate-limiter's memory: a flood from many forged
+// sources must not grow it without limit.
+const maxWarnKeys = 256
 
 func (i *Instance) warnOnce(key, msg string, args ...any) {
 	now := i.clock.Now()
 	if t, ok := i.warned[key]; ok && now.Sub(t) < time.Minute {
 		return
+	}
+	if len(i.warned) >= maxWarnKeys {
+		for k, t := range i.warned {
+			if now.Sub(t) >= time.Minute {
+				delete(i.warned, k)
+			}
+		}
+		if len(i.warned) >= maxWarnKeys {
+			return // still flooded: stay quiet rather than spam the log
+		}
 	}
 	i.warned[key] = now
 	i.log.Warn(msg, args...)
