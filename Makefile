@@ -64,11 +64,25 @@ staticcheck:
 	@command -v staticcheck >/dev/null || { echo "staticcheck missing: run make deps"; exit 1; }
 	staticcheck $(PKGS)
 
+# Needs root for the live part (network namespaces, about 15 s); without root it stops after the
+# offline steps.
 demo: deps build
-	@scripts/demo.sh
+	@VIPD=$(CURDIR)/$(BIN) scripts/demo.sh
 
-bench:
+# The Go benchmarks, then the lab benchmarks (root): failover gaps of vipd and keepalived side by
+# side on the wire, and CPU/memory of 1000 instances on one node. BENCH_RUNS failovers each.
+BENCH_RUNS ?= 3
+BENCH_SECONDS ?= 30
+
+bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+	@$(MAKE) --no-print-directory bench-lab
+
+.PHONY: bench-lab
+bench-lab: build sweep
+	@if [ "$$(id -u)" != 0 ]; then echo "bench-lab: skipped, not root (the lab needs network namespaces)"; exit 0; fi; \
+	VIPD_BIN=$(CURDIR)/$(BIN) VIPD_BENCH=1 VIPD_BENCH_RUNS=$(BENCH_RUNS) VIPD_BENCH_SECONDS=$(BENCH_SECONDS) \
+		$(GO) test -run '^(TestFailoverBench|TestThousandInstancesCPUAndMemory)$$' -v -count=1 -timeout 30m ./integration/
 
 # Every `func FuzzXxx` in a _test.go file, found with grep, fuzzed for FUZZTIME each.
 fuzz:
