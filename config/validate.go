@@ -55,9 +55,10 @@ func Validate(m *Model, opts ValidateOptions) Diagnostics {
 	v := validator{m: m, opts: opts, ds: &ds}
 	v.global()
 	scripts := v.scripts()
-	instances := v.instances(scripts)
+	trackFiles := v.trackFiles()
+	instances := v.instances(scripts, trackFiles)
 	v.vrids()
-	v.syncGroups(scripts, instances)
+	v.syncGroups(scripts, trackFiles, instances)
 	groups := v.virtualServerGroups()
 	v.virtualServers(groups)
 	return ds
@@ -128,6 +129,33 @@ func (v *validator) garp(p Pos, prefix string, g Garp) {
 	}
 }
 
+// strict reports whether the instance runs in strict mode: its own
+// strict_mode or the global vrrp_strict.
+func (v *validator) strict(in *Instance) bool { return in.StrictMode || v.m.Global.Strict }
+
+// trackFiles checks the track_file blocks and returns them by name.
+func (v *validator) trackFiles() map[string]*TrackFile {
+	byName := map[string]*TrackFile{}
+	for i, tf := range v.m.TrackFiles {
+		if tf == nil {
+			v.ds.Errorf(Pos{}, "track_files[%d]: empty entry", i)
+			continue
+		}
+		switch first, dup := byName[tf.Name]; {
+		case tf.Name == "":
+			v.ds.Errorf(tf.Pos, "track_file: missing name")
+		case dup:
+			v.ds.Errorf(tf.Pos, "track_file %s: defined twice (first at %s)", tf.Name, posString(first.Pos))
+		default:
+			byName[tf.Name] = tf
+		}
+		if strings.TrimSpace(tf.File) == "" {
+			v.ds.Errorf(tf.Pos, "track_file %s: no file", tf.Name)
+		}
+	}
+	return byName
+}
+
 func (v *validator) scripts() map[string]*Script {
 	byName := map[string]*Script{}
 	for i, s := range v.m.Scripts {
@@ -164,7 +192,7 @@ func (v *validator) scripts() map[string]*Script {
 	return byName
 }
 
-func (v *validator) instances(scripts map[string]*Script) map[string]*Instance {
+func (v *validator) instances(scripts map[string]*Script, trackFiles map[string]*TrackFile) map[string]*Instance {
 	byName := map[string]*Instance{}
 	for i, in := range v.m.Instances {
 		if in == nil {
@@ -178,12 +206,12 @@ func (v *validator) instances(scripts map[string]*Script) map[string]*Instance {
 		} else {
 			byName[in.Name] = in
 		}
-		v.instance(in, scripts)
+		v.instance(in, scripts, trackFiles)
 	}
 	return byName
 }
 
-func (v *validator) instance(in *Instance, scripts map[string]*Script) {
+func (v *validator) instance(in *Instance, scripts map[string]*Script, trackFiles map[string]*TrackFile) {
 	p := in.Pos
 	if in.VRID < 1 || in.VRID > 255 {
 		v.ds.Errorf(p, "virtual_router_id %d: must be 1..255", in.VRID)
@@ -193,6 +221,18 @@ func (v *validator) instance(in *Instance, scripts map[string]*Script) {
 	}
 	if in.State != StateMaster && in.State != StateBackup {
 		v.ds.Errorf(p, "state %q: must be MASTER or BACKUP", in.State)
+	}
+	// vrrp/vrrp.c vrrp_complete_instance: in strict mode only the address
+	// owner (priority 255) may start as MASTER, and it always does.
+	if v.strict(in) && in.Priority >= 1 && in.Priority <= 255 {
+		want := StateBackup
+		if in.Priority == OwnerPriority {
+			want = StateMaster
+		}
+		if in.State != want && (in.State == StateMaster || in.State == StateBackup) {
+			v.ds.Warnf(p, "state %s: in strict mode the initial state must match being the address owner (priority 255); using %s %s", in.State, want, keepalivedAlike)
+			in.State = want
+		}
 	}
 
 	v6 := in.IsIPv6()
@@ -217,44 +257,99 @@ func (v *validator) instance(in *Instance, scripts map[string]*Script) {
 		v.ds.Warnf(p, "interface %s: does not exist on this host", in.Interface)
 	}
 
-	if in.NoPreempt && in.State == StateMaster {
-		v.ds.Warnf(p, "nopreempt: does not work with state MASTER; ignored %s", keepalivedAlike)
-		in.NoPreempt = false
-	}
 	if in.NoPreempt && in.Priority == OwnerPriority {
 		v.ds.Warnf(p, "nopreempt: incompatible with priority 255; ignored %s", keepalivedAlike)
+		in.NoPreempt = false
+	}
+	if in.NoPreempt && in.State == StateMaster {
+		v.ds.Warnf(p, "nopreempt: does not work with state MASTER; ignored %s", keepalivedAlike)
 		in.NoPreempt = false
 	}
 	if in.PreemptDelay < 0 {
 		v.ds.Errorf(p, "preempt_delay %s: must not be negative", in.PreemptDelay)
 	}
+	// vrrp/vrrp.c vrrp_complete_instance clears preempt_delay where it
+	// cannot apply.
+	if in.PreemptDelay > 0 {
+		switch {
+		case in.State == StateMaster:
+			v.ds.Warnf(p, "preempt_delay: does not work with state MASTER; ignored %s", keepalivedAlike)
+			in.PreemptDelay = 0
+		case v.strict(in):
+			v.ds.Warnf(p, "preempt_delay: incompatible with strict mode; ignored %s", keepalivedAlike)
+			in.PreemptDelay = 0
+		case in.NoPreempt:
+			v.ds.Warnf(p, "preempt_delay: incompatible with nopreempt; ignored %s", keepalivedAlike)
+			in.PreemptDelay = 0
+		}
+	}
 	v.garp(p, "garp", in.Garp)
 
-	v.tracks(p, "track_script", in.TrackScripts, func(t Track) {
-		if _, ok := scripts[t.Name]; !ok {
-			v.ds.Errorf(or(t.Pos, p), "track_script %s: no vrrp_script of that name", t.Name)
-		}
-	})
+	// vrrp/vrrp_track.c: a track_script or track_file naming nothing is
+	// "not found, ignoring..."; keepalived runs without it, and so does vipd.
+	in.TrackScripts = v.knownTracks(p, "track_script", in.TrackScripts, func(t Track) bool {
+		_, ok := scripts[t.Name]
+		return ok
+	}, "vrrp_script")
+	in.TrackFiles = v.knownTracks(p, "track_file", in.TrackFiles, func(t Track) bool {
+		_, ok := trackFiles[t.Name]
+		return ok
+	}, "track_file")
 	v.tracks(p, "track_interface", in.TrackInterfaces, func(t Track) {
 		if v.opts.InterfaceExists != nil && !v.opts.InterfaceExists(t.Name) {
 			v.ds.Warnf(or(t.Pos, p), "track_interface %s: does not exist on this host", t.Name)
 		}
 	})
-	v.tracks(p, "track_file", in.TrackFiles, nil)
+	// vrrp/vrrp.c vrrp_complete_instance: "Ignoring track_interface %s
+	// since own interface" - the instance's interface is tracked anyway
+	// (down means FAULT), and a weight given for it does not apply.
+	if in.Interface != "" {
+		in.TrackInterfaces = slices.DeleteFunc(in.TrackInterfaces, func(t Track) bool {
+			if t.Name != in.Interface {
+				return false
+			}
+			v.ds.Warnf(or(t.Pos, p), "track_interface %s: the instance's own interface is always tracked; ignored %s", t.Name, keepalivedAlike)
+			return true
+		})
+	}
 }
 
+// knownTracks returns ts without the entries known rejects, warning for
+// each: keepalived ignores a tracked object that is not defined.
+func (v *validator) knownTracks(p Pos, kw string, ts []Track, known func(Track) bool, what string) []Track {
+	v.tracks(p, kw, ts, nil)
+	return slices.DeleteFunc(ts, func(t Track) bool {
+		if t.Name == "" || known(t) {
+			return false
+		}
+		v.ds.Warnf(or(t.Pos, p), "%s %s: no %s of that name; ignored %s", kw, t.Name, what, keepalivedAlike)
+		return true
+	})
+}
+
+// advertInt mirrors vrrp/vrrp.c vrrp_complete_instance: an interval the
+// version cannot carry is rounded to the nearest one it can (at least one
+// step), with a warning; one out of range is an error.
 func (v *validator) advertInt(in *Instance) {
 	a := in.AdvertInt.D()
-	switch in.Version {
-	case 2:
-		if a < time.Second || a > v2AdvertMax || a%time.Second != 0 {
-			v.ds.Errorf(in.Pos, "advert_int %s: VRRPv2 needs whole seconds 1..255", in.AdvertInt)
-		}
-	case 3:
-		if a < v3AdvertStep || a > v3AdvertMax || a%v3AdvertStep != 0 {
-			v.ds.Errorf(in.Pos, "advert_int %s: VRRPv3 needs 10ms..40.95s in steps of 10ms", in.AdvertInt)
-		}
+	step, lo, hi, what := time.Second, time.Second, v2AdvertMax, "VRRPv2 needs whole seconds 1..255"
+	if in.Version == 3 {
+		step, lo, hi, what = v3AdvertStep, v3AdvertStep, v3AdvertMax, "VRRPv3 needs 10ms..40.95s in steps of 10ms"
+	} else if in.Version != 2 {
+		return
 	}
+	// keepalived reads advert_int as 0.01..255 s (vrrp_parser.c
+	// vrrp_adv_handler); beyond what the version carries is out of range.
+	if a < v3AdvertStep || a > hi {
+		v.ds.Errorf(in.Pos, "advert_int %s: %s", in.AdvertInt, what)
+		return
+	}
+	if a%step == 0 {
+		return
+	}
+	r := min(max((a+step/2)/step*step, lo), hi)
+	v.ds.Warnf(in.Pos, "advert_int %s: %s; rounded to %s %s", in.AdvertInt, what, r, keepalivedAlike)
+	in.AdvertInt = Duration(r)
 }
 
 // auth mirrors vrrp/vrrp.c vrrp_complete_instance: authentication is dropped
@@ -266,6 +361,9 @@ func (v *validator) auth(in *Instance) {
 	}
 	p := in.Pos
 	switch {
+	case v.strict(in):
+		v.ds.Warnf(p, "authentication: strict mode has none; ignored %s", keepalivedAlike)
+		in.Auth = nil
 	case in.Version == 3:
 		v.ds.Warnf(p, "authentication: VRRPv3 has none; ignored %s", keepalivedAlike)
 		in.Auth = nil
@@ -404,12 +502,17 @@ func (v *validator) vrids() {
 	}
 }
 
-func (v *validator) syncGroups(scripts map[string]*Script, instances map[string]*Instance) {
+// syncGroups mirrors vrrp/vrrp_sync.c vrrp_sync_set_group: a member that
+// names no vrrp_instance, or one already in another group, is ignored with
+// a warning, and a group left without members is removed.
+func (v *validator) syncGroups(scripts map[string]*Script, trackFiles map[string]*TrackFile, instances map[string]*Instance) {
 	inGroup := map[string]*SyncGroup{}
 	names := map[string]*SyncGroup{}
+	kept := v.m.SyncGroups[:0]
 	for i, g := range v.m.SyncGroups {
 		if g == nil {
 			v.ds.Errorf(Pos{}, "sync_groups[%d]: empty entry", i)
+			kept = append(kept, g)
 			continue
 		}
 		if g.Name == "" {
@@ -421,30 +524,44 @@ func (v *validator) syncGroups(scripts map[string]*Script, instances map[string]
 		}
 		if len(g.Members) == 0 {
 			v.ds.Errorf(g.Pos, "vrrp_sync_group %s: group lists no vrrp_instance", g.Name)
+			kept = append(kept, g)
+			continue
 		}
+		members := g.Members[:0]
 		for _, name := range g.Members {
 			if _, ok := instances[name]; !ok {
-				v.ds.Errorf(g.Pos, "vrrp_sync_group %s: vrrp_instance %s: no vrrp_instance of that name", g.Name, name)
+				v.ds.Warnf(g.Pos, "vrrp_sync_group %s: vrrp_instance %s: no vrrp_instance of that name; ignored %s", g.Name, name, keepalivedAlike)
 				continue
 			}
 			if other, ok := inGroup[name]; ok {
-				v.ds.Errorf(g.Pos, "vrrp_sync_group %s: vrrp_instance %s is already in vrrp_sync_group %s at %s", g.Name, name, other.Name, posString(other.Pos))
+				v.ds.Warnf(g.Pos, "vrrp_sync_group %s: vrrp_instance %s is already in vrrp_sync_group %s at %s; ignored here %s", g.Name, name, other.Name, posString(other.Pos), keepalivedAlike)
 				continue
 			}
 			inGroup[name] = g
+			members = append(members, name)
 		}
-		v.tracks(g.Pos, "track_script", g.TrackScripts, func(t Track) {
-			if _, ok := scripts[t.Name]; !ok {
-				v.ds.Errorf(or(t.Pos, g.Pos), "track_script %s: no vrrp_script of that name", t.Name)
-			}
-		})
+		g.Members = members
+		if len(members) == 0 {
+			v.ds.Warnf(g.Pos, "vrrp_sync_group %s: no usable vrrp_instance left; group removed %s", g.Name, keepalivedAlike)
+			continue
+		}
+		g.TrackScripts = v.knownTracks(g.Pos, "track_script", g.TrackScripts, func(t Track) bool {
+			_, ok := scripts[t.Name]
+			return ok
+		}, "vrrp_script")
+		g.TrackFiles = v.knownTracks(g.Pos, "track_file", g.TrackFiles, func(t Track) bool {
+			_, ok := trackFiles[t.Name]
+			return ok
+		}, "track_file")
 		v.tracks(g.Pos, "track_interface", g.TrackInterfaces, func(t Track) {
 			if v.opts.InterfaceExists != nil && !v.opts.InterfaceExists(t.Name) {
 				v.ds.Warnf(or(t.Pos, g.Pos), "track_interface %s: does not exist on this host", t.Name)
 			}
 		})
-		v.tracks(g.Pos, "track_file", g.TrackFiles, nil)
+		kept = append(kept, g)
 	}
+	clear(v.m.SyncGroups[len(kept):])
+	v.m.SyncGroups = kept
 }
 
 func (v *validator) virtualServerGroups() map[string]*VirtualServerGroup {

@@ -61,7 +61,19 @@ func TestValidateReportsEachRuleAtItsLine(t *testing.T) {
 		{"unknown global vrrp_version", func(m *Model) { m.Global.VRRPVersion = 1; m.Instances[1].Version = 2 },
 			ValidateOptions{}, []string{"k.conf:1: vrrp_version 1: must be 2 or 3"}, nil},
 		{"VRRPv2 advert_int not whole seconds", func(m *Model) { m.Instances[0].AdvertInt = Duration(1500 * time.Millisecond) },
-			ValidateOptions{}, []string{"k.conf:10: advert_int 1.5s: VRRPv2 needs whole seconds 1..255"}, nil},
+			ValidateOptions{}, []string{"k.conf:10: warning: advert_int 1.5s: VRRPv2 needs whole seconds 1..255; rounded to 2s (as keepalived does)"},
+			func(t *testing.T, m *Model) {
+				if got := m.Instances[0].AdvertInt; got != Duration(2*time.Second) {
+					t.Errorf("AdvertInt = %s, want 2s", got)
+				}
+			}},
+		{"VRRPv2 advert_int below a second rounds up to one second", func(m *Model) { m.Instances[0].AdvertInt = Duration(300 * time.Millisecond) },
+			ValidateOptions{}, []string{"k.conf:10: warning: advert_int 300ms: VRRPv2 needs whole seconds 1..255; rounded to 1s (as keepalived does)"},
+			func(t *testing.T, m *Model) {
+				if got := m.Instances[0].AdvertInt; got != Duration(time.Second) {
+					t.Errorf("AdvertInt = %s, want 1s", got)
+				}
+			}},
 		{"VRRPv2 advert_int above 255s", func(m *Model) { m.Instances[0].AdvertInt = Duration(256 * time.Second) },
 			ValidateOptions{}, []string{"k.conf:10: advert_int 4m16s: VRRPv2 needs whole seconds 1..255"}, nil},
 		{"VRRPv3 advert_int below 10ms", func(m *Model) { m.Instances[0].Version = 3; m.Instances[0].AdvertInt = Duration(5 * time.Millisecond) },
@@ -70,7 +82,12 @@ func TestValidateReportsEachRuleAtItsLine(t *testing.T) {
 			m.Instances[0].Version = 3
 			m.Instances[0].AdvertInt = Duration(105 * time.Millisecond)
 		},
-			ValidateOptions{}, []string{"k.conf:10: advert_int 105ms: VRRPv3 needs 10ms..40.95s in steps of 10ms"}, nil},
+			ValidateOptions{}, []string{"k.conf:10: warning: advert_int 105ms: VRRPv3 needs 10ms..40.95s in steps of 10ms; rounded to 110ms (as keepalived does)"},
+			func(t *testing.T, m *Model) {
+				if got := m.Instances[0].AdvertInt; got != Duration(110*time.Millisecond) {
+					t.Errorf("AdvertInt = %s, want 110ms", got)
+				}
+			}},
 		{"VRRPv3 advert_int 40.95s is the maximum", func(m *Model) {
 			m.Instances[0].Version = 3
 			m.Instances[0].AdvertInt = Duration(40950 * time.Millisecond)
@@ -122,15 +139,89 @@ func TestValidateReportsEachRuleAtItsLine(t *testing.T) {
 				in.UnicastPeers = []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 0, byte(2 + i)})}
 			}
 		}, ValidateOptions{}, nil, nil},
-		{"track_script naming no vrrp_script", func(m *Model) { m.Instances[0].TrackScripts[0].Name = "chk_missing" },
-			ValidateOptions{}, []string{"k.conf:14: track_script chk_missing: no vrrp_script of that name"}, nil},
+		{"track_script naming no vrrp_script is dropped with a warning", func(m *Model) { m.Instances[0].TrackScripts[0].Name = "chk_missing" },
+			ValidateOptions{}, []string{"k.conf:14: warning: track_script chk_missing: no vrrp_script of that name; ignored (as keepalived does)"},
+			func(t *testing.T, m *Model) {
+				if len(m.Instances[0].TrackScripts) != 0 {
+					t.Errorf("TrackScripts = %+v, want none", m.Instances[0].TrackScripts)
+				}
+			}},
+		{"track_file naming no track_file block is dropped with a warning", func(m *Model) {
+			m.TrackFiles = []*TrackFile{{Pos: at(7), Name: "tf", File: "/run/w"}}
+			m.Instances[0].TrackFiles = []Track{{Pos: at(15), Name: "tf"}, {Pos: at(16), Name: "/run/w"}}
+		}, ValidateOptions{}, []string{"k.conf:16: warning: track_file /run/w: no track_file of that name; ignored (as keepalived does)"},
+			func(t *testing.T, m *Model) {
+				if got := m.Instances[0].TrackFiles; len(got) != 1 || got[0].Name != "tf" {
+					t.Errorf("TrackFiles = %+v, want only tf", got)
+				}
+			}},
+		{"track_interface of the instance's own interface is dropped with a warning", func(m *Model) {
+			m.Instances[0].TrackInterfaces = []Track{{Pos: at(16), Name: "eth0", Weight: ptr(50)}, {Pos: at(17), Name: "eth1"}}
+		}, ValidateOptions{}, []string{"k.conf:16: warning: track_interface eth0: the instance's own interface is always tracked; ignored (as keepalived does)"},
+			func(t *testing.T, m *Model) {
+				if got := m.Instances[0].TrackInterfaces; len(got) != 1 || got[0].Name != "eth1" {
+					t.Errorf("TrackInterfaces = %+v, want only eth1", got)
+				}
+			}},
+		{"preempt_delay with state MASTER is cleared", func(m *Model) {
+			m.Instances[0].State = StateMaster
+			m.Instances[0].PreemptDelay = Duration(10 * time.Second)
+		}, ValidateOptions{}, []string{"k.conf:10: warning: preempt_delay: does not work with state MASTER; ignored (as keepalived does)"},
+			func(t *testing.T, m *Model) {
+				if m.Instances[0].PreemptDelay != 0 {
+					t.Error("PreemptDelay still set")
+				}
+			}},
+		{"preempt_delay with nopreempt is cleared", func(m *Model) {
+			m.Instances[0].NoPreempt = true
+			m.Instances[0].PreemptDelay = Duration(10 * time.Second)
+		}, ValidateOptions{}, []string{"k.conf:10: warning: preempt_delay: incompatible with nopreempt; ignored (as keepalived does)"},
+			func(t *testing.T, m *Model) {
+				if m.Instances[0].PreemptDelay != 0 || !m.Instances[0].NoPreempt {
+					t.Errorf("PreemptDelay = %s, NoPreempt = %v; want 0, true", m.Instances[0].PreemptDelay, m.Instances[0].NoPreempt)
+				}
+			}},
+		{"vrrp_strict drops authentication and makes a non-owner MASTER a BACKUP", func(m *Model) {
+			m.Global.Strict = true
+			m.Instances[0].State = StateMaster
+			m.Instances[0].Auth = &Auth{Type: "PASS", Pass: "x"}
+		}, ValidateOptions{}, []string{
+			"k.conf:10: warning: state MASTER: in strict mode the initial state must match being the address owner (priority 255); using BACKUP (as keepalived does)",
+			"k.conf:10: warning: authentication: strict mode has none; ignored (as keepalived does)",
+		}, func(t *testing.T, m *Model) {
+			if in := m.Instances[0]; in.State != StateBackup || in.Auth != nil {
+				t.Errorf("State = %s, Auth = %+v; want BACKUP, nil", in.State, in.Auth)
+			}
+		}},
+		{"strict_mode on one instance makes its address owner MASTER", func(m *Model) {
+			m.Instances[1].StrictMode = true
+			m.Instances[1].Priority = OwnerPriority
+		}, ValidateOptions{}, []string{
+			"k.conf:20: warning: state BACKUP: in strict mode the initial state must match being the address owner (priority 255); using MASTER (as keepalived does)",
+		}, func(t *testing.T, m *Model) {
+			if m.Instances[1].State != StateMaster || m.Instances[0].State != StateBackup {
+				t.Errorf("states %s, %s; want BACKUP, MASTER", m.Instances[0].State, m.Instances[1].State)
+			}
+		}},
 		{"track weight out of range", func(m *Model) { m.Instances[0].TrackScripts[0].Weight = ptr(254) },
 			ValidateOptions{}, []string{"k.conf:14: track_script chk weight 254: must be -253..253"}, nil},
-		{"sync group naming an unknown instance", func(m *Model) { m.SyncGroups[0].Members = append(m.SyncGroups[0].Members, "VI_9") },
-			ValidateOptions{}, []string{"k.conf:30: vrrp_sync_group G1: vrrp_instance VI_9: no vrrp_instance of that name"}, nil},
-		{"instance in two sync groups", func(m *Model) {
+		{"sync group member naming no instance is dropped with a warning", func(m *Model) { m.SyncGroups[0].Members = append(m.SyncGroups[0].Members, "VI_9") },
+			ValidateOptions{}, []string{"k.conf:30: warning: vrrp_sync_group G1: vrrp_instance VI_9: no vrrp_instance of that name; ignored (as keepalived does)"},
+			func(t *testing.T, m *Model) {
+				if diff := cmp.Diff([]string{"VI_1", "VI_2"}, m.SyncGroups[0].Members); diff != "" {
+					t.Errorf("Members (-want +got):\n%s", diff)
+				}
+			}},
+		{"instance in two sync groups stays in the first; the emptied group is removed", func(m *Model) {
 			m.SyncGroups = append(m.SyncGroups, &SyncGroup{Pos: at(33), Name: "G2", Members: []string{"VI_2"}})
-		}, ValidateOptions{}, []string{"k.conf:33: vrrp_sync_group G2: vrrp_instance VI_2 is already in vrrp_sync_group G1 at k.conf:30"}, nil},
+		}, ValidateOptions{}, []string{
+			"k.conf:33: warning: vrrp_sync_group G2: vrrp_instance VI_2 is already in vrrp_sync_group G1 at k.conf:30; ignored here (as keepalived does)",
+			"k.conf:33: warning: vrrp_sync_group G2: no usable vrrp_instance left; group removed (as keepalived does)",
+		}, func(t *testing.T, m *Model) {
+			if len(m.SyncGroups) != 1 || m.SyncGroups[0].Name != "G1" {
+				t.Errorf("SyncGroups = %+v, want only G1", m.SyncGroups)
+			}
+		}},
 		{"unicast_peer of the other family", func(m *Model) {
 			m.Instances[0].UnicastPeers = []netip.Addr{netip.MustParseAddr("fe80::2")}
 		}, ValidateOptions{}, []string{"k.conf:10: unicast_peer fe80::2: address family must match the instance's (IPv4)"}, nil},

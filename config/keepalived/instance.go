@@ -23,8 +23,11 @@ func (p *parser) instance(n *node) {
 			if !ok {
 				return
 			}
-			switch s {
-			case config.StateMaster, config.StateBackup:
+			switch {
+			case s == config.StateBackup && in.State == config.StateMaster:
+				// vrrp_parser.c vrrp_state_handler keeps an earlier MASTER.
+				p.warnf(c, "state BACKUP: state already given as MASTER; ignored (as keepalived does)")
+			case s == config.StateMaster || s == config.StateBackup:
 				in.State = s
 			default:
 				p.errorf(c, "state %s: must be MASTER or BACKUP", s)
@@ -144,9 +147,12 @@ func (p *parser) oldUnicastChecksum(c *node) bool {
 }
 
 // authentication reads "authentication { auth_type PASS|AH auth_pass X }".
-// keepalived reads one keyword per line; a line holding both keywords
-// ("auth_type PASS auth_pass 1111") is accepted with a portability warning,
-// since keepalived ignores what follows auth_type's value.
+// keepalived reads one keyword per line and ignores what follows a
+// keyword's value, so "auth_type PASS auth_pass 1111" on one line sets no
+// password, and keepalived then runs the instance without authentication
+// (vrrp.c: "Authentication specified but no password given"). vipd does the
+// same, with a warning, so that it stays compatible with a keepalived peer
+// reading the same file.
 func (p *parser) authentication(n *node, in *config.Instance) {
 	if !p.needBlock(n) {
 		return
@@ -187,15 +193,14 @@ func (p *parser) authentication(n *node, in *config.Instance) {
 	p.walk(n, "authentication", h, nil)
 }
 
-// authRest handles words after an authentication keyword's value: another
-// authentication keyword is read (with a warning), anything else ignored.
+// authRest warns about words after an authentication keyword's value,
+// which keepalived ignores.
 func (p *parser) authRest(c *node, rest []word, h handlers) {
 	if len(rest) == 0 {
 		return
 	}
-	if f, ok := h[rest[0].text]; ok {
-		p.warnf(c, "%s on the same line as %s: vipd reads it, keepalived ignores it; put it on its own line", rest[0].text, c.kw())
-		f(&node{pos: c.pos, words: rest})
+	if _, ok := h[rest[0].text]; ok {
+		p.warnf(c, "%s on the same line as %s: ignored (as keepalived does); put it on its own line", rest[0].text, c.kw())
 		return
 	}
 	p.warnf(c, "%s: extra words ignored: %s", c.kw(), joinRaw(rest))
@@ -295,6 +300,12 @@ func (p *parser) vip(kw string, l *node) (config.VIP, bool) {
 			ok = false
 			w = nil
 		}
+	}
+	// vrrp/vrrp_ipaddress.c parse_ipaddress: "Cannot specify scope for
+	// IPv6 addresses - ignoring scope" (the kernel derives it).
+	if v.Scope != "" && pfx.Addr().Unmap().Is6() {
+		p.warnf(l, "%s %s: scope is not settable on an IPv6 address; ignored (as keepalived does)", kw, first)
+		v.Scope = ""
 	}
 	return v, ok
 }
@@ -409,7 +420,9 @@ func (p *parser) route(l *node) (config.Route, bool) {
 		case "onlink":
 			r.Onlink = true
 			w = w[1:]
-		case "nexthop", "encap":
+		case "nexthop", "encap", "or":
+			// "or" is keepalived's deprecated spelling of a second
+			// nexthop (vrrp_iproute.c: "\"or\" for routes is deprecated").
 			p.warnf(l, "virtual_routes %s: %s is not implemented by vipd, rest of line ignored", r.RawSource, opt)
 			w = nil
 		default:

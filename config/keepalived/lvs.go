@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vipd/vipd/config"
 )
@@ -64,6 +65,10 @@ func (p *parser) addDefaultHandlers(h handlers, d *checkerDefaults) {
 	h["delay_before_retry"] = func(c *node) { p.setSeconds(c, &d.delayBeforeRetry) }
 	h["warmup"] = func(c *node) { p.setSeconds(c, &d.warmup) }
 }
+
+// defaultPersistenceTimeout is a bare persistence_timeout: keepalived's
+// include/libipvs.h IPVS_SVC_PERSISTENT_TIMEOUT (6*60 seconds).
+const defaultPersistenceTimeout = config.Duration(6 * time.Minute)
 
 // --- virtual_server_group ---
 
@@ -194,11 +199,19 @@ func (p *parser) virtualServer(n *node) {
 		"delay_loop": func(c *node) {
 			p.setSeconds(c, &vs.DelayLoop)
 		},
-		"lb_algo":                 func(c *node) { p.setString(c, &vs.LBAlgo) },
-		"lvs_sched":               func(c *node) { p.setString(c, &vs.LBAlgo) },
-		"lb_kind":                 func(c *node) { p.setString(c, &vs.LBKind) },
-		"lvs_method":              func(c *node) { p.setString(c, &vs.LBKind) },
-		"persistence_timeout":     func(c *node) { p.setSeconds(c, &vs.PersistenceTimeout) },
+		"lb_algo":    func(c *node) { p.setString(c, &vs.LBAlgo) },
+		"lvs_sched":  func(c *node) { p.setString(c, &vs.LBAlgo) },
+		"lb_kind":    func(c *node) { p.setString(c, &vs.LBKind) },
+		"lvs_method": func(c *node) { p.setString(c, &vs.LBKind) },
+		"persistence_timeout": func(c *node) {
+			// check_parser.c pto_handler: without a value the timeout
+			// is IPVS_SVC_PERSISTENT_TIMEOUT (6 minutes).
+			if len(c.args()) == 0 {
+				vs.PersistenceTimeout = defaultPersistenceTimeout
+				return
+			}
+			p.setSeconds(c, &vs.PersistenceTimeout)
+		},
 		"persistence_granularity": func(c *node) { p.setString(c, &vs.PersistenceGranularity) },
 		"protocol": func(c *node) {
 			if s, ok := p.arg(c); ok {

@@ -274,16 +274,19 @@ func (p *parser) setString(c *node, dst *string) {
 
 // setCommand stores a notify-style command. A user/group after the
 // command is not implemented for these (vipd runs them as script_user).
+// As in keepalived (vrrp_parser.c, check_parser.c "script already specified
+// - ignoring"), the first one given wins.
 func (p *parser) setCommand(c *node, dst *string) {
+	if *dst != "" {
+		p.warnf(c, "%s given twice; ignored, the first one is used (as keepalived does)", c.kw())
+		return
+	}
 	cmd, user, _, ok := p.commandArg(c)
 	if !ok {
 		return
 	}
 	if user != "" {
 		p.warnf(c, "%s: running as user %s is not implemented by vipd (quote a command with arguments)", c.kw(), user)
-	}
-	if *dst != "" {
-		p.warnf(c, "%s given twice, the last one wins", c.kw())
 	}
 	*dst = cmd
 }
@@ -443,7 +446,15 @@ func (p *parser) syncGroup(n *node) {
 	}
 	g := &config.SyncGroup{Pos: n.pos, Name: name}
 	p.walk(n, "vrrp_sync_group", handlers{
-		"group":                      func(c *node) { g.Members = append(g.Members, p.valueWords(c)...) },
+		"group": func(c *node) {
+			// vrrp_parser.c vrrp_group_handler: "Group list already
+			// specified for sync group" - the later list is ignored.
+			if len(g.Members) > 0 {
+				p.warnf(c, "vrrp_sync_group %s: group list given twice; ignored, the first one is used (as keepalived does)", name)
+				return
+			}
+			g.Members = append(g.Members, p.valueWords(c)...)
+		},
 		"track_script":               func(c *node) { g.TrackScripts = append(g.TrackScripts, p.tracks(c, -253, 253)...) },
 		"track_interface":            func(c *node) { g.TrackInterfaces = append(g.TrackInterfaces, p.tracks(c, -253, 253)...) },
 		"track_file":                 func(c *node) { g.TrackFiles = append(g.TrackFiles, p.tracks(c, -254, 254)...) },

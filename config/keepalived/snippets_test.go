@@ -78,9 +78,9 @@ func TestParseDiagnostics(t *testing.T) {
 			},
 		},
 		{
-			name: "auth_pass on the auth_type line is read with a portability warning",
+			name: "auth_pass on the auth_type line is ignored with a warning, as keepalived does",
 			src:  instanceBlock("    authentication { auth_type PASS auth_pass 1111 }\n"),
-			want: []string{"k.conf:4: warning: auth_pass on the same line as auth_type: vipd reads it, keepalived ignores it; put it on its own line"},
+			want: []string{"k.conf:4: warning: auth_pass on the same line as auth_type: ignored (as keepalived does); put it on its own line"},
 		},
 		{
 			name: "two addresses on one virtual_ipaddress line",

@@ -324,13 +324,18 @@ func (r *reader) include(pos config.Pos, pattern string, depth int) {
 	if !filepath.IsAbs(full) {
 		full = filepath.Join(filepath.Dir(pos.File), pattern)
 	}
-	matches, err := r.opts.Glob(full)
-	if err != nil {
-		r.diags.Errorf(pos, "include %s: %v", pattern, err)
-		return
+	// keepalived globs with GLOB_BRACE: "{a,b}" names several patterns.
+	var matches []string
+	for _, pat := range expandBraces(full) {
+		m, err := r.opts.Glob(pat)
+		if err != nil {
+			r.diags.Errorf(pos, "include %s: %v", pattern, err)
+			return
+		}
+		matches = append(matches, m...)
 	}
 	if len(matches) == 0 {
-		if strings.ContainsAny(pattern, "*?[") {
+		if strings.ContainsAny(pattern, "*?[{") {
 			r.diags.Warnf(pos, "include %s: no file matches", pattern)
 		} else {
 			r.diags.Errorf(pos, "include %s: no such file", pattern)
@@ -363,4 +368,59 @@ func (r *reader) isActive(name string) bool {
 		}
 	}
 	return false
+}
+
+// maxBraceExpansions bounds the patterns one include line may expand to.
+const maxBraceExpansions = 256
+
+// expandBraces expands csh-style braces as glob(3) with GLOB_BRACE does:
+// "a{b,c{d,e}}f" is abf, acdf, acef; "a{b}c" is abc. A '{' without its
+// partner makes the whole pattern literal, as in glibc.
+func expandBraces(pattern string) []string {
+	out := expandBracesN(pattern, maxBraceExpansions)
+	if len(out) == 0 {
+		return []string{pattern}
+	}
+	return out
+}
+
+func expandBracesN(pattern string, budget int) []string {
+	open := strings.IndexByte(pattern, '{')
+	if open < 0 {
+		return []string{pattern}
+	}
+	// Find the matching '}' and the top-level commas inside.
+	depth, end := 0, -1
+	var commas []int
+	for i := open; i < len(pattern) && end < 0; i++ {
+		switch pattern[i] {
+		case '{':
+			depth++
+		case '}':
+			depth--
+			if depth == 0 {
+				end = i
+			}
+		case ',':
+			if depth == 1 {
+				commas = append(commas, i)
+			}
+		}
+	}
+	if end < 0 {
+		return []string{pattern}
+	}
+	prefix, suffix := pattern[:open], pattern[end+1:]
+	var out []string
+	start := open + 1
+	for _, stop := range append(commas, end) {
+		for _, e := range expandBracesN(prefix+pattern[start:stop]+suffix, budget-len(out)) {
+			if len(out) >= budget {
+				return out
+			}
+			out = append(out, e)
+		}
+		start = stop + 1
+	}
+	return out
 }
