@@ -50,9 +50,9 @@ type baseARP struct {
 }
 
 type rpFilterSaved struct {
-	all  int
-	def  int            // -1: default was not changed
-	ifs  map[string]int // interfaces whose rp_filter was raised to all's
+	all int
+	def int            // -1: default was not changed
+	ifs map[string]int // interfaces whose rp_filter was raised to all's
 }
 
 // EnsureVMAC implements VMACs, the way keepalived 2.2.7 does it
