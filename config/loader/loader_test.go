@@ -158,7 +158,7 @@ func keepalivedFixtures(t *testing.T) []string {
 	t.Helper()
 	var files []string
 	for _, pattern := range []string{
-		"/work/shared/testdata/keepalived-captures/*.conf",
+		"../../vrrp/testdata/captures/*.conf", // real keepalived 2.2.7 configs (copied from ../shared)
 		"../keepalived/testdata/*.conf",
 		"../keepalived/testdata/*/*.conf",
 		"../../deploy/examples/*.conf",

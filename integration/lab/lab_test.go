@@ -10,8 +10,9 @@ import (
 	"time"
 )
 
-// capturesDir holds real keepalived 2.2.7 captures, beside the repository (../shared).
-const capturesDir = "../../../shared/testdata/keepalived-captures"
+// capturesDir holds real keepalived 2.2.7 captures (copied into the repository from
+// ../shared/testdata/keepalived-captures, see vrrp/testdata/captures/README.md).
+const capturesDir = "../../vrrp/testdata/captures"
 
 // ether builds an Ethernet header for etherType, optionally with an 802.1Q tag.
 func ether(etherType uint16, vlan bool) []byte {
