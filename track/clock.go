@@ -1,30 +1,13 @@
 package track
 
-import "time"
+import "github.com/vipd/vipd/internal/clock"
 
 // Clock is the time source of the schedules (script intervals, file polls,
 // link resubscription). Tests inject a fake one.
-type Clock interface {
-	Now() time.Time
-	NewTimer(d time.Duration) Timer
-}
+type Clock = clock.Clock
 
 // Timer is the part of *time.Timer the manager uses.
-type Timer interface {
-	C() <-chan time.Time
-	Stop() bool
-}
+type Timer = clock.Timer
 
 // SystemClock is the real clock.
-type SystemClock struct{}
-
-// Now returns time.Now().
-func (SystemClock) Now() time.Time { return time.Now() }
-
-// NewTimer returns a real timer.
-func (SystemClock) NewTimer(d time.Duration) Timer { return sysTimer{time.NewTimer(d)} }
-
-type sysTimer struct{ t *time.Timer }
-
-func (s sysTimer) C() <-chan time.Time { return s.t.C }
-func (s sysTimer) Stop() bool          { return s.t.Stop() }
+type SystemClock = clock.System

@@ -56,6 +56,24 @@ func (t *fakeTimer) Stop() bool {
 	return was
 }
 
+func (t *fakeTimer) Reset(d time.Duration) bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := !t.fired && !t.stop
+	t.at, t.fired, t.stop = t.c.now.Add(d), false, false
+	keep := true
+	for _, o := range t.c.timers {
+		if o == t {
+			keep = false
+		}
+	}
+	if keep {
+		t.c.timers = append(t.c.timers, t)
+	}
+	t.c.cond.Broadcast()
+	return was
+}
+
 // Advance moves the clock and fires the timers that are due.
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
