@@ -150,7 +150,7 @@ func NewInstance(o InstanceOptions) *Instance {
 		log:      o.Log.With("instance", c.Name, "vrid", c.VRID),
 		onTrans:  o.OnTransition,
 		v6:       c.IsIPv6(),
-		rx:       make(chan rxItem, 64),
+		rx:       make(chan rxItem, 16),
 		ctl:      make(chan ctlItem),
 		orderSig: make(chan struct{}, 1),
 		warned:   map[string]time.Time{},
