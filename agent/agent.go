@@ -149,6 +149,10 @@ func load(path string, log *slog.Logger) (*config.Model, error) {
 	if err := diags.Err(); err != nil {
 		return nil, err
 	}
+	for _, vs := range m.VirtualServers {
+		log.Warn(fmt.Sprintf("config: %s:%d: virtual_server %s: LVS is not implemented by vipd yet; the VRRP side runs, IPVS is left alone",
+			vs.Pos.File, vs.Pos.Line, vs.Name))
+	}
 	return m, nil
 }
 
