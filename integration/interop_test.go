@@ -2,6 +2,7 @@ package integration
 
 import (
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,4 +107,21 @@ func TestKeepalivedComplaintsAreSeen(t *testing.T) {
 	lab.Eventually(t, 8*time.Second, "keepalived complains about the wrong password", func() bool {
 		return keepalivedComplaints.MatchString(dk.proc.Output())
 	})
+}
+
+// TestAddressOwnerPreemptsAtOnce: a vipd instance with priority 255 (the
+// address owner) takes the VRID from a running keepalived master at start,
+// without waiting for a master-down interval.
+func TestAddressOwnerPreemptsAtOnce(t *testing.T) {
+	lab.Keepalived(t)
+	_, nv, nk := twoNodes(t)
+	startKeepalived(t, nk, renderConf(t, "keepalived", true, vi(2, 100, "10.99.0.100/24")))
+	waitVIP(t, 10*time.Second, "10.99.0.100", nk, nv)
+	start := time.Now()
+	dv := startVipd(t, nv, renderConf(t, "vipd", false, vi(2, 255, "10.99.0.100/24")))
+	waitVIP(t, 3*time.Second, "10.99.0.100", nv, nk)
+	if c := instanceStatus(t, dv, "VI_1").Cause; !strings.Contains(c, "address owner") {
+		t.Errorf("cause %q does not say address owner", c)
+	}
+	t.Logf("owner took over %v after start", time.Since(start))
 }
