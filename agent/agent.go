@@ -178,6 +178,10 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 
 	a.log.Info("vipd starting", "node", a.opts.NodeName, "config", a.opts.ConfigPath,
 		"instances", len(model.Instances), "socket", a.opts.SocketPath)
+	if a.opts.GossipBind != "" || len(a.opts.Join) > 0 || a.opts.GossipKeyFile != "" ||
+		len(a.opts.EtcdEndpoints) > 0 || a.opts.MetricsListen != "" {
+		a.log.Warn("gossip, etcd and metrics are not implemented yet: those flags are ignored; running as a standalone VRRP node")
+	}
 	var trackDone chan struct{}
 	if a.tracker != nil {
 		trackDone = make(chan struct{})

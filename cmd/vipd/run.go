@@ -17,15 +17,16 @@ import (
 func newRunCmd(env *cliEnv, v *viper.Viper) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run --config FILE",
-		Short: "Run the daemon (VRRP instances, VIPs, IPVS) in the foreground",
+		Short: "Run the daemon (VRRP instances, VIPs, tracking, notify) in the foreground",
 		Long: `Run vipd in the foreground until SIGTERM or SIGINT, like keepalived -n -l.
 
 --config takes a keepalived.conf (any keepalived 2.x file, includes and all)
 or a vipd YAML file (.yaml/.yml). vipd then runs every vrrp_instance: it sends
 and answers VRRP adverts, adds the virtual_ipaddress addresses when MASTER and
-sends gratuitous ARP / unsolicited NA, runs notify_* scripts and track_script
-checks, and keeps the IPVS virtual_server pools in line with their health
-checks.
+sends gratuitous ARP / unsolicited NA, runs track_script checks, follows
+track_interface / track_file, moves vrrp_sync_group members together and runs
+notify_* scripts. virtual_server blocks are read and validated but not run yet
+(vipd logs a warning for each).
 
 Signals, as with keepalived:
   SIGHUP            re-read --config and apply only the difference (vipd reload)
@@ -33,8 +34,9 @@ Signals, as with keepalived:
                     over at once, VIPs are removed, notify stop scripts run
 
 To run several vipd on one host (one per network namespace), give each its own
---socket. Gossip (--gossip-bind, --join) and etcd (--etcd-endpoints) are
-optional: without them vipd behaves like keepalived.
+--socket. The fleet flags (--gossip-bind, --join, --gossip-key-file,
+--etcd-endpoints, --etcd-prefix, --metrics-listen) are accepted for the fleet
+layer that is not built yet: vipd says so at start and behaves like keepalived.
 
 Every flag can be set from the environment as VIPD_<FLAG>: VIPD_CONFIG,
 VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
@@ -47,12 +49,8 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
   # Second instance in a network namespace, with its own control socket
   ip netns exec lb2 vipd run --config /etc/vipd/lb2.conf --socket /run/vipd/lb2.sock
 
-  # A fleet: gossip between nodes and etcd for live priority/maintenance changes
-  vipd run --config /etc/vipd/vipd.yaml --node-name lb1 \
-    --gossip-bind 10.0.0.11:7946 --join 10.0.0.12:7946,10.0.0.13:7946 \
-    --gossip-key-file /etc/vipd/gossip.key \
-    --etcd-endpoints http://10.0.0.5:2379 --etcd-prefix /vipd \
-    --metrics-listen 127.0.0.1:9650`,
+  # The same model as YAML (vipd convert keepalived.conf > vipd.yaml)
+  vipd run --config /etc/vipd/vipd.yaml --node-name lb1`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts, err := runOptions(v)
