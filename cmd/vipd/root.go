@@ -75,10 +75,12 @@ func newRootCmd(env *cliEnv) *cobra.Command {
 
 	root := &cobra.Command{
 		Use:   "vipd",
-		Short: "Virtual-IP manager: VRRP v2/v3 and IPVS, configured by keepalived.conf",
+		Short: "Virtual-IP manager: VRRP v2/v3, configured by keepalived.conf",
 		Long: `vipd moves virtual IP addresses between Linux hosts with VRRP (RFC 3768 v2 and
-RFC 5798 v3), interoperating with keepalived on the same VRID, and manages IPVS
-virtual servers with health checks.
+RFC 5798 v3), interoperating with keepalived on the same VRID: tracking
+scripts, interfaces and files, notify scripts, sync groups and VMACs as
+keepalived does them. (IPVS virtual servers are parsed and validated; running
+them comes later.)
 
 It reads your existing keepalived.conf unchanged (or the equivalent vipd YAML):
   keepalived -f FILE      ->  vipd run --config FILE
