@@ -421,7 +421,7 @@ func (a *Agent) removeVMAC(ctx context.Context, ri *runningInstance) {
 }
 
 func (a *Agent) newSyncGroup(gc *config.SyncGroup, global config.Global) *syncGroup {
-	sg := &syncGroup{g: vrrp.NewSyncGroup(a.runCtx, gc.Name, a.log), cfg: gc}
+	sg := &syncGroup{g: vrrp.NewSyncGroup(gc.Name, a.log), cfg: gc}
 	if gc.Notify != (config.Notify{}) {
 		n, err := notify.New(notify.KindGroup, gc.Name, notifyScripts(gc.Notify), a.notifyOptions(global))
 		if err != nil {

@@ -2,10 +2,12 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/vipd/vipd/config"
 	"github.com/vipd/vipd/track"
+	"github.com/vipd/vipd/vrrp"
 )
 
 // configureTracking tells the tracker what to watch: every vrrp_script and
@@ -101,7 +103,8 @@ func (a *Agent) updateTracking() {
 		} else if u.eff != u.ri.cfg.Priority {
 			a.log.Info("tracking: effective priority", "instance", u.ri.cfg.Name, "base", u.ri.cfg.Priority, "effective", u.eff)
 		}
-		if err := u.ri.inst.SetTracking(a.runCtx, u.eff, u.fault); err != nil && a.runCtx.Err() == nil {
+		err := u.ri.inst.SetTracking(a.runCtx, u.eff, u.fault)
+		if err != nil && !errors.Is(err, vrrp.ErrStopped) && a.runCtx.Err() == nil {
 			a.log.Error("cannot apply tracking", "instance", u.ri.cfg.Name, "err", err)
 		}
 	}

@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -126,6 +127,7 @@ type Instance struct {
 	omu        sync.Mutex
 	orders     []func(now time.Time) []Action
 	orderSig   chan struct{}
+	stopped    chan struct{} // closed when Run returns
 
 	warned map[string]time.Time // rate-limits per-sender warnings
 
@@ -153,6 +155,7 @@ func NewInstance(o InstanceOptions) *Instance {
 		rx:       make(chan rxItem, 16),
 		ctl:      make(chan ctlItem),
 		orderSig: make(chan struct{}, 1),
+		stopped:  make(chan struct{}),
 		warned:   map[string]time.Time{},
 	}
 	for _, v := range c.VIPs {
@@ -236,19 +239,26 @@ func (i *Instance) do(ctx context.Context, fn func(now time.Time) []Action) erro
 	case i.ctl <- it:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-i.stopped:
+		return ErrStopped
 	}
 	select {
 	case <-it.done:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-i.stopped:
+		return ErrStopped
 	}
 }
+
+// ErrStopped is returned by requests to an instance whose Run has ended.
+var ErrStopped = errors.New("vrrp: instance stopped")
 
 // doForced queues an order of the sync group; orders run in the order
 // given, on the instance goroutine, and their transitions are not reported
 // back to the group.
-func (i *Instance) doForced(_ context.Context, fn func(now time.Time) []Action) error {
+func (i *Instance) doForced(fn func(now time.Time) []Action) {
 	i.omu.Lock()
 	i.orders = append(i.orders, fn)
 	i.omu.Unlock()
@@ -256,7 +266,6 @@ func (i *Instance) doForced(_ context.Context, fn func(now time.Time) []Action) 
 	case i.orderSig <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 func (i *Instance) runOrders() {
@@ -355,6 +364,7 @@ func (i *Instance) reportFault(on bool) {
 // Run runs the instance until ctx is cancelled, then shuts down: a master
 // sends priority 0 and releases its VIPs. It returns when that is done.
 func (i *Instance) Run(ctx context.Context) {
+	defer close(i.stopped)
 	timer := i.clock.NewTimer(time.Hour)
 	defer timer.Stop()
 	if !i.waitTracking {

@@ -297,7 +297,7 @@ func startGroupNode(t *testing.T, w *wire, addr string, prio int, vrids ...int) 
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &groupNode{cancel: cancel}
 	g.tr = NewTransportWith(nil, nil, func(string, bool) (PacketConn, error) { return conn, nil })
-	g.group = NewSyncGroup(ctx, "G1", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g.group = NewSyncGroup("G1", slog.New(slog.NewTextHandler(io.Discard, nil)))
 	for _, vrid := range vrids {
 		ic := &config.Instance{
 			Name: "VI_" + strconv.Itoa(vrid), Interface: "eth0", VRID: vrid, Priority: prio, Version: 3,

@@ -1,7 +1,6 @@
 package vrrp
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -25,7 +24,6 @@ import (
 type SyncGroup struct {
 	name string
 	log  *slog.Logger
-	ctx  context.Context
 	// OnState is called (from a member goroutine) when the group's state
 	// changes, for the group's notify scripts. May be nil.
 	OnState func(group string, state State)
@@ -37,12 +35,12 @@ type SyncGroup struct {
 	held    map[*Instance]bool // members the group holds in FAULT
 }
 
-// NewSyncGroup returns an empty group; orders to members stop when ctx ends.
-func NewSyncGroup(ctx context.Context, name string, log *slog.Logger) *SyncGroup {
+// NewSyncGroup returns an empty group.
+func NewSyncGroup(name string, log *slog.Logger) *SyncGroup {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &SyncGroup{name: name, log: log.With("sync_group", name), ctx: ctx, state: StateInit,
+	return &SyncGroup{name: name, log: log.With("sync_group", name), state: StateInit,
 		faulty: map[*Instance]bool{}, held: map[*Instance]bool{}}
 }
 
@@ -177,11 +175,10 @@ func (g *SyncGroup) setState(s State) {
 }
 
 // post orders fn on member m without waiting (the caller may be another
-// member's goroutine, or hold the group lock).
+// member's goroutine, and holds the group lock). Orders to one member run
+// in the order posted.
 func (g *SyncGroup) post(m *Instance, fn func(now time.Time) []Action) {
-	go func() {
-		_ = m.doForced(g.ctx, fn)
-	}()
+	m.doForced(fn)
 }
 
 // Remove takes inst out of the group (it is being stopped or replaced).
