@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -400,4 +401,21 @@ func TestSyncGroupMembersFailingTogetherRecoverTogether(t *testing.T) {
 		}
 	}
 	eventually(t, "a MASTER again", func() bool { return a.all(StateMaster) })
+}
+
+func TestRequestsToAStoppedInstanceDoNotBlock(t *testing.T) {
+	w := &wire{}
+	a := startNode(t, w, "10.0.0.1", 100, nil)
+	eventually(t, "a MASTER", func() bool { return a.state() == StateMaster })
+	a.stop()
+	done := make(chan error, 1)
+	go func() { done <- a.inst.SetTracking(context.Background(), 50, "") }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrStopped) {
+			t.Fatalf("SetTracking on a stopped instance: %v, want ErrStopped", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("SetTracking on a stopped instance blocked")
+	}
 }
