@@ -454,7 +454,7 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 		log.Error("instance cannot start: FAULT", "instance", ic.Name, "err", err)
 		return ri
 	}
-	runCfg := ic
+	runCfg, sendIf := ic, ""
 	if ic.UseVMAC {
 		name, err := a.ensureVMAC(ic)
 		if err != nil {
@@ -468,6 +468,9 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 		c := *ic
 		c.Interface = name
 		runCfg, ri.vmac = &c, name
+		if ic.VMACXmitBase {
+			sendIf = ic.Interface
+		}
 	}
 	if ic.Notify != (config.Notify{}) {
 		n, err := notify.New(notify.KindInstance, ic.Name, notifyScripts(ic.Notify), a.notifyOptions(global))
@@ -477,11 +480,12 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 		ri.notifier = n
 	}
 	inst := vrrp.NewInstance(vrrp.InstanceOptions{
-		Config:       runCfg,
-		Primary:      primary,
-		Plane:        a.plane,
-		Log:          log,
-		WaitTracking: a.tracker != nil,
+		Config:        runCfg,
+		Primary:       primary,
+		Plane:         a.plane,
+		Log:           log,
+		WaitTracking:  a.tracker != nil,
+		SendInterface: sendIf,
 		OnTransition: func(tr vrrp.Transition) {
 			if ri.notifier == nil {
 				return

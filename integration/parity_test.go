@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -278,4 +279,40 @@ func TestFlappingScriptNeedsFallAndRiseInARow(t *testing.T) {
 	os.Remove(down)
 	lab.Eventually(t, 6*time.Second, "node1 priority 150", func() bool { return instanceStatus(t, d1, "VI_1").EffectivePriority == 150 })
 	waitVIP(t, 3*time.Second, "10.99.0.100", n1, n2)
+}
+
+// TestVMACXmitBase: with vmac_xmit_base the VIP lives on the VMAC but the
+// adverts leave from the base interface's own MAC; election still works.
+func TestVMACXmitBase(t *testing.T) {
+	_, n1, n2 := twoNodes(t)
+	c := vi(3, 150, "10.99.0.100/24")
+	c.Extra = "    use_vmac\n    vmac_xmit_base"
+	d1 := startVipd(t, n1, renderConf(t, "node1", false, c))
+	c2 := c
+	c2.Priority = 100
+	d2 := startVipd(t, n2, renderConf(t, "node2", false, c2))
+	lab.Eventually(t, 5*time.Second, "node1 MASTER, node2 BACKUP", func() bool {
+		return d1.state("VI_1") == "MASTER" && d2.state("VI_1") == "BACKUP"
+	})
+	lab.Eventually(t, 2*time.Second, "VIP on vrrp.51", func() bool { return n1.HasAddr("vrrp.51", mustAddr("10.99.0.100")) })
+	base := strings.TrimSpace(n1.MustExec("cat", "/sys/class/net/eth0/address"))
+	capt := n2.Capture("eth0", "ip proto 112")
+	time.Sleep(500 * time.Millisecond)
+	var fromBase, fromVMAC int
+	for _, p := range capt.Stop() {
+		if len(p.Data) < 12 {
+			continue
+		}
+		switch net.HardwareAddr(p.Data[6:12]).String() {
+		case base:
+			fromBase++
+		case "00:00:5e:00:01:33":
+			fromVMAC++
+		}
+	}
+	if fromBase == 0 || fromVMAC != 0 {
+		t.Fatalf("adverts from base MAC %s: %d, from the VMAC: %d; want all from the base", base, fromBase, fromVMAC)
+	}
+	d1.stop()
+	lab.Eventually(t, 3*time.Second, "node2 MASTER", func() bool { return d2.state("VI_1") == "MASTER" })
 }

@@ -52,6 +52,9 @@ type InstanceOptions struct {
 	// WaitTracking keeps the instance in INIT until the first SetTracking,
 	// as keepalived waits for its tracked scripts' first results.
 	WaitTracking bool
+	// SendInterface, when set, is where adverts leave from instead of
+	// Config.Interface (use_vmac with vmac_xmit_base: the base interface).
+	SendInterface string
 }
 
 // InstanceStatus is a snapshot of an instance for the API.
@@ -118,6 +121,7 @@ type Instance struct {
 	garpRefresh time.Time
 
 	waitTracking bool
+	sendIf       string
 	started      bool
 	trackFault   string // the tracking fault in force, "" when none
 
@@ -145,18 +149,20 @@ func NewInstance(o InstanceOptions) *Instance {
 		o.Log = slog.Default()
 	}
 	i := &Instance{
-		cfg:      c,
-		primary:  o.Primary,
-		plane:    o.Plane,
-		clock:    o.Clock,
-		log:      o.Log.With("instance", c.Name, "vrid", c.VRID),
-		onTrans:  o.OnTransition,
-		v6:       c.IsIPv6(),
-		rx:       make(chan rxItem, 16),
-		ctl:      make(chan ctlItem),
-		orderSig: make(chan struct{}, 1),
-		stopped:  make(chan struct{}),
-		warned:   map[string]time.Time{},
+		cfg:          c,
+		primary:      o.Primary,
+		plane:        o.Plane,
+		clock:        o.Clock,
+		log:          o.Log.With("instance", c.Name, "vrid", c.VRID),
+		onTrans:      o.OnTransition,
+		waitTracking: o.WaitTracking,
+		sendIf:       o.SendInterface,
+		v6:           c.IsIPv6(),
+		rx:           make(chan rxItem, 16),
+		ctl:          make(chan ctlItem),
+		orderSig:     make(chan struct{}, 1),
+		stopped:      make(chan struct{}),
+		warned:       map[string]time.Time{},
 	}
 	for _, v := range c.VIPs {
 		if v.Prefix.Addr().Is6() == i.v6 {

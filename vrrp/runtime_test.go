@@ -419,3 +419,38 @@ func TestRequestsToAStoppedInstanceDoNotBlock(t *testing.T) {
 		t.Fatal("SetTracking on a stopped instance blocked")
 	}
 }
+
+func TestWaitTrackingHoldsInitUntilTheFirstResult(t *testing.T) {
+	w := &wire{}
+	conn := w.open()
+	tr := NewTransportWith(nil, nil, func(string, bool) (PacketConn, error) { return conn, nil })
+	defer tr.Close()
+	ic := &config.Instance{Name: "VI_1", Interface: "eth0", VRID: 51, Priority: 100, Version: 3,
+		AdvertInt: config.Duration(20 * time.Millisecond),
+		VIPs:      []config.VIP{{Prefix: netip.MustParsePrefix("10.0.0.100/24")}}}
+	inst := NewInstance(InstanceOptions{Config: ic, Primary: netip.MustParseAddr("10.0.0.1"), Plane: &fakePlane{},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WaitTracking: true})
+	if err := tr.Attach(inst); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); inst.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	time.Sleep(200 * time.Millisecond) // ten master-down intervals
+	if s := inst.Status().State; s != StateInit {
+		t.Fatalf("state %v before any tracking result, want INIT", s)
+	}
+	if err := inst.SetTracking(ctx, 100, "track_script chk failed"); err != nil {
+		t.Fatal(err)
+	}
+	st := inst.Status()
+	if st.State != StateFault || !strings.Contains(st.Cause, "track_script chk failed") {
+		t.Fatalf("after a failing first result: %v %q, want FAULT naming the script", st.State, st.Cause)
+	}
+	if err := inst.SetTracking(ctx, 100, ""); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "MASTER once the fault clears", func() bool { return inst.Status().State == StateMaster })
+}

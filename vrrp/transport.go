@@ -37,8 +37,9 @@ type muxConn struct {
 	conn PacketConn
 	done chan struct{}
 
-	mu     sync.RWMutex
-	byVRID map[uint8]*Instance
+	mu      sync.RWMutex
+	byVRID  map[uint8]*Instance
+	senders int // instances that only send through this socket (vmac_xmit_base)
 }
 
 // NewTransport returns a transport opening real raw sockets.
@@ -69,49 +70,107 @@ func (t *Transport) Attach(inst *Instance) error {
 	vrid := uint8(inst.cfg.VRID)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	mc, ok := t.conns[key]
-	if !ok {
-		c, err := t.open(key.ifname, key.v6)
-		if err != nil {
-			return err
-		}
-		mc = &muxConn{conn: c, done: make(chan struct{}), byVRID: map[uint8]*Instance{}}
-		t.conns[key] = mc
-		go t.read(key, mc)
+	mc, err := t.connLocked(key)
+	if err != nil {
+		return err
 	}
 	mc.mu.Lock()
-	defer mc.mu.Unlock()
 	if other, ok := mc.byVRID[vrid]; ok && other != inst {
+		mc.mu.Unlock()
+		t.releaseLocked(key, mc)
 		return fmt.Errorf("VRID %d on %s is already used by instance %s", vrid, key.ifname, other.cfg.Name)
 	}
 	mc.byVRID[vrid] = inst
+	mc.mu.Unlock()
 	inst.sender = mc.conn
+	if inst.sendIf != "" && inst.sendIf != key.ifname {
+		// vmac_xmit_base: adverts leave from the base interface, they
+		// are still read on the VMAC.
+		skey := connKey{inst.sendIf, inst.v6}
+		smc, err := t.connLocked(skey)
+		if err != nil {
+			mc.mu.Lock()
+			delete(mc.byVRID, vrid)
+			mc.mu.Unlock()
+			t.releaseLocked(key, mc)
+			return err
+		}
+		smc.mu.Lock()
+		smc.senders++
+		smc.mu.Unlock()
+		inst.sender = smc.conn
+	}
 	return nil
 }
 
-// Detach unregisters inst; the last instance on a socket closes it.
-func (t *Transport) Detach(inst *Instance) {
-	key := connKey{inst.cfg.Interface, inst.v6}
-	t.mu.Lock()
-	mc, ok := t.conns[key]
-	if !ok {
-		t.mu.Unlock()
-		return
+// connLocked returns the socket for key, opening it (and its reader) if
+// needed. t.mu is held.
+func (t *Transport) connLocked(key connKey) (*muxConn, error) {
+	if mc, ok := t.conns[key]; ok {
+		return mc, nil
 	}
+	c, err := t.open(key.ifname, key.v6)
+	if err != nil {
+		return nil, err
+	}
+	mc := &muxConn{conn: c, done: make(chan struct{}), byVRID: map[uint8]*Instance{}}
+	t.conns[key] = mc
+	go t.read(key, mc)
+	return mc, nil
+}
+
+// releaseLocked closes mc if nobody uses it any more. t.mu is held; the
+// reader is waited for after the unlock by the caller through mc.done, so
+// here the close only starts it.
+func (t *Transport) releaseLocked(key connKey, mc *muxConn) {
 	mc.mu.Lock()
-	if mc.byVRID[uint8(inst.cfg.VRID)] == inst {
-		delete(mc.byVRID, uint8(inst.cfg.VRID))
-	}
-	empty := len(mc.byVRID) == 0
+	empty := len(mc.byVRID) == 0 && mc.senders == 0
 	mc.mu.Unlock()
 	if empty {
 		delete(t.conns, key)
+		mc.conn.Close()
+	}
+}
+
+// Detach unregisters inst; the last user of a socket closes it.
+func (t *Transport) Detach(inst *Instance) {
+	key := connKey{inst.cfg.Interface, inst.v6}
+	var closed []*muxConn
+	t.mu.Lock()
+	if mc, ok := t.conns[key]; ok {
+		mc.mu.Lock()
+		if mc.byVRID[uint8(inst.cfg.VRID)] == inst {
+			delete(mc.byVRID, uint8(inst.cfg.VRID))
+		}
+		mc.mu.Unlock()
+		if t.release(key, mc) {
+			closed = append(closed, mc)
+		}
+	}
+	if inst.sendIf != "" && inst.sendIf != key.ifname {
+		skey := connKey{inst.sendIf, inst.v6}
+		if smc, ok := t.conns[skey]; ok {
+			smc.mu.Lock()
+			if smc.senders > 0 {
+				smc.senders--
+			}
+			smc.mu.Unlock()
+			if t.release(skey, smc) {
+				closed = append(closed, smc)
+			}
+		}
 	}
 	t.mu.Unlock()
-	if empty {
-		mc.conn.Close()
+	for _, mc := range closed {
 		<-mc.done
 	}
+}
+
+// release is releaseLocked reporting whether it closed the socket.
+func (t *Transport) release(key connKey, mc *muxConn) bool {
+	t.releaseLocked(key, mc)
+	_, still := t.conns[key]
+	return !still
 }
 
 // Close closes every socket and waits for the readers to end.
