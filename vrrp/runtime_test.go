@@ -454,3 +454,45 @@ func TestWaitTrackingHoldsInitUntilTheFirstResult(t *testing.T) {
 	}
 	eventually(t, "MASTER once the fault clears", func() bool { return inst.Status().State == StateMaster })
 }
+
+func (p *fakePlane) announced() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.announces
+}
+
+func TestMasterRefreshesGARPsOnSchedule(t *testing.T) {
+	w := &wire{}
+	a := startNode(t, w, "10.0.0.1", 200, func(ic *config.Instance) {
+		ic.Garp = config.Garp{MasterRepeat: 1, MasterRefresh: config.Duration(30 * time.Millisecond), MasterRefreshRepeat: 2}
+	})
+	eventually(t, "a MASTER", func() bool { return a.state() == StateMaster })
+	first := a.plane.announced()
+	// garp_master_refresh: rounds of 2 every 30 ms while MASTER.
+	eventually(t, "refresh rounds", func() bool { return a.plane.announced() >= first+6 })
+}
+
+func TestMasterRefreshesCachesWhenALowerPriorityMasterSpeaks(t *testing.T) {
+	w := &wire{}
+	a := startNode(t, w, "10.0.0.1", 200, func(ic *config.Instance) {
+		ic.Garp = config.Garp{MasterRepeat: 1, LowerPrioRepeat: 3}
+	})
+	eventually(t, "a MASTER", func() bool { return a.state() == StateMaster })
+	before := a.plane.announced()
+	// A confused router claims the VRID with priority 50.
+	rogue := w.open()
+	adv := Advert{Version: 3, VRID: 51, Priority: 50, Interval: 20 * time.Millisecond,
+		Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.100")}}
+	src := netip.MustParseAddr("10.0.0.9")
+	b, err := adv.AppendMarshal(nil, src, MulticastGroup4, ChecksumOpt{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rogue.Send(b, src, MulticastGroup4); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "garp_lower_prio_repeat round", func() bool { return a.plane.announced() >= before+3 })
+	if a.state() != StateMaster {
+		t.Fatalf("a left MASTER for a lower priority advert: %v", a.state())
+	}
+}
