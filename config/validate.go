@@ -285,16 +285,18 @@ func (v *validator) instance(in *Instance, scripts map[string]*Script, trackFile
 	}
 	v.garp(p, "garp", in.Garp)
 
-	// vrrp/vrrp_track.c: a track_script or track_file naming nothing is
-	// "not found, ignoring..."; keepalived runs without it, and so does vipd.
+	// A track_script naming no vrrp_script is an error (issue 2 lists it;
+	// keepalived only logs "not found, ignoring..." and runs without the
+	// check, which hides a typo in a health check). A track_file naming
+	// nothing is ignored with a warning, as keepalived does.
 	in.TrackScripts = v.knownTracks(p, "track_script", in.TrackScripts, func(t Track) bool {
 		_, ok := scripts[t.Name]
 		return ok
-	}, "vrrp_script")
+	}, "vrrp_script", Error)
 	in.TrackFiles = v.knownTracks(p, "track_file", in.TrackFiles, func(t Track) bool {
 		_, ok := trackFiles[t.Name]
 		return ok
-	}, "track_file")
+	}, "track_file", Warning)
 	v.tracks(p, "track_interface", in.TrackInterfaces, func(t Track) {
 		if v.opts.InterfaceExists != nil && !v.opts.InterfaceExists(t.Name) {
 			v.ds.Warnf(or(t.Pos, p), "track_interface %s: does not exist on this host", t.Name)
@@ -316,13 +318,17 @@ func (v *validator) instance(in *Instance, scripts map[string]*Script, trackFile
 
 // knownTracks returns ts without the entries known rejects, warning for
 // each: keepalived ignores a tracked object that is not defined.
-func (v *validator) knownTracks(p Pos, kw string, ts []Track, known func(Track) bool, what string) []Track {
+func (v *validator) knownTracks(p Pos, kw string, ts []Track, known func(Track) bool, what string, sev Severity) []Track {
 	v.tracks(p, kw, ts, nil)
 	return slices.DeleteFunc(ts, func(t Track) bool {
 		if t.Name == "" || known(t) {
 			return false
 		}
-		v.ds.Warnf(or(t.Pos, p), "%s %s: no %s of that name; ignored %s", kw, t.Name, what, keepalivedAlike)
+		if sev == Error {
+			v.ds.Errorf(or(t.Pos, p), "%s %s: no %s of that name", kw, t.Name, what)
+		} else {
+			v.ds.Warnf(or(t.Pos, p), "%s %s: no %s of that name; ignored %s", kw, t.Name, what, keepalivedAlike)
+		}
 		return true
 	})
 }
@@ -338,9 +344,11 @@ func (v *validator) advertInt(in *Instance) {
 	} else if in.Version != 2 {
 		return
 	}
-	// keepalived reads advert_int as 0.01..255 s (vrrp_parser.c
-	// vrrp_adv_handler); beyond what the version carries is out of range.
-	if a < v3AdvertStep || a > hi {
+	// Outside what the version can carry is an error (issue 2: "advert_int
+	// out of range for the VRRP version"); a value inside the range that
+	// the version cannot carry exactly (1.5 s on v2, 0.015 s on v3) is
+	// rounded with a warning, as keepalived does.
+	if a < lo || a > hi {
 		v.ds.Errorf(in.Pos, "advert_int %s: %s", in.AdvertInt, what)
 		return
 	}
@@ -548,11 +556,11 @@ func (v *validator) syncGroups(scripts map[string]*Script, trackFiles map[string
 		g.TrackScripts = v.knownTracks(g.Pos, "track_script", g.TrackScripts, func(t Track) bool {
 			_, ok := scripts[t.Name]
 			return ok
-		}, "vrrp_script")
+		}, "vrrp_script", Error)
 		g.TrackFiles = v.knownTracks(g.Pos, "track_file", g.TrackFiles, func(t Track) bool {
 			_, ok := trackFiles[t.Name]
 			return ok
-		}, "track_file")
+		}, "track_file", Warning)
 		v.tracks(g.Pos, "track_interface", g.TrackInterfaces, func(t Track) {
 			if v.opts.InterfaceExists != nil && !v.opts.InterfaceExists(t.Name) {
 				v.ds.Warnf(or(t.Pos, g.Pos), "track_interface %s: does not exist on this host", t.Name)

@@ -67,11 +67,13 @@ func TestValidateReportsEachRuleAtItsLine(t *testing.T) {
 					t.Errorf("AdvertInt = %s, want 2s", got)
 				}
 			}},
-		{"VRRPv2 advert_int below a second rounds up to one second", func(m *Model) { m.Instances[0].AdvertInt = Duration(300 * time.Millisecond) },
-			ValidateOptions{}, []string{"k.conf:10: warning: advert_int 300ms: VRRPv2 needs whole seconds 1..255; rounded to 1s (as keepalived does)"},
+		{"VRRPv2 advert_int below a second is out of range", func(m *Model) { m.Instances[0].AdvertInt = Duration(300 * time.Millisecond) },
+			ValidateOptions{}, []string{"k.conf:10: advert_int 300ms: VRRPv2 needs whole seconds 1..255"}, nil},
+		{"VRRPv2 advert_int between whole seconds rounds", func(m *Model) { m.Instances[0].AdvertInt = Duration(1500 * time.Millisecond) },
+			ValidateOptions{}, []string{"k.conf:10: warning: advert_int 1.5s: VRRPv2 needs whole seconds 1..255; rounded to 2s (as keepalived does)"},
 			func(t *testing.T, m *Model) {
-				if got := m.Instances[0].AdvertInt; got != Duration(time.Second) {
-					t.Errorf("AdvertInt = %s, want 1s", got)
+				if got := m.Instances[0].AdvertInt; got != Duration(2*time.Second) {
+					t.Errorf("AdvertInt = %s, want 2s", got)
 				}
 			}},
 		{"VRRPv2 advert_int above 255s", func(m *Model) { m.Instances[0].AdvertInt = Duration(256 * time.Second) },
@@ -139,13 +141,8 @@ func TestValidateReportsEachRuleAtItsLine(t *testing.T) {
 				in.UnicastPeers = []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 0, byte(2 + i)})}
 			}
 		}, ValidateOptions{}, nil, nil},
-		{"track_script naming no vrrp_script is dropped with a warning", func(m *Model) { m.Instances[0].TrackScripts[0].Name = "chk_missing" },
-			ValidateOptions{}, []string{"k.conf:14: warning: track_script chk_missing: no vrrp_script of that name; ignored (as keepalived does)"},
-			func(t *testing.T, m *Model) {
-				if len(m.Instances[0].TrackScripts) != 0 {
-					t.Errorf("TrackScripts = %+v, want none", m.Instances[0].TrackScripts)
-				}
-			}},
+		{"track_script naming no vrrp_script is an error", func(m *Model) { m.Instances[0].TrackScripts[0].Name = "chk_missing" },
+			ValidateOptions{}, []string{"k.conf:14: track_script chk_missing: no vrrp_script of that name"}, nil},
 		{"track_file naming no track_file block is dropped with a warning", func(m *Model) {
 			m.TrackFiles = []*TrackFile{{Pos: at(7), Name: "tf", File: "/run/w"}}
 			m.Instances[0].TrackFiles = []Track{{Pos: at(15), Name: "tf"}, {Pos: at(16), Name: "/run/w"}}

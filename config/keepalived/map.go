@@ -328,6 +328,10 @@ func (p *parser) script(n *node) {
 	}, nil)
 	if s.Script == "" {
 		p.warnf(n, "vrrp_script %s: no script, ignored", name)
+		if p.emptyScripts == nil {
+			p.emptyScripts = map[string]bool{}
+		}
+		p.emptyScripts[name] = true
 		return
 	}
 	p.m.Scripts = append(p.m.Scripts, s)

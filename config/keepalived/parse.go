@@ -18,6 +18,7 @@ package keepalived
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -77,6 +78,7 @@ func parse(name string, src []byte, opts Options) (*config.Model, config.Diagnos
 	nodes := buildTree(r.out, &diags)
 	p := &parser{m: &config.Model{}, diags: &diags}
 	p.root(nodes)
+	p.dropTracksOfEmptyScripts()
 	// Report in file order; tree errors (braces) come out before the
 	// mapping errors otherwise.
 	sort.SliceStable(diags, func(i, j int) bool {
@@ -87,4 +89,29 @@ func parse(name string, src []byte, opts Options) (*config.Model, config.Diagnos
 		return a.Line < b.Line
 	})
 	return p.m, diags
+}
+
+// dropTracksOfEmptyScripts removes track_script entries that name a
+// vrrp_script declared without a script, with a warning, as keepalived
+// does. (A track_script naming no vrrp_script at all is left for
+// config.Validate, which reports it as an error.)
+func (p *parser) dropTracksOfEmptyScripts() {
+	if len(p.emptyScripts) == 0 {
+		return
+	}
+	drop := func(ts []config.Track) []config.Track {
+		return slices.DeleteFunc(ts, func(t config.Track) bool {
+			if !p.emptyScripts[t.Name] {
+				return false
+			}
+			p.diags.Warnf(t.Pos, "track_script %s: vrrp_script %s has no script; ignored (as keepalived does)", t.Name, t.Name)
+			return true
+		})
+	}
+	for _, in := range p.m.Instances {
+		in.TrackScripts = drop(in.TrackScripts)
+	}
+	for _, g := range p.m.SyncGroups {
+		g.TrackScripts = drop(g.TrackScripts)
+	}
 }

@@ -218,7 +218,7 @@ func TestRealWorldPatternsRunAsKeepalivedDoes(t *testing.T) {
 				"    virtual_ipaddress { 10.0.0.100/24 }\n}\n",
 			want: []string{
 				"k.conf:1: warning: vrrp_script chk: no script, ignored",
-				"k.conf:8: warning: track_script chk: no vrrp_script of that name; ignored (as keepalived does)",
+				"k.conf:8: warning: track_script chk: vrrp_script chk has no script; ignored (as keepalived does)",
 			},
 			check: func(t *testing.T, m *config.Model) {
 				if ts := m.Instances[0].TrackScripts; len(ts) != 0 {
@@ -238,12 +238,12 @@ func TestRealWorldPatternsRunAsKeepalivedDoes(t *testing.T) {
 			},
 		},
 		{
-			name: "VRRPv2 advert_int 0.5 is rounded to 1 second",
-			src:  "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    advert_int 0.5\n    virtual_ipaddress { 10.0.0.100/24 }\n}\n",
-			want: []string{"k.conf:1: warning: advert_int 500ms: VRRPv2 needs whole seconds 1..255; rounded to 1s (as keepalived does)"},
+			name: "VRRPv2 advert_int 1.5 is rounded to 2 seconds",
+			src:  "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    advert_int 1.5\n    virtual_ipaddress { 10.0.0.100/24 }\n}\n",
+			want: []string{"k.conf:1: warning: advert_int 1.5s: VRRPv2 needs whole seconds 1..255; rounded to 2s (as keepalived does)"},
 			check: func(t *testing.T, m *config.Model) {
-				if got := m.Instances[0].AdvertInt; got != config.Duration(time.Second) {
-					t.Errorf("advert_int = %s, want 1s", got)
+				if got := m.Instances[0].AdvertInt; got != config.Duration(2*time.Second) {
+					t.Errorf("advert_int = %s, want 2s", got)
 				}
 			},
 		},

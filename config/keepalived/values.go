@@ -15,6 +15,10 @@ import (
 type parser struct {
 	m     *config.Model
 	diags *config.Diagnostics
+	// emptyScripts are vrrp_scripts declared without a script line (for
+	// instance because it is @conditional for another host): keepalived
+	// ignores them and the track_script entries that name them.
+	emptyScripts map[string]bool
 }
 
 func (p *parser) errorf(n *node, format string, args ...any) {
