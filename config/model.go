@@ -152,6 +152,10 @@ const (
 	StateMaster = "MASTER"
 )
 
+// VRIDInvalid marks a virtual_router_id the parser already reported as
+// wrong, so validation does not report the instance again for it.
+const VRIDInvalid = -1
+
 // Instance is one vrrp_instance.
 type Instance struct {
 	Pos       `yaml:"-" mapstructure:"-"`

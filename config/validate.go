@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -213,7 +214,12 @@ func (v *validator) instances(scripts map[string]*Script, trackFiles map[string]
 
 func (v *validator) instance(in *Instance, scripts map[string]*Script, trackFiles map[string]*TrackFile) {
 	p := in.Pos
-	if in.VRID < 1 || in.VRID > 255 {
+	switch {
+	case in.VRID == VRIDInvalid:
+		// The parser reported it at its line.
+	case in.VRID == 0:
+		v.ds.Errorf(p, "virtual_router_id: missing (every vrrp_instance needs one, 1..255)")
+	case in.VRID < 1 || in.VRID > 255:
 		v.ds.Errorf(p, "virtual_router_id %d: must be 1..255", in.VRID)
 	}
 	if in.Priority < 1 || in.Priority > 255 {
@@ -340,7 +346,7 @@ func (v *validator) advertInt(in *Instance) {
 	a := in.AdvertInt.D()
 	step, lo, hi, what := time.Second, time.Second, v2AdvertMax, "VRRPv2 needs whole seconds 1..255"
 	if in.Version == 3 {
-		step, lo, hi, what = v3AdvertStep, v3AdvertStep, v3AdvertMax, "VRRPv3 needs 10ms..40.95s in steps of 10ms"
+		step, lo, hi, what = v3AdvertStep, v3AdvertStep, v3AdvertMax, "VRRPv3 needs 0.01..40.95 seconds in steps of 0.01"
 	} else if in.Version != 2 {
 		return
 	}
@@ -349,14 +355,14 @@ func (v *validator) advertInt(in *Instance) {
 	// the version cannot carry exactly (1.5 s on v2, 0.015 s on v3) is
 	// rounded with a warning, as keepalived does.
 	if a < lo || a > hi {
-		v.ds.Errorf(in.Pos, "advert_int %s: %s", in.AdvertInt, what)
+		v.ds.Errorf(in.Pos, "advert_int %s: %s", seconds(in.AdvertInt), what)
 		return
 	}
 	if a%step == 0 {
 		return
 	}
 	r := min(max((a+step/2)/step*step, lo), hi)
-	v.ds.Warnf(in.Pos, "advert_int %s: %s; rounded to %s %s", in.AdvertInt, what, r, keepalivedAlike)
+	v.ds.Warnf(in.Pos, "advert_int %s: %s; rounded to %s %s", seconds(in.AdvertInt), what, seconds(Duration(r)), keepalivedAlike)
 	in.AdvertInt = Duration(r)
 }
 
@@ -478,7 +484,7 @@ func (v *validator) vrids() {
 			continue
 		}
 		for _, a := range ins[:j] {
-			if a == nil || a.VRID != b.VRID || a.IsIPv6() != b.IsIPv6() {
+			if a == nil || a.VRID != b.VRID || a.VRID < 1 || a.IsIPv6() != b.IsIPv6() {
 				continue
 			}
 			aUni, bUni := len(a.UnicastPeers) > 0, len(b.UnicastPeers) > 0
@@ -728,4 +734,9 @@ func (i *Instance) IsIPv6() bool {
 		return i.McastSrcIP.Unmap().Is6()
 	}
 	return false
+}
+
+// seconds renders d the way keepalived.conf writes it: "1", "0.1", "300".
+func seconds(d Duration) string {
+	return strconv.FormatFloat(d.D().Seconds(), 'f', -1, 64)
 }

@@ -61,30 +61,23 @@ func TestValidateReportsEachRuleAtItsLine(t *testing.T) {
 		{"unknown global vrrp_version", func(m *Model) { m.Global.VRRPVersion = 1; m.Instances[1].Version = 2 },
 			ValidateOptions{}, []string{"k.conf:1: vrrp_version 1: must be 2 or 3"}, nil},
 		{"VRRPv2 advert_int not whole seconds", func(m *Model) { m.Instances[0].AdvertInt = Duration(1500 * time.Millisecond) },
-			ValidateOptions{}, []string{"k.conf:10: warning: advert_int 1.5s: VRRPv2 needs whole seconds 1..255; rounded to 2s (as keepalived does)"},
+			ValidateOptions{}, []string{"k.conf:10: warning: advert_int 1.5: VRRPv2 needs whole seconds 1..255; rounded to 2 (as keepalived does)"},
 			func(t *testing.T, m *Model) {
 				if got := m.Instances[0].AdvertInt; got != Duration(2*time.Second) {
 					t.Errorf("AdvertInt = %s, want 2s", got)
 				}
 			}},
 		{"VRRPv2 advert_int below a second is out of range", func(m *Model) { m.Instances[0].AdvertInt = Duration(300 * time.Millisecond) },
-			ValidateOptions{}, []string{"k.conf:10: advert_int 300ms: VRRPv2 needs whole seconds 1..255"}, nil},
-		{"VRRPv2 advert_int between whole seconds rounds", func(m *Model) { m.Instances[0].AdvertInt = Duration(1500 * time.Millisecond) },
-			ValidateOptions{}, []string{"k.conf:10: warning: advert_int 1.5s: VRRPv2 needs whole seconds 1..255; rounded to 2s (as keepalived does)"},
-			func(t *testing.T, m *Model) {
-				if got := m.Instances[0].AdvertInt; got != Duration(2*time.Second) {
-					t.Errorf("AdvertInt = %s, want 2s", got)
-				}
-			}},
+			ValidateOptions{}, []string{"k.conf:10: advert_int 0.3: VRRPv2 needs whole seconds 1..255"}, nil},
 		{"VRRPv2 advert_int above 255s", func(m *Model) { m.Instances[0].AdvertInt = Duration(256 * time.Second) },
-			ValidateOptions{}, []string{"k.conf:10: advert_int 4m16s: VRRPv2 needs whole seconds 1..255"}, nil},
+			ValidateOptions{}, []string{"k.conf:10: advert_int 256: VRRPv2 needs whole seconds 1..255"}, nil},
 		{"VRRPv3 advert_int below 10ms", func(m *Model) { m.Instances[0].Version = 3; m.Instances[0].AdvertInt = Duration(5 * time.Millisecond) },
-			ValidateOptions{}, []string{"k.conf:10: advert_int 5ms: VRRPv3 needs 10ms..40.95s in steps of 10ms"}, nil},
+			ValidateOptions{}, []string{"k.conf:10: advert_int 0.005: VRRPv3 needs 0.01..40.95 seconds in steps of 0.01"}, nil},
 		{"VRRPv3 advert_int not in centiseconds", func(m *Model) {
 			m.Instances[0].Version = 3
 			m.Instances[0].AdvertInt = Duration(105 * time.Millisecond)
 		},
-			ValidateOptions{}, []string{"k.conf:10: warning: advert_int 105ms: VRRPv3 needs 10ms..40.95s in steps of 10ms; rounded to 110ms (as keepalived does)"},
+			ValidateOptions{}, []string{"k.conf:10: warning: advert_int 0.105: VRRPv3 needs 0.01..40.95 seconds in steps of 0.01; rounded to 0.11 (as keepalived does)"},
 			func(t *testing.T, m *Model) {
 				if got := m.Instances[0].AdvertInt; got != Duration(110*time.Millisecond) {
 					t.Errorf("AdvertInt = %s, want 110ms", got)
@@ -96,7 +89,7 @@ func TestValidateReportsEachRuleAtItsLine(t *testing.T) {
 		},
 			ValidateOptions{}, nil, nil},
 		{"VRRPv3 advert_int above 40.95s", func(m *Model) { m.Instances[0].Version = 3; m.Instances[0].AdvertInt = Duration(41 * time.Second) },
-			ValidateOptions{}, []string{"k.conf:10: advert_int 41s: VRRPv3 needs 10ms..40.95s in steps of 10ms"}, nil},
+			ValidateOptions{}, []string{"k.conf:10: advert_int 41: VRRPv3 needs 0.01..40.95 seconds in steps of 0.01"}, nil},
 		{"version 2 on IPv6 becomes 3 with a warning", func(m *Model) { v6(m.Instances[0]); m.Instances[0].Version = 2 },
 			ValidateOptions{}, []string{"k.conf:10: warning: version 2: VRRPv2 does not run over IPv6; using version 3 (as keepalived does)"},
 			func(t *testing.T, m *Model) {
@@ -274,7 +267,7 @@ func TestValidateReportsEachRuleAtItsLine(t *testing.T) {
 			m.Instances[1].Priority = -1
 			m.VirtualServers[0].RealServers[0].Address = netip.Addr{}
 		}, ValidateOptions{}, []string{
-			"k.conf:10: virtual_router_id 0: must be 1..255",
+			"k.conf:10: virtual_router_id: missing (every vrrp_instance needs one, 1..255)",
 			"k.conf:20: priority -1: must be 1..255",
 			"k.conf:42: real_server: no address",
 		}, nil},

@@ -33,9 +33,13 @@ func (p *parser) instance(n *node) {
 				p.errorf(c, "state %s: must be MASTER or BACKUP", s)
 			}
 		},
-		"interface":         func(c *node) { p.setString(c, &in.Interface) },
-		"virtual_router_id": func(c *node) { p.setInt(c, &in.VRID, 1, 255) },
-		"priority":          func(c *node) { p.setInt(c, &in.Priority, 1, 255) },
+		"interface": func(c *node) { p.setString(c, &in.Interface) },
+		"virtual_router_id": func(c *node) {
+			if !p.setIntOK(c, &in.VRID, 1, 255) {
+				in.VRID = config.VRIDInvalid // reported here; Validate stays quiet about it
+			}
+		},
+		"priority": func(c *node) { p.setInt(c, &in.Priority, 1, 255) },
 		"advert_int": func(c *node) {
 			d, ok := p.secondsArg(c)
 			if !ok {

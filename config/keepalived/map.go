@@ -261,9 +261,16 @@ func (p *parser) setSeconds(c *node, dst *config.Duration) {
 }
 
 func (p *parser) setInt(c *node, dst *int, lo, hi int) {
-	if v, ok := p.intArg(c, lo, hi); ok {
+	p.setIntOK(c, dst, lo, hi)
+}
+
+// setIntOK is setInt reporting whether the value was valid.
+func (p *parser) setIntOK(c *node, dst *int, lo, hi int) bool {
+	v, ok := p.intArg(c, lo, hi)
+	if ok {
 		*dst = v
 	}
+	return ok
 }
 
 func (p *parser) setString(c *node, dst *string) {

@@ -240,7 +240,7 @@ func TestRealWorldPatternsRunAsKeepalivedDoes(t *testing.T) {
 		{
 			name: "VRRPv2 advert_int 1.5 is rounded to 2 seconds",
 			src:  "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    advert_int 1.5\n    virtual_ipaddress { 10.0.0.100/24 }\n}\n",
-			want: []string{"k.conf:1: warning: advert_int 1.5s: VRRPv2 needs whole seconds 1..255; rounded to 2s (as keepalived does)"},
+			want: []string{"k.conf:1: warning: advert_int 1.5: VRRPv2 needs whole seconds 1..255; rounded to 2 (as keepalived does)"},
 			check: func(t *testing.T, m *config.Model) {
 				if got := m.Instances[0].AdvertInt; got != config.Duration(2*time.Second) {
 					t.Errorf("advert_int = %s, want 2s", got)

@@ -49,9 +49,9 @@ func Load(path string, opts Options) (*config.Model, config.Diagnostics) {
 		m = &config.Model{}
 	}
 	config.Normalize(m)
-	if len(ds.Errors()) > 0 {
-		return m, ds
-	}
+	// Validate even after syntax errors, so one run reports every error of
+	// the file; values the parser refused are left out of the model (or
+	// marked, like config.VRIDInvalid) so they are not reported twice.
 	ds = append(ds, config.Validate(m, config.ValidateOptions{InterfaceExists: opts.InterfaceExists})...)
 	return m, ds
 }

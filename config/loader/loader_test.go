@@ -102,13 +102,77 @@ func TestLoadReportsIOErrorsAtTheFile(t *testing.T) {
 	}
 }
 
-func TestLoadSkipsValidationAfterSyntaxErrors(t *testing.T) {
+func TestLoadReportsAYAMLDecodingErrorOnce(t *testing.T) {
 	read := func(string) ([]byte, error) {
 		return []byte("instances:\n  - name: A\n    virtual_router_id: x\n"), nil
 	}
 	_, ds := Load("bad.yaml", Options{Keepalived: keepalived.Options{ReadFile: read}})
 	if len(ds) != 1 || ds[0].String() != `bad.yaml:3: virtual_router_id: expected a whole number, got "x"` {
 		t.Errorf("Load = %v, want only the decoding error", ds)
+	}
+}
+
+// TestLoadReportsEveryErrorOfAFileInOneRun: syntax/value errors from the
+// parser and semantic errors from validation come out together, each once,
+// at its line.
+func TestLoadReportsEveryErrorOfAFileInOneRun(t *testing.T) {
+	src := `vrrp_script chk {
+    script "/bin/true"
+}
+vrrp_instance A {
+    interface eth0
+    virtual_router_id 300
+    advert_int 500
+    virtual_ipaddress {
+        10.0.0.300/24
+    }
+    track_script {
+        nosuch
+    }
+}
+vrrp_instance B {
+    state ACTIVE
+    interface eth0
+    virtual_router_id 51
+    virtual_ipaddress {
+        10.0.0.1/24
+    }
+}
+vrrp_instance C {
+    interface eth0
+    virtual_router_id 51
+    virtual_ipaddress {
+        10.0.0.2/24
+    }
+}
+virtual_server 10.0.0.1 80 {
+    lb_algo bogus
+    real_server 10.0.0.5 80 {
+        weight 1
+    }
+}
+vrrp_instance D {
+    interface eth0
+`
+	read := func(string) ([]byte, error) { return []byte(src), nil }
+	_, ds := Load("k.conf", Options{Keepalived: keepalived.Options{ReadFile: read}})
+	want := []string{
+		"k.conf:6: virtual_router_id 300: must be 1..255",
+		"k.conf:9: virtual_ipaddress 10.0.0.300/24: not an IP address",
+		"k.conf:16: state ACTIVE: must be MASTER or BACKUP",
+		"k.conf:36: vrrp_instance block is never closed (missing '}')",
+		"k.conf:4: advert_int 500: VRRPv2 needs whole seconds 1..255",
+		"k.conf:12: track_script nosuch: no vrrp_script of that name",
+		"k.conf:36: virtual_router_id: missing (every vrrp_instance needs one, 1..255)",
+		"k.conf:23: virtual_router_id 51: already used on eth0 (IPv4) by vrrp_instance B at k.conf:15",
+		"k.conf:30: lb_algo bogus: must be one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos",
+	}
+	var got []string
+	for _, d := range ds.Errors() {
+		got = append(got, d.String())
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Load (-want +got):\n%s", diff)
 	}
 }
 
