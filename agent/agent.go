@@ -16,6 +16,7 @@ import (
 	"reflect"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -78,8 +79,8 @@ type syncGroup struct {
 type runningInstance struct {
 	inst     *vrrp.Instance
 	cfg      *config.Instance
-	notifier *notify.Notifier
-	vmac     string // the VMAC interface made for it, "" if none
+	notifier atomic.Pointer[notify.Notifier] // swapped live by a reload
+	vmac     string                          // the VMAC interface made for it, "" if none
 
 	// Tracking results, guarded by Agent.mu.
 	tracked   []track.ItemState
@@ -297,11 +298,21 @@ func (a *Agent) applyInstances(m *config.Model) {
 			delete(a.running, name)
 		case sameInstance(ri.cfg, nc):
 			ri.cfg = nc // positions may have moved
-		case ri.inst != nil && onlyPriorityDiffers(ri.cfg, nc):
-			a.log.Info("instance priority changed by configuration", "instance", name, "from", ri.cfg.Priority, "to", nc.Priority)
+		case ri.inst != nil && onlyLiveFieldsDiffer(ri.cfg, nc):
+			// Priority, tracking and notify scripts apply to the running
+			// instance: no restart, no flap.
+			a.log.Info("instance changed by configuration: applied live", "instance", name,
+				"priority", nc.Priority, "notify_changed", ri.cfg.Notify != nc.Notify)
+			if ri.cfg.Notify != nc.Notify {
+				old := ri.notifier.Swap(a.newNotifier(nc, m.Global))
+				if old != nil {
+					go old.Close(context.Background())
+				}
+			}
+			prioChanged := ri.cfg.Priority != nc.Priority
 			ri.cfg = nc
-			ri.trackSent = false // recompute the effective priority from the new base
-			if a.tracker == nil {
+			ri.trackSent = false // recompute the effective priority and faults
+			if a.tracker == nil && prioChanged {
 				if err := ri.inst.SetPriority(a.runCtx, nc.Priority); err != nil {
 					a.log.Error("cannot change priority", "instance", name, "err", err)
 				}
@@ -403,11 +414,24 @@ func (a *Agent) finish(ctx context.Context, ri *runningInstance) {
 }
 
 func (a *Agent) closeNotifier(ctx context.Context, ri *runningInstance) {
-	if ri.notifier != nil {
-		if err := ri.notifier.Close(ctx); err != nil {
+	if n := ri.notifier.Load(); n != nil {
+		if err := n.Close(ctx); err != nil {
 			a.log.Warn("notify scripts still running at shutdown", "instance", ri.cfg.Name, "err", err)
 		}
 	}
+}
+
+// newNotifier builds an instance's notifier; nil when it has no notify
+// scripts. Refused scripts are logged; the others run.
+func (a *Agent) newNotifier(ic *config.Instance, global config.Global) *notify.Notifier {
+	if ic.Notify == (config.Notify{}) {
+		return nil
+	}
+	n, err := notify.New(notify.KindInstance, ic.Name, notifyScripts(ic.Notify), a.notifyOptions(global))
+	if err != nil {
+		a.log.Error("notify scripts refused", "instance", ic.Name, "err", err)
+	}
+	return n
 }
 
 func (a *Agent) removeVMAC(ctx context.Context, ri *runningInstance) {
@@ -472,13 +496,7 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 			sendIf = ic.Interface
 		}
 	}
-	if ic.Notify != (config.Notify{}) {
-		n, err := notify.New(notify.KindInstance, ic.Name, notifyScripts(ic.Notify), a.notifyOptions(global))
-		if err != nil {
-			log.Error("notify scripts refused", "instance", ic.Name, "err", err)
-		}
-		ri.notifier = n
-	}
+	ri.notifier.Store(a.newNotifier(ic, global))
 	inst := vrrp.NewInstance(vrrp.InstanceOptions{
 		Config:        runCfg,
 		Primary:       primary,
@@ -487,12 +505,13 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 		WaitTracking:  a.tracker != nil,
 		SendInterface: sendIf,
 		OnTransition: func(tr vrrp.Transition) {
-			if ri.notifier == nil {
+			n := ri.notifier.Load()
+			if n == nil {
 				return
 			}
 			switch tr.To {
 			case vrrp.StateMaster, vrrp.StateBackup, vrrp.StateFault, vrrp.StateStop:
-				ri.notifier.Transition(tr.To.String(), tr.Priority)
+				n.Transition(tr.To.String(), tr.Priority)
 			}
 		},
 	})
@@ -557,9 +576,15 @@ func sameInstance(a, b *config.Instance) bool {
 	return reflect.DeepEqual(stripPos(*a), stripPos(*b))
 }
 
-func onlyPriorityDiffers(a, b *config.Instance) bool {
+// onlyLiveFieldsDiffer reports whether b differs from a only in what a
+// running instance can take without a restart: its base priority, its
+// tracked scripts, interfaces and files, and its notify scripts.
+func onlyLiveFieldsDiffer(a, b *config.Instance) bool {
 	x, y := stripPos(*a), stripPos(*b)
 	y.Priority = x.Priority
+	y.TrackScripts, y.TrackInterfaces, y.TrackFiles = x.TrackScripts, x.TrackInterfaces, x.TrackFiles
+	y.DontTrackPrimary = x.DontTrackPrimary
+	y.Notify = x.Notify
 	return reflect.DeepEqual(x, y)
 }
 

@@ -163,3 +163,32 @@ func has(p *vip.Memory, prefix string) bool {
 	}
 	return false
 }
+
+func TestReloadAppliesNotifyAndTrackingChangesWithoutRestart(t *testing.T) {
+	a, _ := testAgent(t)
+	a.apply(model(inst("VI_1", 51, 100, "10.0.0.100/24")))
+	waitState(t, a, "VI_1", "MASTER")
+	before := a.running["VI_1"].inst
+	since := a.Status().Instances[0].Since
+
+	ic := inst("VI_1", 51, 100, "10.0.0.100/24")
+	ic.Notify.Master = "/bin/true master"
+	ic.TrackInterfaces = []config.Track{{Name: "eth9"}}
+	a.apply(model(ic))
+	ri := a.running["VI_1"]
+	if ri.inst != before {
+		t.Fatal("a notify/tracking change restarted the instance")
+	}
+	if ri.notifier.Load() == nil {
+		t.Fatal("the new notify scripts were not installed")
+	}
+	if got := a.Status().Instances[0]; !got.Since.Equal(since) || got.State != "MASTER" {
+		t.Fatalf("instance flapped on a live change: %+v", got)
+	}
+
+	// A change of VRID is not live: restart.
+	a.apply(model(inst("VI_1", 52, 100, "10.0.0.100/24")))
+	if a.running["VI_1"].inst == before {
+		t.Fatal("a VRID change did not restart the instance")
+	}
+}
