@@ -13,8 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"reflect"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -361,25 +359,6 @@ func (a *Agent) applyInstances(m *config.Model) {
 	a.model = m
 }
 
-// syncGroups maps each instance to its vrrp_sync_group and each group to a
-// key describing its definition (members and settings), so a reload can
-// tell whether a group changed.
-func syncGroups(m *config.Model) (groupOf map[string]string, key map[string]string) {
-	groupOf, key = map[string]string{}, map[string]string{}
-	for _, g := range m.SyncGroups {
-		for _, member := range g.Members {
-			groupOf[member] = g.Name
-		}
-		gc := *g
-		gc.Pos = config.Pos{}
-		gc.TrackScripts = stripTracks(gc.TrackScripts)
-		gc.TrackInterfaces = stripTracks(gc.TrackInterfaces)
-		gc.TrackFiles = stripTracks(gc.TrackFiles)
-		key[g.Name] = fmt.Sprintf("%+v", gc)
-	}
-	return groupOf, key
-}
-
 func (a *Agent) stopInstance(ri *runningInstance) {
 	if ri.inst == nil {
 		return
@@ -569,113 +548,4 @@ func primaryAddr(ic *config.Instance) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("source address for %s: %w", ic.Interface, err)
 	}
 	return a, nil
-}
-
-// sameInstance compares two instance configurations ignoring positions.
-func sameInstance(a, b *config.Instance) bool {
-	return reflect.DeepEqual(stripPos(*a), stripPos(*b))
-}
-
-// onlyLiveFieldsDiffer reports whether b differs from a only in what a
-// running instance can take without a restart: its base priority, its
-// tracked scripts, interfaces and files, and its notify scripts.
-func onlyLiveFieldsDiffer(a, b *config.Instance) bool {
-	x, y := stripPos(*a), stripPos(*b)
-	y.Priority = x.Priority
-	y.TrackScripts, y.TrackInterfaces, y.TrackFiles = x.TrackScripts, x.TrackInterfaces, x.TrackFiles
-	y.DontTrackPrimary = x.DontTrackPrimary
-	y.Notify = x.Notify
-	return reflect.DeepEqual(x, y)
-}
-
-func stripPos(ic config.Instance) config.Instance {
-	ic.Pos = config.Pos{}
-	ic.VIPs = stripVIPs(ic.VIPs)
-	ic.ExcludedVIPs = stripVIPs(ic.ExcludedVIPs)
-	if ic.Routes != nil {
-		rs := make([]config.Route, len(ic.Routes))
-		for i, r := range ic.Routes {
-			r.Pos = config.Pos{}
-			rs[i] = r
-		}
-		ic.Routes = rs
-	}
-	ic.TrackScripts = stripTracks(ic.TrackScripts)
-	ic.TrackInterfaces = stripTracks(ic.TrackInterfaces)
-	ic.TrackFiles = stripTracks(ic.TrackFiles)
-	return ic
-}
-
-func stripVIPs(vs []config.VIP) []config.VIP {
-	if vs == nil {
-		return nil
-	}
-	out := make([]config.VIP, len(vs))
-	for i, v := range vs {
-		v.Pos = config.Pos{}
-		out[i] = v
-	}
-	return out
-}
-
-func stripTracks(ts []config.Track) []config.Track {
-	if ts == nil {
-		return nil
-	}
-	out := make([]config.Track, len(ts))
-	for i, t := range ts {
-		t.Pos = config.Pos{}
-		out[i] = t
-	}
-	return out
-}
-
-// Status returns the node's status for the API.
-func (a *Agent) Status() api.Status {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	st := api.Status{Node: a.opts.NodeName, Instances: []api.InstanceStatus{}}
-	for _, ri := range a.running {
-		st.Instances = append(st.Instances, instanceStatus(ri))
-	}
-	sort.Slice(st.Instances, func(i, j int) bool { return st.Instances[i].Name < st.Instances[j].Name })
-	for reason, n := range a.transport.Drops().Snapshot() {
-		if st.Drops == nil {
-			st.Drops = map[string]uint64{}
-		}
-		st.Drops[string(reason)] = n
-	}
-	return st
-}
-
-func instanceStatus(ri *runningInstance) api.InstanceStatus {
-	if ri.inst == nil {
-		s := api.InstanceStatus{
-			Name: ri.cfg.Name, VRID: ri.cfg.VRID, Interface: ri.cfg.Interface, State: "FAULT",
-			Priority: ri.cfg.Priority, EffectivePriority: ri.cfg.Priority, VIPs: []string{},
-			Cause: ri.err, Version: ri.cfg.Version, Since: ri.since,
-		}
-		for _, v := range ri.cfg.VIPs {
-			s.VIPs = append(s.VIPs, v.Prefix.String())
-		}
-		return s
-	}
-	vs := ri.inst.Status()
-	s := api.InstanceStatus{
-		Name: vs.Name, VRID: vs.VRID, Interface: vs.Interface, State: vs.State.String(),
-		Priority: vs.Priority, EffectivePriority: vs.EffectivePriority, VIPs: []string{},
-		Since: vs.Since, Cause: vs.Cause, Version: vs.Version,
-	}
-	if vs.Master.IsValid() {
-		s.Master = vs.Master.String()
-	}
-	for _, it := range ri.tracked {
-		s.Tracked = append(s.Tracked, api.TrackedStatus{
-			Kind: string(it.Kind), Name: it.Name, OK: it.OK && !it.Fault, Weight: it.Weight, Value: it.Value,
-		})
-	}
-	for _, p := range vs.VIPs {
-		s.VIPs = append(s.VIPs, p.String())
-	}
-	return s
 }
