@@ -8,6 +8,9 @@ package main
 import (
 	"context"
 	"os"
+	"runtime/pprof"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vipd/vipd/agent"
@@ -27,7 +30,26 @@ func hostEnv() *cliEnv {
 		stdout:          os.Stdout,
 		stderr:          os.Stderr,
 		interfaceExists: loader.HostInterfaceExists,
-		runAgent:        func(ctx context.Context, o agent.Options) error { return agent.Run(ctx, o) },
+		runAgent:        runProfiled,
 		now:             time.Now,
 	}
+}
+
+// runProfiled runs the agent; with VIPD_CPUPROFILE=FILE in the environment
+// it writes a CPU profile of the whole run there, "%p" replaced by the pid
+// (for `make bench-lab` investigations; not a flag, so not a contract).
+func runProfiled(ctx context.Context, o agent.Options) error {
+	if path := os.Getenv("VIPD_CPUPROFILE"); path != "" {
+		path = strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid()))
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	return agent.Run(ctx, o)
 }
