@@ -134,20 +134,32 @@ func (v *validator) garp(p Pos, prefix string, g Garp) {
 // strict_mode or the global vrrp_strict.
 func (v *validator) strict(in *Instance) bool { return in.StrictMode || v.m.Global.Strict }
 
+// named records that an object called name (a `what`, e.g. "vrrp_script")
+// is defined at pos; a missing name or a second definition is an error. It
+// reports whether the name is new.
+func (v *validator) named(seen map[string]Pos, what, name string, pos Pos) bool {
+	first, dup := seen[name]
+	switch {
+	case name == "":
+		v.ds.Errorf(pos, "%s: missing name", what)
+		return false
+	case dup:
+		v.ds.Errorf(pos, "%s %s: defined twice (first at %s)", what, name, posString(first))
+		return false
+	}
+	seen[name] = pos
+	return true
+}
+
 // trackFiles checks the track_file blocks and returns them by name.
 func (v *validator) trackFiles() map[string]*TrackFile {
-	byName := map[string]*TrackFile{}
+	byName, seen := map[string]*TrackFile{}, map[string]Pos{}
 	for i, tf := range v.m.TrackFiles {
 		if tf == nil {
 			v.ds.Errorf(Pos{}, "track_files[%d]: empty entry", i)
 			continue
 		}
-		switch first, dup := byName[tf.Name]; {
-		case tf.Name == "":
-			v.ds.Errorf(tf.Pos, "track_file: missing name")
-		case dup:
-			v.ds.Errorf(tf.Pos, "track_file %s: defined twice (first at %s)", tf.Name, posString(first.Pos))
-		default:
+		if v.named(seen, "track_file", tf.Name, tf.Pos) {
 			byName[tf.Name] = tf
 		}
 		if strings.TrimSpace(tf.File) == "" {
@@ -158,17 +170,13 @@ func (v *validator) trackFiles() map[string]*TrackFile {
 }
 
 func (v *validator) scripts() map[string]*Script {
-	byName := map[string]*Script{}
+	byName, seen := map[string]*Script{}, map[string]Pos{}
 	for i, s := range v.m.Scripts {
 		if s == nil {
 			v.ds.Errorf(Pos{}, "scripts[%d]: empty entry", i)
 			continue
 		}
-		if s.Name == "" {
-			v.ds.Errorf(s.Pos, "vrrp_script: missing name")
-		} else if first, dup := byName[s.Name]; dup {
-			v.ds.Errorf(s.Pos, "vrrp_script %s: defined twice (first at %s)", s.Name, posString(first.Pos))
-		} else {
+		if v.named(seen, "vrrp_script", s.Name, s.Pos) {
 			byName[s.Name] = s
 		}
 		if strings.TrimSpace(s.Script) == "" {
@@ -194,17 +202,13 @@ func (v *validator) scripts() map[string]*Script {
 }
 
 func (v *validator) instances(scripts map[string]*Script, trackFiles map[string]*TrackFile) map[string]*Instance {
-	byName := map[string]*Instance{}
+	byName, seen := map[string]*Instance{}, map[string]Pos{}
 	for i, in := range v.m.Instances {
 		if in == nil {
 			v.ds.Errorf(Pos{}, "instances[%d]: empty entry", i)
 			continue
 		}
-		if in.Name == "" {
-			v.ds.Errorf(in.Pos, "vrrp_instance: missing name")
-		} else if first, dup := byName[in.Name]; dup {
-			v.ds.Errorf(in.Pos, "vrrp_instance %s: defined twice (first at %s)", in.Name, posString(first.Pos))
-		} else {
+		if v.named(seen, "vrrp_instance", in.Name, in.Pos) {
 			byName[in.Name] = in
 		}
 		v.instance(in, scripts, trackFiles)
@@ -521,7 +525,7 @@ func (v *validator) vrids() {
 // a warning, and a group left without members is removed.
 func (v *validator) syncGroups(scripts map[string]*Script, trackFiles map[string]*TrackFile, instances map[string]*Instance) {
 	inGroup := map[string]*SyncGroup{}
-	names := map[string]*SyncGroup{}
+	names := map[string]Pos{}
 	kept := v.m.SyncGroups[:0]
 	for i, g := range v.m.SyncGroups {
 		if g == nil {
@@ -529,13 +533,7 @@ func (v *validator) syncGroups(scripts map[string]*Script, trackFiles map[string
 			kept = append(kept, g)
 			continue
 		}
-		if g.Name == "" {
-			v.ds.Errorf(g.Pos, "vrrp_sync_group: missing name")
-		} else if first, dup := names[g.Name]; dup {
-			v.ds.Errorf(g.Pos, "vrrp_sync_group %s: defined twice (first at %s)", g.Name, posString(first.Pos))
-		} else {
-			names[g.Name] = g
-		}
+		v.named(names, "vrrp_sync_group", g.Name, g.Pos)
 		if len(g.Members) == 0 {
 			v.ds.Errorf(g.Pos, "vrrp_sync_group %s: group lists no vrrp_instance", g.Name)
 			kept = append(kept, g)
@@ -579,17 +577,13 @@ func (v *validator) syncGroups(scripts map[string]*Script, trackFiles map[string
 }
 
 func (v *validator) virtualServerGroups() map[string]*VirtualServerGroup {
-	byName := map[string]*VirtualServerGroup{}
+	byName, seen := map[string]*VirtualServerGroup{}, map[string]Pos{}
 	for i, g := range v.m.VirtualServerGroups {
 		if g == nil {
 			v.ds.Errorf(Pos{}, "virtual_server_groups[%d]: empty entry", i)
 			continue
 		}
-		if g.Name == "" {
-			v.ds.Errorf(g.Pos, "virtual_server_group: missing name")
-		} else if first, dup := byName[g.Name]; dup {
-			v.ds.Errorf(g.Pos, "virtual_server_group %s: defined twice (first at %s)", g.Name, posString(first.Pos))
-		} else {
+		if v.named(seen, "virtual_server_group", g.Name, g.Pos) {
 			byName[g.Name] = g
 		}
 		for _, e := range g.Members {

@@ -138,18 +138,26 @@ func TestVirtualRoutesFollowMaster(t *testing.T) {
 
 // TestVMACInstance: use_vmac puts the VIP on a macvlan with the VRRP
 // virtual MAC, adverts come from it, and it is removed at stop.
-func TestVMACInstance(t *testing.T) {
-	_, n1, n2 := twoNodes(t)
+// vmacPair starts two vipd nodes whose instance VI_1 (VRID 51) uses a VMAC
+// with the extra keywords given, and waits for node1 to be MASTER with the
+// VIP on vrrp.51.
+func vmacPair(t *testing.T, extra string) (n1, n2 *lab.Node, d1, d2 *daemon) {
+	t.Helper()
+	_, n1, n2 = twoNodes(t)
 	c := vi(3, 150, "10.99.0.100/24")
-	c.Extra = "    use_vmac"
-	d1 := startVipd(t, n1, renderConf(t, "node1", false, c))
-	c2 := c
-	c2.Priority = 100
-	d2 := startVipd(t, n2, renderConf(t, "node2", false, c2))
+	c.Extra = extra
+	d1 = startVipd(t, n1, renderConf(t, "node1", false, c))
+	c.Priority = 100
+	d2 = startVipd(t, n2, renderConf(t, "node2", false, c))
 	lab.Eventually(t, 5*time.Second, "node1 MASTER, node2 BACKUP", func() bool {
 		return d1.state("VI_1") == "MASTER" && d2.state("VI_1") == "BACKUP"
 	})
 	lab.Eventually(t, 2*time.Second, "VIP on vrrp.51", func() bool { return n1.HasAddr("vrrp.51", mustAddr("10.99.0.100")) })
+	return n1, n2, d1, d2
+}
+
+func TestVMACInstance(t *testing.T) {
+	n1, n2, d1, d2 := vmacPair(t, "    use_vmac")
 	out := n1.MustExec("ip", "-j", "-d", "link", "show", "vrrp.51")
 	var links []struct {
 		Address  string `json:"address"`
@@ -284,17 +292,7 @@ func TestFlappingScriptNeedsFallAndRiseInARow(t *testing.T) {
 // TestVMACXmitBase: with vmac_xmit_base the VIP lives on the VMAC but the
 // adverts leave from the base interface's own MAC; election still works.
 func TestVMACXmitBase(t *testing.T) {
-	_, n1, n2 := twoNodes(t)
-	c := vi(3, 150, "10.99.0.100/24")
-	c.Extra = "    use_vmac\n    vmac_xmit_base"
-	d1 := startVipd(t, n1, renderConf(t, "node1", false, c))
-	c2 := c
-	c2.Priority = 100
-	d2 := startVipd(t, n2, renderConf(t, "node2", false, c2))
-	lab.Eventually(t, 5*time.Second, "node1 MASTER, node2 BACKUP", func() bool {
-		return d1.state("VI_1") == "MASTER" && d2.state("VI_1") == "BACKUP"
-	})
-	lab.Eventually(t, 2*time.Second, "VIP on vrrp.51", func() bool { return n1.HasAddr("vrrp.51", mustAddr("10.99.0.100")) })
+	n1, n2, d1, d2 := vmacPair(t, "    use_vmac\n    vmac_xmit_base")
 	base := strings.TrimSpace(n1.MustExec("cat", "/sys/class/net/eth0/address"))
 	capt := n2.Capture("eth0", "ip proto 112")
 	time.Sleep(500 * time.Millisecond)

@@ -202,15 +202,28 @@ func (m *Memory) eachVIP(ctx context.Context, kind OpKind, ifname string, vips [
 }
 
 func (m *Memory) eachVIPOp(ctx context.Context, kind OpKind, ifname string, vips []config.VIP, do func(addrSpec) Op) error {
+	return eachSpec(m, ctx, kind, vips, func(v config.VIP) (addrSpec, error) { return vipSpec(ifname, v) }, do)
+}
+
+func (m *Memory) eachRoute(ctx context.Context, kind OpKind, defaultDev string, routes []config.Route, apply func(routeSpec) (noop bool)) error {
+	return eachSpec(m, ctx, kind, routes, func(r config.Route) (routeSpec, error) { return routeSpecOf(defaultDev, r) },
+		func(s routeSpec) Op { return Op{Kind: kind, Ifname: s.Dev, Route: s.Dst, Noop: apply(s)} })
+}
+
+// eachSpec converts every item to its kernel spec and records the operation
+// do returns for it, under the lock, the way the netlink plane handles a
+// list: one bad item does not stop the others, injected failures and a
+// cancelled context are reported, all errors are joined.
+func eachSpec[C, S any](m *Memory, ctx context.Context, kind OpKind, items []C, spec func(C) (S, error), do func(S) Op) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error
-	for _, v := range vips {
+	for _, it := range items {
 		if err := ctx.Err(); err != nil {
 			errs = append(errs, err)
 			break
 		}
-		s, err := vipSpec(ifname, v)
+		s, err := spec(it)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -220,29 +233,6 @@ func (m *Memory) eachVIPOp(ctx context.Context, kind OpKind, ifname string, vips
 			continue
 		}
 		m.ops = append(m.ops, do(s))
-	}
-	return errors.Join(errs...)
-}
-
-func (m *Memory) eachRoute(ctx context.Context, kind OpKind, defaultDev string, routes []config.Route, apply func(routeSpec) (noop bool)) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var errs []error
-	for _, r := range routes {
-		if err := ctx.Err(); err != nil {
-			errs = append(errs, err)
-			break
-		}
-		s, err := routeSpecOf(defaultDev, r)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := m.fail[kind]; err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		m.ops = append(m.ops, Op{Kind: kind, Ifname: s.Dev, Route: s.Dst, Noop: apply(s)})
 	}
 	return errors.Join(errs...)
 }
