@@ -198,15 +198,9 @@ func stripDefaults(m *Model) {
 	{
 		gg := &m.Global.Garp
 		d := DefaultGarp()
-		if gg.MasterDelay == d.MasterDelay {
-			gg.MasterDelay = 0
-		}
-		if gg.MasterRepeat == d.MasterRepeat {
-			gg.MasterRepeat = 0
-		}
-		if gg.MasterRefreshRepeat == d.MasterRefreshRepeat {
-			gg.MasterRefreshRepeat = 0
-		}
+		zeroIfSame(&gg.MasterDelay, d.MasterDelay)
+		zeroIfSame(&gg.MasterRepeat, d.MasterRepeat)
+		zeroIfSame(&gg.MasterRefreshRepeat, d.MasterRefreshRepeat)
 		if gg.LowerPrioDelay == ng.Garp.MasterDelay {
 			gg.LowerPrioDelay = 0
 		}
@@ -244,30 +238,14 @@ func stripDefaults(m *Model) {
 			in.Version = 0
 		}
 		ig, eg := &in.Garp, ng.Garp
-		if ig.MasterDelay == eg.MasterDelay {
-			ig.MasterDelay = 0
-		}
-		if ig.MasterRepeat == eg.MasterRepeat {
-			ig.MasterRepeat = 0
-		}
-		if ig.MasterRefresh == eg.MasterRefresh {
-			ig.MasterRefresh = 0
-		}
-		if ig.MasterRefreshRepeat == eg.MasterRefreshRepeat {
-			ig.MasterRefreshRepeat = 0
-		}
-		if ig.LowerPrioDelay == eg.LowerPrioDelay {
-			ig.LowerPrioDelay = 0
-		}
-		if ig.LowerPrioRepeat == eg.LowerPrioRepeat {
-			ig.LowerPrioRepeat = 0
-		}
-		if ig.Interval == eg.Interval {
-			ig.Interval = 0
-		}
-		if ig.GNAInterval == eg.GNAInterval {
-			ig.GNAInterval = 0
-		}
+		zeroIfSame(&ig.MasterDelay, eg.MasterDelay)
+		zeroIfSame(&ig.MasterRepeat, eg.MasterRepeat)
+		zeroIfSame(&ig.MasterRefresh, eg.MasterRefresh)
+		zeroIfSame(&ig.MasterRefreshRepeat, eg.MasterRefreshRepeat)
+		zeroIfSame(&ig.LowerPrioDelay, eg.LowerPrioDelay)
+		zeroIfSame(&ig.LowerPrioRepeat, eg.LowerPrioRepeat)
+		zeroIfSame(&ig.Interval, eg.Interval)
+		zeroIfSame(&ig.GNAInterval, eg.GNAInterval)
 		if ng.CheckUnicastSrc {
 			in.CheckUnicastSrc = false
 		}
@@ -279,9 +257,7 @@ func stripDefaults(m *Model) {
 		if vs == nil {
 			continue
 		}
-		if vs.Quorum == DefaultQuorum {
-			vs.Quorum = 0
-		}
+		zeroIfSame(&vs.Quorum, DefaultQuorum)
 		dl := vs.DelayLoop
 		if dl == 0 {
 			dl = DefaultDelayLoop
@@ -309,9 +285,7 @@ func stripDefaults(m *Model) {
 }
 
 func stripChecker(c *Checker, addr netip.Addr, port int, delayLoop Duration) {
-	if c.ConnectTimeout == DefaultConnectTimeout {
-		c.ConnectTimeout = 0
-	}
+	zeroIfSame(&c.ConnectTimeout, DefaultConnectTimeout)
 	if c.Type != CheckMisc && c.Retry == DefaultCheckerRetry {
 		c.Retry = 0
 	}
@@ -950,4 +924,13 @@ func dropNilAt[T any](w *walker, list []*T, path ...any) []*T {
 		return nil
 	}
 	return out
+}
+
+// zeroIfSame clears *v when it equals def: the encoder leaves out what
+// Normalize would derive anyway.
+func zeroIfSame[T comparable](v *T, def T) {
+	if *v == def {
+		var zero T
+		*v = zero
+	}
 }
