@@ -20,6 +20,7 @@ import (
 
 	"github.com/vipd/vipd/api"
 	"github.com/vipd/vipd/config"
+	"github.com/vipd/vipd/config/keepalived"
 	"github.com/vipd/vipd/config/loader"
 	"github.com/vipd/vipd/notify"
 	"github.com/vipd/vipd/track"
@@ -37,8 +38,9 @@ const ShutdownBudget = 1500 * time.Millisecond
 // Options are the settings of one vipd process (DESIGN.md 3.1, `vipd run`).
 type Options struct {
 	ConfigPath    string
-	NodeName      string // default: hostname
-	SocketPath    string // control socket; default DefaultSocketPath
+	ConfigIDs     []string // keepalived -i: ids for @id lines (default: short hostname)
+	NodeName      string   // default: hostname
+	SocketPath    string   // control socket; default DefaultSocketPath
 	GossipBind    string
 	Join          []string
 	GossipKeyFile string
@@ -107,7 +109,7 @@ func Run(ctx context.Context, opts Options) error {
 		opts.NodeName, _ = os.Hostname()
 	}
 	log := opts.Logger
-	model, err := load(opts.ConfigPath, log)
+	model, err := load(opts.ConfigPath, opts.ConfigIDs, log)
 	if err != nil {
 		return err
 	}
@@ -140,8 +142,9 @@ func newAgent(opts Options, plane vrrp.AddressPlane, tr *vrrp.Transport) *Agent 
 	}
 }
 
-func load(path string, log *slog.Logger) (*config.Model, error) {
-	m, diags := loader.Load(path, loader.Options{InterfaceExists: loader.HostInterfaceExists})
+func load(path string, configIDs []string, log *slog.Logger) (*config.Model, error) {
+	m, diags := loader.Load(path, loader.Options{InterfaceExists: loader.HostInterfaceExists,
+		Keepalived: keepalived.Options{ConfigIDs: configIDs}})
 	for _, d := range diags.Warnings() {
 		log.Warn("config: " + d.String())
 	}
@@ -259,7 +262,7 @@ func (a *Agent) shutdown(stopInstances context.CancelFunc) {
 func (a *Agent) Reload(ctx context.Context) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
-	m, err := load(a.opts.ConfigPath, a.log)
+	m, err := load(a.opts.ConfigPath, a.opts.ConfigIDs, a.log)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/vipd/vipd/config"
+	"github.com/vipd/vipd/config/keepalived"
 	"github.com/vipd/vipd/config/loader"
 )
 
@@ -33,6 +34,9 @@ on stdout, or "FILE: N errors" on stderr.`,
   # In a deploy pipeline: refuse to ship a broken file
   vipd check --config keepalived.conf.new && install -m 0644 keepalived.conf.new /etc/keepalived/keepalived.conf
 
+  # Check the file as the host "lb2" will read it (@lb2 lines), like keepalived -i lb2
+  vipd check --config /etc/keepalived/keepalived.conf --config-id lb2
+
   # A converted YAML file is checked the same way
   vipd check --config /etc/vipd/vipd.yaml`,
 		Args: cobra.NoArgs,
@@ -41,7 +45,8 @@ on stdout, or "FILE: N errors" on stderr.`,
 			if err != nil {
 				return err
 			}
-			m, diags := loader.Load(path, loader.Options{InterfaceExists: env.interfaceExists})
+			m, diags := loader.Load(path, loader.Options{InterfaceExists: env.interfaceExists,
+				Keepalived: keepalived.Options{ConfigIDs: splitList(v.GetStringSlice("config-id"))}})
 			if code := reportCheck(env.stdout, env.stderr, path, m, diags); code != exitOK {
 				return &exitError{code: code}
 			}
@@ -49,6 +54,7 @@ on stdout, or "FILE: N errors" on stderr.`,
 		},
 	}
 	cmd.Flags().String("config", "", "keepalived.conf or vipd YAML (.yaml/.yml) file to check (env VIPD_CONFIG)")
+	cmd.Flags().StringSlice("config-id", nil, "use these ids for @id / @^id lines, like keepalived -i (default: the short hostname)")
 	return cmd
 }
 

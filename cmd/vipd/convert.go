@@ -7,11 +7,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vipd/vipd/config"
+	"github.com/vipd/vipd/config/keepalived"
 	"github.com/vipd/vipd/config/loader"
 )
 
 func newConvertCmd(env *cliEnv) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "convert FILE",
 		Short: "Convert a keepalived.conf to vipd YAML on stdout",
 		Long: `Read a keepalived.conf (with its includes) and print the equivalent vipd YAML
@@ -34,10 +35,13 @@ status is 1.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
-			m, diags := loader.Load(path, loader.Options{})
+			ids, _ := cmd.Flags().GetStringSlice("config-id")
+			m, diags := loader.Load(path, loader.Options{Keepalived: keepalived.Options{ConfigIDs: splitList(ids)}})
 			return convertOutput(env.stdout, env.stderr, path, m, diags)
 		},
 	}
+	cmd.Flags().StringSlice("config-id", nil, "use these ids for @id / @^id lines, like keepalived -i (default: the short hostname)")
+	return cmd
 }
 
 // convertOutput prints the YAML of m (or the diagnostics that prevent it).

@@ -560,3 +560,26 @@ func nonEmptyLines(s string) []string {
 	}
 	return out
 }
+
+// TestConfigIDSelectsConditionalLines: --config-id is keepalived's -i; the
+// @id lines of that host apply, the others do not.
+func TestConfigIDSelectsConditionalLines(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "k.conf")
+	writeFile(t, conf, "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n"+
+		"@lb1 priority 150\n@^lb1 priority 100\n    virtual_ipaddress {\n        10.0.0.1/24\n    }\n}\n")
+	for _, tc := range []struct {
+		id, want string
+	}{
+		{"lb1", "priority: 150"},
+		{"lb2", "priority: 100"},
+	} {
+		r, _ := vipd(t, "convert", "--config-id", tc.id, conf)
+		if r.code != 0 || !strings.Contains(r.stdout, tc.want) {
+			t.Errorf("convert --config-id %s: exit %d, want %q in:\n%s%s", tc.id, r.code, tc.want, r.stdout, r.stderr)
+		}
+	}
+	r, opts := vipd(t, "run", "--config", conf, "--config-id", "lb2")
+	if r.code != 0 || opts == nil || len(opts.ConfigIDs) != 1 || opts.ConfigIDs[0] != "lb2" {
+		t.Errorf("run --config-id lb2: exit %d, options %+v", r.code, opts)
+	}
+}

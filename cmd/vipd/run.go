@@ -74,6 +74,7 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 	fs := cmd.Flags()
 	fs.String("config", "", "keepalived.conf or vipd YAML (.yaml/.yml) file (env VIPD_CONFIG)")
 	fs.String("node-name", "", "this node's name in status, gossip and etcd (default: the hostname)")
+	fs.StringSlice("config-id", nil, "use these ids for @id / @^id lines, like keepalived -i (default: the short hostname)")
 	addSocketFlag(fs)
 	fs.String("gossip-bind", "", "gossip listen address HOST:PORT, enables gossip (usual: 0.0.0.0:7946)")
 	fs.StringSlice("join", nil, "gossip peers HOST:PORT to join, comma-separated")
@@ -94,6 +95,7 @@ func runOptions(v *viper.Viper) (agent.Options, error) {
 	}
 	return agent.Options{
 		ConfigPath:    path,
+		ConfigIDs:     splitList(v.GetStringSlice("config-id")),
 		NodeName:      v.GetString("node-name"),
 		SocketPath:    v.GetString("socket"),
 		GossipBind:    v.GetString("gossip-bind"),
