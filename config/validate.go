@@ -104,6 +104,9 @@ func (v *validator) global() {
 		v.ds.Errorf(g.Pos, "vrrp_version %d: must be 2 or 3", g.VRRPVersion)
 	}
 	v.garp(g.Pos, "vrrp_garp", g.Garp)
+	if g.Strict {
+		v.ds.Warnf(g.Pos, "vrrp_strict: %s", noAcceptWarning)
+	}
 }
 
 func (v *validator) garp(p Pos, prefix string, g Garp) {
@@ -133,6 +136,11 @@ func (v *validator) garp(p Pos, prefix string, g Garp) {
 // strict reports whether the instance runs in strict mode: its own
 // strict_mode or the global vrrp_strict.
 func (v *validator) strict(in *Instance) bool { return in.StrictMode || v.m.Global.Strict }
+
+// noAcceptWarning: keepalived's no_accept (explicit, or implied by
+// vrrp_strict / strict_mode) installs firewall rules that drop traffic to
+// the VIPs; vipd adds the VIPs but no such rules.
+const noAcceptWarning = "no_accept (strict mode): vipd does not install the firewall rules that drop traffic to the VIPs; they accept traffic as with accept"
 
 // named records that an object called name (a `what`, e.g. "vrrp_script")
 // is defined at pos; a missing name or a second definition is an error. It
@@ -228,6 +236,9 @@ func (v *validator) instance(in *Instance, scripts map[string]*Script, trackFile
 	}
 	if in.Priority < 1 || in.Priority > 255 {
 		v.ds.Errorf(p, "priority %d: must be 1..255", in.Priority)
+	}
+	if (in.NoAccept || in.StrictMode) && in.Priority != 255 {
+		v.ds.Warnf(p, "%s", noAcceptWarning)
 	}
 	if in.State != StateMaster && in.State != StateBackup {
 		v.ds.Errorf(p, "state %q: must be MASTER or BACKUP", in.State)

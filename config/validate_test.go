@@ -56,6 +56,8 @@ func TestValidateReportsEachRuleAtItsLine(t *testing.T) {
 			ValidateOptions{}, []string{"k.conf:10: priority 256: must be 1..255"}, nil},
 		{"unknown state", func(m *Model) { m.Instances[0].State = "master" },
 			ValidateOptions{}, []string{`k.conf:10: state "master": must be MASTER or BACKUP`}, nil},
+		{"no_accept is a warning: no firewall rules", func(m *Model) { m.Instances[0].NoAccept = true },
+			ValidateOptions{}, []string{"k.conf:10: warning: no_accept (strict mode): vipd does not install the firewall rules that drop traffic to the VIPs; they accept traffic as with accept"}, nil},
 		{"unknown version", func(m *Model) { m.Instances[0].Version = 4 },
 			ValidateOptions{}, []string{"k.conf:10: version 4: must be 2 or 3"}, nil},
 		{"unknown global vrrp_version", func(m *Model) { m.Global.VRRPVersion = 1; m.Instances[1].Version = 2 },
@@ -176,6 +178,7 @@ func TestValidateReportsEachRuleAtItsLine(t *testing.T) {
 			m.Instances[0].State = StateMaster
 			m.Instances[0].Auth = &Auth{Type: "PASS", Pass: "x"}
 		}, ValidateOptions{}, []string{
+			"k.conf:1: warning: vrrp_strict: no_accept (strict mode): vipd does not install the firewall rules that drop traffic to the VIPs; they accept traffic as with accept",
 			"k.conf:10: warning: state MASTER: in strict mode the initial state must match being the address owner (priority 255); using BACKUP (as keepalived does)",
 			"k.conf:10: warning: authentication: strict mode has none; ignored (as keepalived does)",
 		}, func(t *testing.T, m *Model) {

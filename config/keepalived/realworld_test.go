@@ -252,6 +252,7 @@ func TestRealWorldPatternsRunAsKeepalivedDoes(t *testing.T) {
 			src: "global_defs {\n    vrrp_strict\n}\nvrrp_instance VI_1 {\n    state MASTER\n    interface eth0\n    virtual_router_id 51\n    priority 100\n" +
 				"    authentication {\n        auth_type PASS\n        auth_pass 1111\n    }\n    virtual_ipaddress { 10.0.0.100/24 }\n}\n",
 			want: []string{
+				"k.conf:1: warning: vrrp_strict: no_accept (strict mode): vipd does not install the firewall rules that drop traffic to the VIPs; they accept traffic as with accept",
 				"k.conf:4: warning: state MASTER: in strict mode the initial state must match being the address owner (priority 255); using BACKUP (as keepalived does)",
 				"k.conf:4: warning: authentication: strict mode has none; ignored (as keepalived does)",
 			},
