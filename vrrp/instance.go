@@ -603,6 +603,18 @@ func (i *Instance) announce(ctx context.Context) {
 }
 
 func (i *Instance) announceN(ctx context.Context, n int) {
+	gap := i.cfg.Garp.Interval.D() // vrrp_garp_interval
+	if i.v6 {
+		gap = i.cfg.Garp.GNAInterval.D() // vrrp_gna_interval
+	}
+	if gap > 0 && n > 1 {
+		// Spread the burst: one now, the rest gap apart, on the timer.
+		now := i.clock.Now()
+		for k := 1; k < n; k++ {
+			i.addGarpRound(garpRound{at: now.Add(time.Duration(k) * gap), n: 1})
+		}
+		n = 1
+	}
 	all := append(append([]config.VIP(nil), i.vips...), i.evips...)
 	for k := 0; k < n; k++ {
 		if err := i.plane.Announce(ctx, i.cfg.Interface, nil, all); err != nil {

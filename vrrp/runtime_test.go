@@ -496,3 +496,15 @@ func TestMasterRefreshesCachesWhenALowerPriorityMasterSpeaks(t *testing.T) {
 		t.Fatalf("a left MASTER for a lower priority advert: %v", a.state())
 	}
 }
+
+func TestGARPBurstIsSpreadByGarpInterval(t *testing.T) {
+	w := &wire{}
+	a := startNode(t, w, "10.0.0.1", 200, func(ic *config.Instance) {
+		ic.Garp = config.Garp{MasterRepeat: 4, Interval: config.Duration(500 * time.Millisecond)}
+	})
+	eventually(t, "a MASTER", func() bool { return a.state() == StateMaster })
+	if got := a.plane.announced(); got != 1 {
+		t.Fatalf("%d announcements at once, want 1 (the rest 500 ms apart)", got)
+	}
+	eventually(t, "the whole burst of 4", func() bool { return a.plane.announced() == 4 })
+}
