@@ -44,7 +44,7 @@ func (m *Manager) ItemsForMember(inst *config.Instance, g *config.SyncGroup) []I
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var b itemBuilder
-	m.addInstanceItems(&b, inst, !g.TrackingWeight)
+	m.addInstanceItems(&b, inst, !(g.TrackingWeight || g.GlobalTracking)) // global_tracking: keepalived's deprecated spelling
 	owner := inst.Priority == OwnerPriority
 	for _, t := range g.TrackScripts {
 		if it, ok := m.scriptItem(t); ok {
