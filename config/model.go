@@ -213,7 +213,7 @@ type TrackFile struct {
 	Pos           `yaml:"-" mapstructure:"-"`
 	Name          string `yaml:"name" mapstructure:"name"`
 	File          string `yaml:"file" mapstructure:"file"`
-	Weight        int    `yaml:"weight,omitempty" mapstructure:"weight"` // default 1
+	Weight        *int   `yaml:"weight,omitempty" mapstructure:"weight"` // nil: keepalived's default 1; 0: a non-zero value means FAULT
 	WeightReverse bool   `yaml:"weight_reverse,omitempty" mapstructure:"weight_reverse"`
 }
 

@@ -167,9 +167,9 @@ func (m *Manager) fileItem(t config.Track, unweightOne bool) (ItemState, bool) {
 	if !ok {
 		return ItemState{}, false
 	}
-	w := f.cfg.Weight
-	if w == 0 {
-		w = 1 // the model's zero is keepalived's default weight 1
+	w := 1 // keepalived's default weight
+	if f.cfg.Weight != nil {
+		w = *f.cfg.Weight
 	}
 	it := ItemState{Kind: KindFile, Name: t.Name, Weight: w, Reverse: f.cfg.WeightReverse}
 	if t.Weight != nil {

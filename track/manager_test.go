@@ -249,7 +249,8 @@ func TestInsecureScriptIsDisabledAndLeftOutOfInstances(t *testing.T) {
 func TestTrackFileValueChangesAreReported(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "prio")
 	m, clk, _ := newTestManager(t, nil)
-	tf := &config.TrackFile{Name: "tf", File: path, Weight: 5}
+	w5 := 5
+	tf := &config.TrackFile{Name: "tf", File: path, Weight: &w5}
 	changes := m.Subscribe()
 	if err := m.Configure(nil, nil, []*config.TrackFile{tf}); err != nil {
 		t.Fatal(err)
@@ -419,7 +420,8 @@ func TestItemsForAppliesOverridesAndKeepalivedRules(t *testing.T) {
 		{Name: "chk_b", Script: "/bin/true", Weight: 10, WeightReverse: true},
 		{Name: "chk_c", Script: "/bin/true"},
 	}
-	files := []*config.TrackFile{{Name: "tf1", File: path}, {Name: "tf5", File: path, Weight: 5}}
+	five := 5
+	files := []*config.TrackFile{{Name: "tf1", File: path}, {Name: "tf5", File: path, Weight: &five}}
 	if err := m.Configure(scripts, []string{"eth0", "eth1"}, files); err != nil {
 		t.Fatal(err)
 	}
@@ -535,5 +537,25 @@ func TestRunEndsEveryGoroutineAndChild(t *testing.T) {
 	case n := <-results:
 		t.Errorf("script %s ran after Run returned", n)
 	default:
+	}
+}
+
+// TestTrackFileWeightZeroMeansFaultOnNonZero: "weight 0" written in a
+// track_file block is not the default weight 1: a non-zero value puts the
+// instance in FAULT (keepalived's track_file semantics).
+func TestTrackFileWeightZeroMeansFaultOnNonZero(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state")
+	if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, _, _ := newTestManager(t, nil)
+	zero := 0
+	if err := m.Configure(nil, nil, []*config.TrackFile{{Name: "tf", File: path, Weight: &zero}}); err != nil {
+		t.Fatal(err)
+	}
+	inst := &config.Instance{Name: "VI_1", Priority: 100, DontTrackPrimary: true, TrackFiles: []config.Track{{Name: "tf"}}}
+	prio, faults := Compute(inst.Priority, m.ItemsFor(inst))
+	if len(faults) == 0 || prio != 100 {
+		t.Fatalf("weight 0, value 1: priority %d faults %v, want FAULT", prio, faults)
 	}
 }

@@ -396,7 +396,7 @@ func (p *parser) trackFile(n *node) {
 				return
 			}
 			if v, ok := p.intValue(c, "weight", a[0].text, -254, 254); ok {
-				tf.Weight = v
+				tf.Weight = &v
 			}
 			tf.WeightReverse = p.reverse(c, a[1:])
 		},

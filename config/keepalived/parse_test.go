@@ -193,7 +193,7 @@ func TestParseFixturesMapsEveryKeywordToTheModel(t *testing.T) {
 			want: &config.Model{
 				Global:     config.Global{Pos: at("sync-unicast.conf", 1), RouterID: "uc1", ScriptUser: "root", EnableScriptSecurity: true},
 				Scripts:    []*config.Script{{Pos: at("sync-unicast.conf", 7), Name: "chk_up", Script: "/bin/true", Interval: secs(1)}},
-				TrackFiles: []*config.TrackFile{{Pos: at("sync-unicast.conf", 12), Name: "tf_maint", File: "/tmp/vipd-tf-maint", Weight: -2, WeightReverse: true}},
+				TrackFiles: []*config.TrackFile{{Pos: at("sync-unicast.conf", 12), Name: "tf_maint", File: "/tmp/vipd-tf-maint", Weight: intp(-2), WeightReverse: true}},
 				SyncGroups: []*config.SyncGroup{{
 					Pos: at("sync-unicast.conf", 17), Name: "SG_1", Members: []string{"VI_A", "VI_B"},
 					TrackScripts: []config.Track{{Pos: at("sync-unicast.conf", 23), Name: "chk_up"}},
