@@ -60,6 +60,8 @@ type Agent struct {
 
 	// reloadMu serialises reloads (SIGHUP and API) against each other.
 	reloadMu sync.Mutex
+	// trackMu serialises tracking updates (see updateTracking).
+	trackMu sync.Mutex
 
 	mu        sync.Mutex // guards running and model
 	model     *config.Model

@@ -69,6 +69,10 @@ func (a *Agent) updateTracking() {
 	if a.tracker == nil {
 		return
 	}
+	// One update at a time, so an older result is never applied after a
+	// newer one (apply and the tracker loop both call this).
+	a.trackMu.Lock()
+	defer a.trackMu.Unlock()
 	var updates []trackUpdate
 	a.mu.Lock()
 	for _, ri := range a.running {
