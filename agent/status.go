@@ -39,7 +39,7 @@ func instanceStatus(ri *runningInstance) api.InstanceStatus {
 	vs := ri.inst.Status()
 	s := api.InstanceStatus{
 		Name: vs.Name, VRID: vs.VRID, Interface: vs.Interface, State: vs.State.String(),
-		Priority: vs.Priority, EffectivePriority: vs.EffectivePriority, VIPs: []string{},
+		Priority: ri.cfg.Priority, EffectivePriority: vs.EffectivePriority, VIPs: []string{},
 		Since: vs.Since, Cause: vs.Cause, Version: vs.Version,
 	}
 	if vs.Master.IsValid() {

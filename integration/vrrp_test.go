@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"errors"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -213,4 +215,37 @@ func TestBadConfigOnSIGHUPChangesNothing(t *testing.T) {
 	writeFile(t, d1.conf, renderConf(t, "node1", false, vi(3, 50, "10.99.0.100/24")))
 	_ = d1.proc.Signal(syscall.SIGHUP)
 	waitVIP(t, 3*time.Second, "10.99.0.100", n2, n1)
+}
+
+// TestVipdReloadCommand drives a reload through the control socket, as an
+// operator would: a good file is applied live (same instance, new
+// priority), a bad one is refused with FILE:LINE and exit status 1.
+func TestVipdReloadCommand(t *testing.T) {
+	_, n1, _ := twoNodes(t)
+	d1 := startVipd(t, n1, renderConf(t, "node1", false, vi(3, 150, "10.99.0.100/24")))
+	lab.Eventually(t, 5*time.Second, "node1 MASTER", func() bool { return d1.state("VI_1") == "MASTER" })
+	since := instanceStatus(t, d1, "VI_1").Since
+	bin := lab.BuildVipd(t)
+
+	writeFile(t, d1.conf, renderConf(t, "node1", false, vi(3, 160, "10.99.0.100/24")))
+	if out, err := exec.Command(bin, "reload", "--socket", d1.socket).CombinedOutput(); err != nil {
+		t.Fatalf("vipd reload: %v\n%s", err, out)
+	}
+	st := instanceStatus(t, d1, "VI_1")
+	if st.Priority != 160 || st.EffectivePriority != 160 || !st.Since.Equal(since) || st.State != "MASTER" {
+		t.Fatalf("after reload: %+v (since was %v)", st, since)
+	}
+
+	writeFile(t, d1.conf, "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    priority 0\n}\n")
+	out, err := exec.Command(bin, "reload", "--socket", d1.socket).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("vipd reload of a bad file: %v, want exit status 1\n%s", err, out)
+	}
+	if !strings.Contains(string(out), d1.conf+":4: priority 0: must be 1..255") {
+		t.Fatalf("reload error does not point at FILE:LINE:\n%s", out)
+	}
+	if st := instanceStatus(t, d1, "VI_1"); st.Priority != 160 || st.State != "MASTER" {
+		t.Fatalf("a rejected reload changed the running instance: %+v", st)
+	}
 }
