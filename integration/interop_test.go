@@ -27,6 +27,14 @@ func TestMixedFleetWithKeepalived(t *testing.T) {
 		{"v3-IPv6", "fd00:99::100", func(prio int, _ string) instanceConf {
 			return instanceConf{Name: "VI_6", VRID: 61, Priority: prio, Version: 3, AdvertInt: "0.1", VIPs: []string{"fd00:99::100/64"}}
 		}},
+		{"v3-IPv6-unicast", "fd00:99::100", func(prio int, node string) instanceConf {
+			c := instanceConf{Name: "VI_6", VRID: 61, Priority: prio, Version: 3, AdvertInt: "0.1", VIPs: []string{"fd00:99::100/64"}}
+			c.UnicastSrc, c.UnicastPeer = "fd00:99::1", []string{"fd00:99::2"}
+			if node == "node2" {
+				c.UnicastSrc, c.UnicastPeer = "fd00:99::2", []string{"fd00:99::1"}
+			}
+			return c
+		}},
 		{"v2-unicast", "10.99.0.100", func(prio int, node string) instanceConf {
 			c := vi(2, prio, "10.99.0.100/24")
 			c.UnicastSrc, c.UnicastPeer = "10.99.0.1", []string{"10.99.0.2"}
