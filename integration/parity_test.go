@@ -56,6 +56,17 @@ func TestLinkCutPutsTheMasterInFaultAndItRecovers(t *testing.T) {
 // TestSyncGroupMovesTogetherWhenATrackedInterfaceGoesDown: two instances
 // in a sync group; one tracks eth1, which goes down: both leave.
 func TestSyncGroupMovesTogetherWhenATrackedInterfaceGoesDown(t *testing.T) {
+	runSyncGroupTrackedInterface(t, false)
+}
+
+// TestSyncGroupWithKeepalivedPeer: the same with node2 running keepalived's
+// own sync group: the groups move across the two daemons together.
+func TestSyncGroupWithKeepalivedPeer(t *testing.T) {
+	lab.Keepalived(t)
+	runSyncGroupTrackedInterface(t, true)
+}
+
+func runSyncGroupTrackedInterface(t *testing.T, keepalivedPeer bool) {
 	_, n1, n2 := twoNodes(t)
 	n1.AddLink("eth1", "10.98.0.1/24")
 	n2.AddLink("eth1", "10.98.0.2/24")
@@ -67,7 +78,7 @@ func TestSyncGroupMovesTogetherWhenATrackedInterfaceGoesDown(t *testing.T) {
 		b := vi(3, prio, "10.98.0.100/24")
 		b.Name, b.VRID, b.Interface = "VI_B", 52, "eth1"
 		script := log.script(t, node)
-		return renderConf(t, node, false, a, b) + fmt.Sprintf(`
+		return renderConf(t, node, keepalivedPeer && node == "node2", a, b) + fmt.Sprintf(`
 vrrp_sync_group G1 {
     group {
         VI_A
@@ -80,15 +91,21 @@ vrrp_sync_group G1 {
 `, script)
 	}
 	d1 := startVipd(t, n1, conf("node1", 150))
-	d2 := startVipd(t, n2, conf("node2", 100))
+	var d2 *daemon
+	if keepalivedPeer {
+		d2 = startKeepalived(t, n2, conf("node2", 100))
+	} else {
+		d2 = startVipd(t, n2, conf("node2", 100))
+	}
+	n2holds := func() bool {
+		return n2.HasAddr("eth0", mustAddr("10.99.0.100")) && n2.HasAddr("eth1", mustAddr("10.98.0.100"))
+	}
 	waitVIP(t, 5*time.Second, "10.99.0.100", n1, n2)
 	lab.Eventually(t, 3*time.Second, "node1 holds both", func() bool { return n1.HasAddr("eth1", mustAddr("10.98.0.100")) })
 
 	// eth1 down inside node1: VI_B's own interface and VI_A's tracked one.
 	n1.LinkDown("eth1")
-	lab.Eventually(t, 4*time.Second, "node2 MASTER for both", func() bool {
-		return d2.state("VI_A") == "MASTER" && d2.state("VI_B") == "MASTER"
-	})
+	lab.Eventually(t, 4*time.Second, "node2 MASTER for both", n2holds)
 	if s := d1.state("VI_A"); s != "FAULT" {
 		t.Errorf("node1 VI_A %s, want FAULT (sync group)", s)
 	}
@@ -103,8 +120,18 @@ vrrp_sync_group G1 {
 		return d1.state("VI_A") == "MASTER" && d1.state("VI_B") == "MASTER"
 	})
 	waitVIP(t, 3*time.Second, "10.99.0.100", n1, n2)
+	lab.Eventually(t, 3*time.Second, "node2 released both", func() bool {
+		return !n2.HasAddr("eth0", mustAddr("10.99.0.100")) && !n2.HasAddr("eth1", mustAddr("10.98.0.100"))
+	})
 	log.waitLast("node1", "MASTER")
 	log.waitLast("node2", "BACKUP")
+	if keepalivedPeer {
+		for _, line := range splitLines(d2.proc.Output()) {
+			if keepalivedComplaints.MatchString(line) {
+				t.Errorf("keepalived complained: %s", line)
+			}
+		}
+	}
 }
 
 // TestVirtualRoutesFollowMaster: virtual_routes are added on MASTER and
