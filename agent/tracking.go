@@ -38,6 +38,8 @@ func (a *Agent) configureTracking(m *config.Model) {
 			add(t.Name)
 		}
 	}
+	g := m.Global
+	a.tracker.SetScriptDefaults(g.ScriptUser, g.ScriptGroup, g.EnableScriptSecurity)
 	if err := a.tracker.Configure(m.Scripts, ifaces, m.TrackFiles); err != nil {
 		a.log.Error("tracking configuration", "err", err)
 	}

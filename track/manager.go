@@ -58,15 +58,18 @@ type Manager struct {
 
 	linkMu sync.Mutex // orders interface lookups against link events
 
-	mu       sync.Mutex
-	scripts  map[string]*scriptState
-	ifaces   map[string]*ifaceState
-	files    map[string]*fileState
-	subs     []chan struct{}
-	runCtx   context.Context // set while Run runs
-	stopping bool
-	started  bool
-	wg       sync.WaitGroup
+	mu      sync.Mutex
+	scripts map[string]*scriptState
+	ifaces  map[string]*ifaceState
+	files   map[string]*fileState
+	subs    []chan struct{}
+	runCtx  context.Context // set while Run runs
+	// restartAll makes the next Configure restart every script (the
+	// script defaults changed, see SetScriptDefaults).
+	restartAll bool
+	stopping   bool
+	started    bool
+	wg         sync.WaitGroup
 }
 
 type scriptState struct {
@@ -145,7 +148,7 @@ func (m *Manager) Configure(scripts []*config.Script, interfaces []string, files
 		}
 	}
 	for name, st := range m.scripts {
-		if w, ok := want[name]; ok && sameSchedule(st.cfg, w) {
+		if w, ok := want[name]; ok && !m.restartAll && sameSchedule(st.cfg, w) {
 			st.cfg = w // weights may have changed; the state stays
 			if st.disabled != nil {
 				errs = append(errs, st.disabled)
@@ -171,6 +174,8 @@ func (m *Manager) Configure(scripts []*config.Script, interfaces []string, files
 			m.startScript(st)
 		}
 	}
+
+	m.restartAll = false
 
 	// Interfaces.
 	wantIf := map[string]bool{}
@@ -231,6 +236,20 @@ func (m *Manager) Configure(scripts []*config.Script, interfaces []string, files
 		return fmt.Errorf("track: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// SetScriptDefaults changes global_defs' script_user / script_group and
+// enable_script_security (a reload changed them). They apply from the next
+// Configure, which then restarts every script so each is checked and run
+// under the new settings.
+func (m *Manager) SetScriptDefaults(user, group string, security bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.opts.ScriptUser == user && m.opts.ScriptGroup == group && m.opts.ScriptSecurity == security {
+		return
+	}
+	m.opts.ScriptUser, m.opts.ScriptGroup, m.opts.ScriptSecurity = user, group, security
+	m.restartAll = true
 }
 
 // sameSchedule reports whether two vrrp_script definitions run the same
@@ -410,11 +429,12 @@ func (m *Manager) scriptLoop(ctx context.Context, st *scriptState) {
 	defer m.wg.Done()
 	m.mu.Lock()
 	cfg, cmd := st.cfg, st.cmd
+	defUser, defGroup := m.opts.ScriptUser, m.opts.ScriptGroup
 	m.mu.Unlock()
 	interval := intervalOf(cfg)
 	opts := script.Options{User: cfg.User, Group: cfg.Group, Timeout: timeoutOf(cfg)}
 	if opts.User == "" {
-		opts.User, opts.Group = m.opts.ScriptUser, m.opts.ScriptGroup
+		opts.User, opts.Group = defUser, defGroup
 	}
 
 	results := make(chan script.Result, 1)

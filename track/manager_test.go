@@ -559,3 +559,30 @@ func TestTrackFileWeightZeroMeansFaultOnNonZero(t *testing.T) {
 		t.Fatalf("weight 0, value 1: priority %d faults %v, want FAULT", prio, faults)
 	}
 }
+
+// TestReloadTurningOnScriptSecurityDisablesAnInsecureScript: a reload that
+// adds enable_script_security re-checks every script.
+func TestReloadTurningOnScriptSecurityDisablesAnInsecureScript(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chk.sh")
+	if err := os.WriteFile(path, []byte("#!/bin/sh\nexit 0\n"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(Options{Log: quietLog(), Clock: newFakeClock(), Links: newFakeLinks(nil)})
+	scripts := []*config.Script{chkScript("chk", path, time.Second)}
+	if err := m.Configure(scripts, nil, nil); err != nil {
+		t.Fatalf("without security: %v", err)
+	}
+	if m.ScriptDisabled("chk") != nil {
+		t.Fatal("disabled without enable_script_security")
+	}
+	m.SetScriptDefaults("", "", true)
+	if err := m.Configure(scripts, nil, nil); err == nil {
+		t.Fatal("Configure after turning security on reports nothing")
+	}
+	if m.ScriptDisabled("chk") == nil {
+		t.Fatal("a world-writable script still runs after enable_script_security was turned on")
+	}
+}
