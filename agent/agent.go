@@ -361,7 +361,24 @@ func (a *Agent) applyInstances(m *config.Model) {
 			a.running[ic.Name] = ri
 		}
 	}
+	// Script settings changed: rebuild the notifiers of the instances that
+	// kept running, so every notify script runs under the new settings.
+	if a.model != nil && notifyGlobals(a.model.Global) != notifyGlobals(m.Global) {
+		for _, ri := range a.running {
+			if ri.inst == nil {
+				continue
+			}
+			if old := ri.notifier.Swap(a.newNotifier(ri.cfg, m.Global)); old != nil {
+				go old.Close(context.Background())
+			}
+		}
+	}
 	a.model = m
+}
+
+// notifyGlobals is what of global_defs notify scripts depend on.
+func notifyGlobals(g config.Global) [3]string {
+	return [3]string{g.ScriptUser, g.ScriptGroup, fmt.Sprint(g.EnableScriptSecurity)}
 }
 
 func (a *Agent) stopInstance(ri *runningInstance) {

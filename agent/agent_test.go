@@ -192,3 +192,23 @@ func TestReloadAppliesNotifyAndTrackingChangesWithoutRestart(t *testing.T) {
 		t.Fatal("a VRID change did not restart the instance")
 	}
 }
+
+func TestReloadOfScriptSettingsRebuildsNotifiers(t *testing.T) {
+	a, _ := testAgent(t)
+	ic := inst("VI_1", 51, 100, "10.0.0.100/24")
+	ic.Notify.Master = "/bin/true"
+	a.apply(model(ic))
+	ri := a.running["VI_1"]
+	before := ri.notifier.Load()
+	if before == nil {
+		t.Fatal("no notifier")
+	}
+	ic2 := inst("VI_1", 51, 100, "10.0.0.100/24")
+	ic2.Notify.Master = "/bin/true"
+	m := model(ic2)
+	m.Global.ScriptUser = "nobody"
+	a.apply(m)
+	if a.running["VI_1"] != ri || ri.notifier.Load() == before {
+		t.Fatal("script_user changed but the running instance's notify scripts were not rebuilt")
+	}
+}
