@@ -107,6 +107,7 @@ type Instance struct {
 	v6       bool
 	vips     []config.VIP // the family of the instance: advertised and added
 	evips    []config.VIP // virtual_ipaddress_excluded and other-family VIPs: added, not advertised
+	allVIPs  []config.VIP // vips then evips: what the plane adds, removes and announces
 	advAddrs []netip.Addr
 	dsts     []netip.Addr
 
@@ -173,6 +174,7 @@ func NewInstance(o InstanceOptions) *Instance {
 		}
 	}
 	i.evips = append(i.evips, c.ExcludedVIPs...)
+	i.allVIPs = append(append([]config.VIP(nil), i.vips...), i.evips...)
 	if len(c.UnicastPeers) > 0 {
 		i.dsts = append(i.dsts, c.UnicastPeers...)
 	} else if i.v6 {
@@ -306,9 +308,7 @@ func (i *Instance) startup() {
 // the reason the instance must stay in FAULT. The first call starts an
 // instance created with WaitTracking.
 func (i *Instance) SetTracking(ctx context.Context, effective int, fault string) error {
-	if effective != PriorityOwner || i.cfg.Priority != PriorityOwner {
-		effective = min(max(effective, 1), 254)
-	}
+	effective = i.clampPriority(effective)
 	return i.do(ctx, func(now time.Time) []Action {
 		i.mu.Lock()
 		i.status.EffectivePriority = effective
@@ -332,13 +332,20 @@ func (i *Instance) SetTracking(ctx context.Context, effective int, fault string)
 	})
 }
 
+// clampPriority keeps a computed priority within 1..254, as keepalived
+// does; 255 stays only for an instance configured as the address owner.
+func (i *Instance) clampPriority(p int) int {
+	if p == PriorityOwner && i.cfg.Priority == PriorityOwner {
+		return p
+	}
+	return min(max(p, 1), 254)
+}
+
 // SetPriority changes the effective priority (tracking, etcd overrides). As
 // in keepalived, a tracked priority stays within 1..254; 255 is only for an
 // address owner's configured priority.
 func (i *Instance) SetPriority(ctx context.Context, p int) error {
-	if p != PriorityOwner || i.cfg.Priority != PriorityOwner {
-		p = min(max(p, 1), 254)
-	}
+	p = i.clampPriority(p)
 	return i.do(ctx, func(now time.Time) []Action {
 		i.mu.Lock()
 		i.status.EffectivePriority = p
@@ -423,12 +430,10 @@ func (i *Instance) armTimer(t Timer) {
 
 func (i *Instance) receive(it rxItem) {
 	if it.drop != nil {
-		switch it.drop.Reason {
-		case DropIntervalMismatch, DropAuthType, DropAuthPass, DropBadVersion:
-			// A misconfigured peer in our VRID: say it loudly, once a minute.
-			i.warnOnce(string(it.drop.Reason)+it.meta.Src.String(), "dropped advert from a peer that disagrees with our configuration",
-				"from", it.meta.Src, "reason", it.drop.Reason, "detail", it.drop.Detail)
-		}
+		// A misconfigured peer in our VRID (the transport only hands over
+		// such drops): say it loudly, once a minute.
+		i.warnOnce(string(it.drop.Reason)+it.meta.Src.String(), "dropped advert from a peer that disagrees with our configuration",
+			"from", it.meta.Src, "reason", it.drop.Reason, "detail", it.drop.Detail)
 		return
 	}
 	if it.res.AddrListDiffers {
@@ -553,8 +558,7 @@ func (i *Instance) opCtx() (context.Context, context.CancelFunc) {
 func (i *Instance) acquire() {
 	ctx, cancel := i.opCtx()
 	defer cancel()
-	all := append(append([]config.VIP(nil), i.vips...), i.evips...)
-	if err := i.plane.AddAddrs(ctx, i.cfg.Interface, all); err != nil {
+	if err := i.plane.AddAddrs(ctx, i.cfg.Interface, i.allVIPs); err != nil {
 		i.log.Error("cannot add VIPs", "err", err)
 	}
 	if len(i.cfg.Routes) > 0 {
@@ -587,8 +591,7 @@ func (i *Instance) release() {
 			i.log.Error("cannot remove virtual routes", "err", err)
 		}
 	}
-	all := append(append([]config.VIP(nil), i.vips...), i.evips...)
-	if err := i.plane.DelAddrs(ctx, i.cfg.Interface, all); err != nil {
+	if err := i.plane.DelAddrs(ctx, i.cfg.Interface, i.allVIPs); err != nil {
 		i.log.Error("cannot remove VIPs", "err", err)
 	}
 	i.holding = false
@@ -615,9 +618,8 @@ func (i *Instance) announceN(ctx context.Context, n int) {
 		}
 		n = 1
 	}
-	all := append(append([]config.VIP(nil), i.vips...), i.evips...)
 	for k := 0; k < n; k++ {
-		if err := i.plane.Announce(ctx, i.cfg.Interface, nil, all); err != nil {
+		if err := i.plane.Announce(ctx, i.cfg.Interface, nil, i.allVIPs); err != nil {
 			i.warnOnce("garp", "cannot send gratuitous ARP / neighbour advertisement", "err", err)
 			return
 		}

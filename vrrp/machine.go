@@ -430,15 +430,6 @@ func (m *Machine) faultClear(now time.Time) []Action {
 	return m.toBackup(now, m.MasterDownInterval(), "fault cleared")
 }
 
-// ClearAllFaults forgets every fault (used when tracking is rebuilt).
-func (m *Machine) ClearAllFaults(now time.Time) []Action {
-	if m.faults == 0 {
-		return nil
-	}
-	m.faults = 1
-	return m.faultClear(now)
-}
-
 // Faults is the number of faults in force.
 func (m *Machine) Faults() int { return m.faults }
 

@@ -756,26 +756,6 @@ func TestNestedFaultsNeedEveryClear(t *testing.T) {
 	}
 }
 
-func TestClearAllFaultsLeavesFaultAtOnce(t *testing.T) {
-	m := NewMachine(smV2(100))
-	m.Step(smT0, smStartup)
-	for i := range 3 {
-		m.Step(smT0.Add(time.Duration(i+1)*time.Second), smFault(fmt.Sprintf("fault %d", i)))
-	}
-	if m.Faults() != 3 || m.State() != StateFault {
-		t.Fatalf("after 3 faults: Faults()=%d state %s, want 3 FAULT", m.Faults(), m.State())
-	}
-	now := 10 * time.Second
-	smCheckActions(t, "ClearAllFaults", m.ClearAllFaults(smT0.Add(now)), []Action{smTrans(StateFault, StateBackup, "fault cleared")})
-	smCheckDeadline(t, "ClearAllFaults", m, now+v2MDI100)
-	if m.Faults() != 0 {
-		t.Errorf("Faults() = %d, want 0", m.Faults())
-	}
-	if got := m.ClearAllFaults(smT0.Add(now + 1)); got != nil {
-		t.Errorf("ClearAllFaults with none in force = %s, want nothing", smFmtActions(got))
-	}
-}
-
 func TestShutdownFromEveryState(t *testing.T) {
 	p := smV2(100)
 	at := 4 * time.Second

@@ -44,9 +44,6 @@ func NewSyncGroup(name string, log *slog.Logger) *SyncGroup {
 		faulty: map[*Instance]bool{}, held: map[*Instance]bool{}}
 }
 
-// Name is the group's name.
-func (g *SyncGroup) Name() string { return g.name }
-
 // Add makes inst a member. Call before inst runs.
 func (g *SyncGroup) Add(inst *Instance) {
 	g.mu.Lock()

@@ -119,10 +119,10 @@ func (t *Transport) connLocked(key connKey) (*muxConn, error) {
 	return mc, nil
 }
 
-// releaseLocked closes mc if nobody uses it any more. t.mu is held; the
-// reader is waited for after the unlock by the caller through mc.done, so
-// here the close only starts it.
-func (t *Transport) releaseLocked(key connKey, mc *muxConn) {
+// releaseLocked closes mc if nobody uses it any more and reports whether it
+// did. t.mu is held; the caller waits for the reader (mc.done) after the
+// unlock, so here the close only starts it.
+func (t *Transport) releaseLocked(key connKey, mc *muxConn) bool {
 	mc.mu.Lock()
 	empty := len(mc.byVRID) == 0 && mc.senders == 0
 	mc.mu.Unlock()
@@ -130,6 +130,7 @@ func (t *Transport) releaseLocked(key connKey, mc *muxConn) {
 		delete(t.conns, key)
 		mc.conn.Close()
 	}
+	return empty
 }
 
 // Detach unregisters inst; the last user of a socket closes it.
@@ -143,7 +144,7 @@ func (t *Transport) Detach(inst *Instance) {
 			delete(mc.byVRID, uint8(inst.cfg.VRID))
 		}
 		mc.mu.Unlock()
-		if t.release(key, mc) {
+		if t.releaseLocked(key, mc) {
 			closed = append(closed, mc)
 		}
 	}
@@ -155,7 +156,7 @@ func (t *Transport) Detach(inst *Instance) {
 				smc.senders--
 			}
 			smc.mu.Unlock()
-			if t.release(skey, smc) {
+			if t.releaseLocked(skey, smc) {
 				closed = append(closed, smc)
 			}
 		}
@@ -164,13 +165,6 @@ func (t *Transport) Detach(inst *Instance) {
 	for _, mc := range closed {
 		<-mc.done
 	}
-}
-
-// release is releaseLocked reporting whether it closed the socket.
-func (t *Transport) release(key connKey, mc *muxConn) bool {
-	t.releaseLocked(key, mc)
-	_, still := t.conns[key]
-	return !still
 }
 
 // Close closes every socket and waits for the readers to end.
@@ -218,19 +212,31 @@ func (t *Transport) dispatch(mc *muxConn, payload []byte, meta RecvMeta) {
 		var de *DropError
 		if errors.As(err, &de) {
 			t.drops.Inc(de.Reason)
-			inst.deliver(rxItem{meta: meta, drop: de})
 		}
 		return
 	}
 	res := CheckRecv(adv, meta, inst.expect)
 	if res.Drop != nil {
 		t.drops.Inc(res.Drop.Reason)
-		inst.deliver(rxItem{adv: adv, meta: meta, drop: res.Drop})
+		if peerMisconfigured(res.Drop.Reason) {
+			inst.deliver(rxItem{adv: adv, meta: meta, drop: res.Drop})
+		}
 		return
 	}
 	if !inst.deliver(rxItem{adv: adv, meta: meta, res: res}) {
 		t.drops.Inc(DropQueueFull)
 	}
+}
+
+// peerMisconfigured reports whether a drop says a peer in our VRID is
+// configured differently (the instance logs those); other drops (garbage,
+// floods) are only counted, without waking the instance.
+func peerMisconfigured(r DropReason) bool {
+	switch r {
+	case DropIntervalMismatch, DropAuthType, DropAuthPass, DropBadVersion:
+		return true
+	}
+	return false
 }
 
 // Drop reasons of the transport itself (the codec's are in packet.go).
