@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +24,15 @@ type AddressPlane interface {
 	AddRoutes(ctx context.Context, defaultDev string, routes []config.Route) error
 	DelRoutes(ctx context.Context, defaultDev string, routes []config.Route) error
 	Announce(ctx context.Context, ifname string, srcMAC net.HardwareAddr, vips []config.VIP) error
+	// HasAddr reports whether addr is on ifname now (self-healing checks).
+	HasAddr(ifname string, addr netip.Addr) (bool, error)
+}
+
+// Gate is consulted on every path into MASTER. MayBecomeMaster answers at
+// once and must not block: false keeps the instance BACKUP; it asks again
+// when its down timer runs out once more, or at once after GateRetry.
+type Gate interface {
+	MayBecomeMaster(instance string, vrid int, cause string) bool
 }
 
 // Sender sends one advert payload (no IP header) from src to dst.
@@ -31,12 +42,40 @@ type Sender interface {
 
 // Transition is published on every state change.
 type Transition struct {
+	Instance  string
+	VRID      int
+	From, To  State
+	Cause     string
+	CauseKind CauseKind
+	Priority  int // effective priority at the time
+	At        time.Time
+}
+
+// AddrChangeKind says what an AddrChange reports.
+type AddrChangeKind int
+
+// Address changes the runtime reacts to (self-healing).
+const (
+	AddrRemoved AddrChangeKind = iota + 1 // an address left an interface
+	AddrAdded                             // an address appeared on an interface
+	LinkUp                                // an interface came up
+	LinkDown                              // an interface went down
+	AddrResync                            // events may have been lost: check everything
+)
+
+// AddrChange is an address or link event of the host, as the VIP plane's
+// watcher reports it.
+type AddrChange struct {
+	Kind   AddrChangeKind
+	Ifname string
+	Prefix netip.Prefix
+}
+
+// Heal is published when self-healing put a VIP or route back on a MASTER,
+// or removed one of ours found on a BACKUP.
+type Heal struct {
 	Instance string
-	VRID     int
-	From, To State
-	Cause    string
-	Priority int // effective priority at the time
-	At       time.Time
+	What     string // "10.0.0.10/24 on eth0 removed behind our back: put back", ...
 }
 
 // InstanceOptions configure an Instance.
@@ -55,6 +94,18 @@ type InstanceOptions struct {
 	// SendInterface, when set, is where adverts leave from instead of
 	// Config.Interface (use_vmac with vmac_xmit_base: the base interface).
 	SendInterface string
+	// Gate, when set, is asked before every entry into MASTER.
+	Gate Gate
+	// OnStatus is called from the instance goroutine after its status
+	// changed (effective priority, master seen, faults, VIPs, name; not
+	// on every advert). It must not block.
+	OnStatus func(InstanceStatus)
+	// OnHeal is called from the instance goroutine after self-healing
+	// acted. It must not block.
+	OnHeal func(Heal)
+	// OnPeerDrop is called (rate-limited, once a minute per peer and
+	// reason) when an advert from a misconfigured peer was dropped.
+	OnPeerDrop func(reason DropReason, peer netip.Addr, detail string)
 }
 
 // InstanceStatus is a snapshot of an instance for the API.
@@ -70,6 +121,35 @@ type InstanceStatus struct {
 	Master            netip.Addr
 	Since             time.Time
 	Cause             string
+	// Faults are the faults in force, by key (tracking, sync_group,
+	// maintenance/<source>, ...), each with its cause.
+	Faults map[string]string
+	// GateHeld: the gate keeps this BACKUP out of MASTER (Cause of the
+	// hold in GateCause).
+	GateHeld  bool
+	GateCause string
+}
+
+// Counters are an instance's monotonic counters.
+type Counters struct {
+	AdvertsSent, AdvertsReceived            uint64
+	PriorityZeroSent, PriorityZeroReceived  uint64
+	MasterDownExpiries                      uint64
+	BecomeMaster, ReleaseMaster, VIPHeals   uint64
+}
+
+type counters struct {
+	advertsSent, advertsReceived           atomic.Uint64
+	priorityZeroSent, priorityZeroReceived atomic.Uint64
+	masterDownExpiries                     atomic.Uint64
+	becomeMaster, releaseMaster, vipHeals  atomic.Uint64
+}
+
+// rxConfig is what the transport's reader needs to check an advert for the
+// instance; swapped whole by a live update.
+type rxConfig struct {
+	expect RecvExpect
+	ckopt  ChecksumOpt
 }
 
 type rxItem struct {
@@ -89,22 +169,41 @@ type ctlItem struct {
 	done chan struct{}
 }
 
+// order is work posted to the instance without waiting: a sync group's
+// orders (forced: their transitions are not reported back to the group)
+// and address events.
+type order struct {
+	fn     func(now time.Time) []Action
+	forced bool
+}
+
 // Instance runs one vrrp_instance: it feeds the state machine with received
 // adverts, timer expiries and control requests, and carries out the actions
 // (adverts on the wire, VIPs through the AddressPlane, GARP/NA rounds). One
 // goroutine (Run) owns all its state.
 type Instance struct {
-	cfg     *config.Instance
-	primary netip.Addr
-	plane   AddressPlane
-	clock   Clock
-	log     *slog.Logger
-	onTrans func(Transition)
+	// Identity: fixed for the life of the instance (a change of any of
+	// them is another instance).
+	ifname string
+	vrid   int
+	v6     bool
+
+	cfg      *config.Instance // owned by the Run goroutine after Run starts
+	primary  netip.Addr
+	plane    AddressPlane
+	clock    Clock
+	baseLog  *slog.Logger
+	log      *slog.Logger
+	onTrans  func(Transition)
+	onStatus func(InstanceStatus)
+	onHeal   func(Heal)
+	onDrop   func(DropReason, netip.Addr, string)
+	gate     Gate
 
 	sender   Sender
-	expect   RecvExpect
+	rxc      atomic.Pointer[rxConfig]
+	expect   RecvExpect  // the goroutine's copies of rxc's
 	ckopt    ChecksumOpt
-	v6       bool
 	vips     []config.VIP // the family of the instance: advertised and added
 	evips    []config.VIP // virtual_ipaddress_excluded and other-family VIPs: added, not advertised
 	allVIPs  []config.VIP // vips then evips: what the plane adds, removes and announces
@@ -126,15 +225,21 @@ type Instance struct {
 	started      bool
 	trackFault   string // the tracking fault in force, "" when none
 
+	faults    map[string]string // faults in force by key
+	ownFaults int               // faults other than the sync group's hold
+	gateLog   bool              // the current gate hold was logged
+
 	group      *SyncGroup
 	forcing    bool        // applying an order of the sync group
 	wantMaster atomic.Bool // mirror of m.WantMaster() for the group
 	omu        sync.Mutex
-	orders     []func(now time.Time) []Action
+	orders     []order
 	orderSig   chan struct{}
 	stopped    chan struct{} // closed when Run returns
 
 	warned map[string]time.Time // rate-limits per-sender warnings
+
+	cnt counters
 
 	mu     sync.Mutex
 	status InstanceStatus
@@ -150,21 +255,47 @@ func NewInstance(o InstanceOptions) *Instance {
 		o.Log = slog.Default()
 	}
 	i := &Instance{
-		cfg:          c,
+		ifname:       c.Interface,
+		vrid:         c.VRID,
+		v6:           c.IsIPv6(),
 		primary:      o.Primary,
 		plane:        o.Plane,
 		clock:        o.Clock,
-		log:          o.Log.With("instance", c.Name, "vrid", c.VRID),
+		baseLog:      o.Log,
 		onTrans:      o.OnTransition,
+		onStatus:     o.OnStatus,
+		onHeal:       o.OnHeal,
+		onDrop:       o.OnPeerDrop,
+		gate:         o.Gate,
 		waitTracking: o.WaitTracking,
 		sendIf:       o.SendInterface,
-		v6:           c.IsIPv6(),
 		rx:           make(chan rxItem, 16),
 		ctl:          make(chan ctlItem),
 		orderSig:     make(chan struct{}, 1),
 		stopped:      make(chan struct{}),
 		warned:       map[string]time.Time{},
+		faults:       map[string]string{},
 	}
+	i.configure(c, o.Primary)
+	prio := c.Priority
+	i.m = NewMachine(i.params(c))
+	i.status = InstanceStatus{
+		Name: c.Name, VRID: c.VRID, Interface: c.Interface, Version: c.Version,
+		State: StateInit, Priority: prio, EffectivePriority: prio,
+		Since: o.Clock.Now(), Cause: "configured",
+	}
+	for _, v := range c.VIPs {
+		i.status.VIPs = append(i.status.VIPs, v.Prefix)
+	}
+	return i
+}
+
+// configure derives what the runtime uses from c: the VIP lists, the
+// destinations, the receive checks. NewInstance and Update call it.
+func (i *Instance) configure(c *config.Instance, primary netip.Addr) {
+	i.cfg, i.primary = c, primary
+	i.log = i.baseLog.With("instance", c.Name, "vrid", c.VRID)
+	i.vips, i.evips, i.advAddrs, i.dsts = nil, nil, nil, nil
 	for _, v := range c.VIPs {
 		if v.Prefix.Addr().Is6() == i.v6 {
 			i.vips = append(i.vips, v)
@@ -189,44 +320,96 @@ func NewInstance(o InstanceOptions) *Instance {
 		Unicast:         len(c.UnicastPeers) > 0,
 		UnicastPeers:    c.UnicastPeers,
 		CheckUnicastSrc: c.CheckUnicastSrc,
-		OwnAddrs:        []netip.Addr{o.Primary},
+		OwnAddrs:        []netip.Addr{primary},
 		VIPs:            i.advAddrs,
 	}
 	if c.Version == 2 && c.Auth != nil && c.Auth.Type == "PASS" {
 		i.expect.AuthType = AuthPass
 		i.expect.AuthPass = c.Auth.Pass
 	}
-	prio := c.Priority
-	i.m = NewMachine(Params{
+	i.rxc.Store(&rxConfig{expect: i.expect, ckopt: i.ckopt})
+}
+
+// params are the state machine's parameters for c (the effective priority
+// starts at the configured one; tracking changes it).
+func (i *Instance) params(c *config.Instance) Params {
+	p := Params{
 		Version:      c.Version,
-		Priority:     uint8(prio),
+		Priority:     uint8(c.Priority),
 		AdvertInt:    c.AdvertInt.D(),
 		NoPreempt:    c.NoPreempt,
 		PreemptDelay: c.PreemptDelay.D(),
 		StartMaster:  c.State == config.StateMaster,
-		Primary:      o.Primary,
-	})
-	i.status = InstanceStatus{
-		Name: c.Name, VRID: c.VRID, Interface: c.Interface, Version: c.Version,
-		State: StateInit, Priority: prio, EffectivePriority: prio,
-		Since: o.Clock.Now(), Cause: "configured",
+		Primary:      i.primary,
 	}
-	for _, v := range c.VIPs {
-		i.status.VIPs = append(i.status.VIPs, v.Prefix)
+	if i.gate != nil {
+		p.Gate = i.askGate
 	}
-	return i
+	return p
 }
 
-// Config returns the configuration the instance runs.
+func (i *Instance) askGate(cause string) bool {
+	return i.gate.MayBecomeMaster(i.cfg.Name, i.vrid, cause)
+}
+
+// Config returns the configuration the instance was built with; after Run
+// starts, only the Run goroutine may call it.
 func (i *Instance) Config() *config.Instance { return i.cfg }
+
+// Interface and VRID are the instance's identity on the wire.
+func (i *Instance) Interface() string { return i.ifname }
+
+// VRID is the instance's virtual router id.
+func (i *Instance) VRID() int { return i.vrid }
+
+// Name is the instance's current name (a live update may rename it).
+func (i *Instance) Name() string {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.status.Name
+}
 
 // Status returns a snapshot.
 func (i *Instance) Status() InstanceStatus {
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	return i.statusLocked()
+}
+
+func (i *Instance) statusLocked() InstanceStatus {
 	s := i.status
 	s.VIPs = append([]netip.Prefix(nil), s.VIPs...)
+	if len(s.Faults) > 0 {
+		f := make(map[string]string, len(s.Faults))
+		for k, v := range s.Faults {
+			f[k] = v
+		}
+		s.Faults = f
+	}
 	return s
+}
+
+// Counters returns the instance's counters now.
+func (i *Instance) Counters() Counters {
+	return Counters{
+		AdvertsSent: i.cnt.advertsSent.Load(), AdvertsReceived: i.cnt.advertsReceived.Load(),
+		PriorityZeroSent: i.cnt.priorityZeroSent.Load(), PriorityZeroReceived: i.cnt.priorityZeroReceived.Load(),
+		MasterDownExpiries: i.cnt.masterDownExpiries.Load(),
+		BecomeMaster:       i.cnt.becomeMaster.Load(), ReleaseMaster: i.cnt.releaseMaster.Load(),
+		VIPHeals: i.cnt.vipHeals.Load(),
+	}
+}
+
+// publish tells the subscriber (OnStatus) about a status change; called on
+// the instance goroutine.
+func (i *Instance) publish() {
+	if i.onStatus == nil {
+		return
+	}
+	i.mu.Lock()
+	s := i.statusLocked()
+	i.mu.Unlock()
+	i.onStatus(s)
 }
 
 // deliver hands a received packet to the instance without blocking the
@@ -266,9 +449,13 @@ var ErrStopped = errors.New("vrrp: instance stopped")
 // doForced queues an order of the sync group; orders run in the order
 // given, on the instance goroutine, and their transitions are not reported
 // back to the group.
-func (i *Instance) doForced(fn func(now time.Time) []Action) {
+func (i *Instance) doForced(fn func(now time.Time) []Action) { i.post(order{fn: fn, forced: true}) }
+
+// post queues o for the instance goroutine without waiting. Orders run in
+// the order posted; an order posted to a stopped instance never runs.
+func (i *Instance) post(o order) {
 	i.omu.Lock()
-	i.orders = append(i.orders, fn)
+	i.orders = append(i.orders, o)
 	i.omu.Unlock()
 	select {
 	case i.orderSig <- struct{}{}:
@@ -281,11 +468,11 @@ func (i *Instance) runOrders() {
 	orders := i.orders
 	i.orders = nil
 	i.omu.Unlock()
-	i.forcing = true
-	for _, fn := range orders {
-		i.apply(fn(i.clock.Now()))
+	for _, o := range orders {
+		i.forcing = o.forced
+		i.apply(o.fn(i.clock.Now()))
+		i.forcing = false
 	}
-	i.forcing = false
 }
 
 // wantsMaster and currentState are read by the sync group from other
@@ -303,26 +490,25 @@ func (i *Instance) startup() {
 	i.apply(i.m.Step(i.clock.Now(), Event{Kind: EvStartup}))
 }
 
+// Fault keys of the runtime itself; callers use their own (maintenance/<source>, ...).
+const (
+	FaultTracking  = "tracking"   // tracked scripts, interfaces, files
+	FaultSyncGroup = "sync_group" // held by the sync group for a member's fault
+	FaultStartup   = "startup"    // the instance could not start
+)
+
+// FaultMaintenance is the fault key prefix of maintenance; the full key
+// names the source ("maintenance/operator", "maintenance/etcd").
+const FaultMaintenance = "maintenance"
+
 // SetTracking applies the result of the instance's tracked scripts,
 // interfaces and files: the effective priority, and fault ("" when none) —
 // the reason the instance must stay in FAULT. The first call starts an
 // instance created with WaitTracking.
 func (i *Instance) SetTracking(ctx context.Context, effective int, fault string) error {
-	effective = i.clampPriority(effective)
 	return i.do(ctx, func(now time.Time) []Action {
-		i.mu.Lock()
-		i.status.EffectivePriority = effective
-		i.mu.Unlock()
-		acts := i.m.Step(now, Event{Kind: EvPriority, Priority: uint8(effective)})
-		switch {
-		case fault != "" && i.trackFault == "":
-			acts = append(acts, i.m.Step(now, Event{Kind: EvFault, Cause: fault})...)
-			i.reportFault(true)
-		case fault == "" && i.trackFault != "":
-			acts = append(acts, i.m.Step(now, Event{Kind: EvFaultClear})...)
-			i.reportFault(false)
-		}
-		i.trackFault = fault
+		acts := i.setPriority(now, effective)
+		acts = append(acts, i.setFault(now, FaultTracking, fault)...)
 		if !i.started {
 			i.apply(acts)
 			i.started = true
@@ -341,29 +527,93 @@ func (i *Instance) clampPriority(p int) int {
 	return min(max(p, 1), 254)
 }
 
+func (i *Instance) setPriority(now time.Time, p int) []Action {
+	p = i.clampPriority(p)
+	i.mu.Lock()
+	changed := i.status.EffectivePriority != p
+	i.status.EffectivePriority = p
+	i.mu.Unlock()
+	if changed {
+		defer i.publish()
+	}
+	return i.m.Step(now, Event{Kind: EvPriority, Priority: uint8(p)})
+}
+
 // SetPriority changes the effective priority (tracking, etcd overrides). As
 // in keepalived, a tracked priority stays within 1..254; 255 is only for an
 // address owner's configured priority.
 func (i *Instance) SetPriority(ctx context.Context, p int) error {
-	p = i.clampPriority(p)
+	return i.do(ctx, func(now time.Time) []Action { return i.setPriority(now, p) })
+}
+
+// SetFault raises the fault key with its cause, or clears it (cause ""). A
+// fault keeps the instance in FAULT (a master hands over with priority 0
+// first); the instance leaves FAULT when every key is clear, so clearing
+// one cause never clears another.
+func (i *Instance) SetFault(ctx context.Context, key, cause string) error {
+	return i.do(ctx, func(now time.Time) []Action { return i.setFault(now, key, cause) })
+}
+
+func (i *Instance) setFault(now time.Time, key, cause string) []Action {
+	old, had := i.faults[key]
+	if cause == old && had == (cause != "") {
+		return nil
+	}
+	var acts []Action
+	switch {
+	case cause != "" && !had:
+		i.faults[key] = cause
+		kind := CauseFault
+		if strings.HasPrefix(key, FaultMaintenance) {
+			kind = CauseMaintenance
+		}
+		acts = i.m.Step(now, Event{Kind: EvFault, Cause: cause, CauseKind: kind})
+		if key != FaultSyncGroup {
+			i.ownFaults++
+			if i.ownFaults == 1 {
+				i.reportFault(true)
+			}
+		}
+	case cause != "":
+		i.faults[key] = cause // another cause for a fault in force
+	default:
+		delete(i.faults, key)
+		acts = i.m.Step(now, Event{Kind: EvFaultClear})
+		if key != FaultSyncGroup {
+			i.ownFaults--
+			if i.ownFaults == 0 {
+				i.reportFault(false)
+			}
+		}
+	}
+	i.mu.Lock()
+	if len(i.faults) == 0 {
+		i.status.Faults = nil
+	} else {
+		i.status.Faults = make(map[string]string, len(i.faults))
+		for k, v := range i.faults {
+			i.status.Faults[k] = v
+		}
+	}
+	i.mu.Unlock()
+	i.publish()
+	return acts
+}
+
+// Demote makes a MASTER leave with a priority-0 advert (split-brain
+// arbitration says so); a BACKUP or FAULT instance is not affected. The
+// instance may come back through its gate.
+func (i *Instance) Demote(ctx context.Context, cause string) error {
 	return i.do(ctx, func(now time.Time) []Action {
-		i.mu.Lock()
-		i.status.EffectivePriority = p
-		i.mu.Unlock()
-		return i.m.Step(now, Event{Kind: EvPriority, Priority: uint8(p)})
+		return i.m.Step(now, Event{Kind: EvDemote, Cause: cause})
 	})
 }
 
-// SetFault raises (on) or clears a fault with its cause.
-func (i *Instance) SetFault(ctx context.Context, on bool, cause string) error {
-	kind := EvFaultClear
-	if on {
-		kind = EvFault
-	}
+// GateRetry asks the gate again at once when it holds the instance out of
+// MASTER (the gate's owner calls it when its answer may have changed).
+func (i *Instance) GateRetry(ctx context.Context) error {
 	return i.do(ctx, func(now time.Time) []Action {
-		acts := i.m.Step(now, Event{Kind: kind, Cause: cause})
-		i.reportFault(on)
-		return acts
+		return i.m.Step(now, Event{Kind: EvGateRetry})
 	})
 }
 
@@ -432,8 +682,10 @@ func (i *Instance) receive(it rxItem) {
 	if it.drop != nil {
 		// A misconfigured peer in our VRID (the transport only hands over
 		// such drops): say it loudly, once a minute.
-		i.warnOnce(string(it.drop.Reason)+it.meta.Src.String(), "dropped advert from a peer that disagrees with our configuration",
-			"from", it.meta.Src, "reason", it.drop.Reason, "detail", it.drop.Detail)
+		if i.warnOnce(string(it.drop.Reason)+it.meta.Src.String(), "dropped advert from a peer that disagrees with our configuration",
+			"from", it.meta.Src, "reason", it.drop.Reason, "detail", it.drop.Detail) && i.onDrop != nil {
+			i.onDrop(it.drop.Reason, it.meta.Src, it.drop.Detail)
+		}
 		return
 	}
 	if it.res.AddrListDiffers {
@@ -444,21 +696,31 @@ func (i *Instance) receive(it rxItem) {
 		i.warnOnce("ivl"+it.meta.Src.String(), "peer advertises a different advert interval (VRRPv3: following the master's)",
 			"from", it.meta.Src, "theirs", it.adv.Interval, "ours", i.cfg.AdvertInt.D())
 	}
+	i.cnt.advertsReceived.Add(1)
+	if it.adv.Priority == PriorityStop {
+		i.cnt.priorityZeroReceived.Add(1)
+	}
 	i.apply(i.m.Step(i.clock.Now(), Event{Kind: EvAdvert, From: it.meta.Src, Priority: it.adv.Priority, Interval: it.adv.Interval}))
 	master, _ := i.m.Master()
 	i.mu.Lock()
+	changed := i.status.Master != master
 	i.status.Master = master
 	i.mu.Unlock()
+	if changed {
+		i.publish()
+	}
 }
 
 // maxWarnKeys bounds the rate-limiter's memory: a flood from many forged
 // sources must not grow it without limit.
 const maxWarnKeys = 256
 
-func (i *Instance) warnOnce(key, msg string, args ...any) {
+// warnOnce logs msg at most once a minute per key and reports whether it
+// did.
+func (i *Instance) warnOnce(key, msg string, args ...any) bool {
 	now := i.clock.Now()
 	if t, ok := i.warned[key]; ok && now.Sub(t) < time.Minute {
-		return
+		return false
 	}
 	if len(i.warned) >= maxWarnKeys {
 		for k, t := range i.warned {
@@ -467,11 +729,12 @@ func (i *Instance) warnOnce(key, msg string, args ...any) {
 			}
 		}
 		if len(i.warned) >= maxWarnKeys {
-			return // still flooded: stay quiet rather than spam the log
+			return false // still flooded: stay quiet rather than spam the log
 		}
 	}
 	i.warned[key] = now
 	i.log.Warn(msg, args...)
+	return true
 }
 
 // apply carries out the state machine's actions in order.
@@ -496,9 +759,30 @@ func (i *Instance) apply(acts []Action) {
 			}
 		case ActLowerPrioAnnounce:
 			i.lowerPrioAnnounce()
+		case ActGateHeld:
+			if !i.gateLog {
+				i.gateLog = true
+				i.log.Info("MASTER held back by the gate", "cause", a.Cause)
+			}
 		}
 	}
 	i.wantMaster.Store(i.m.WantMaster())
+	held := i.m.GateHeld()
+	if !held {
+		i.gateLog = false
+	}
+	i.mu.Lock()
+	changed := i.status.GateHeld != held
+	i.status.GateHeld = held
+	if held {
+		i.status.GateCause = i.m.gateCause
+	} else {
+		i.status.GateCause = ""
+	}
+	i.mu.Unlock()
+	if changed {
+		i.publish()
+	}
 }
 
 func (i *Instance) lowerPrioAnnounce() {
@@ -547,6 +831,11 @@ func (i *Instance) sendAdvert(prio uint8) {
 		i.buf = b
 		if err := i.sender.Send(b, i.primary, dst); err != nil {
 			i.warnOnce("send"+dst.String(), "cannot send advert", "to", dst, "err", err)
+			continue
+		}
+		i.cnt.advertsSent.Add(1)
+		if prio == PriorityStop {
+			i.cnt.priorityZeroSent.Add(1)
 		}
 	}
 }
@@ -661,6 +950,16 @@ func (i *Instance) garpTick(now time.Time) {
 func (i *Instance) transition(a Action) {
 	now := i.clock.Now()
 	master, _ := i.m.Master()
+	switch {
+	case a.To == StateMaster:
+		i.cnt.becomeMaster.Add(1)
+		switch a.CauseKind {
+		case CauseMasterDown, CausePriorityZero, CausePreempt:
+			i.cnt.masterDownExpiries.Add(1)
+		}
+	case a.From == StateMaster:
+		i.cnt.releaseMaster.Add(1)
+	}
 	i.mu.Lock()
 	i.status.State = a.To
 	i.status.Since = now
@@ -670,6 +969,241 @@ func (i *Instance) transition(a Action) {
 	i.mu.Unlock()
 	i.log.Info(fmt.Sprintf("entering %s state", a.To), "from", a.From.String(), "to", a.To.String(), "cause", a.Cause, "priority", prio)
 	if i.onTrans != nil {
-		i.onTrans(Transition{Instance: i.cfg.Name, VRID: i.cfg.VRID, From: a.From, To: a.To, Cause: a.Cause, Priority: prio, At: now})
+		i.onTrans(Transition{Instance: i.cfg.Name, VRID: i.vrid, From: a.From, To: a.To, Cause: a.Cause, CauseKind: a.CauseKind, Priority: prio, At: now})
+	}
+}
+
+// Update applies a new configuration of the same instance (same VRID,
+// family, interface and unicast/multicast mode) live, with no transition
+// and no priority-0 advert: VIPs (a master adds and announces the new ones
+// at once and deletes the removed ones), virtual routes, advert interval,
+// preemption, authentication, unicast peers and source, GARP settings. The
+// name may change too. The base priority is not applied here: the caller
+// sets the effective priority (SetTracking, SetPriority).
+func (i *Instance) Update(ctx context.Context, c *config.Instance, primary netip.Addr) error {
+	if c.Interface != i.ifname || c.VRID != i.vrid || c.IsIPv6() != i.v6 {
+		return fmt.Errorf("vrrp: update of %s: interface, VRID and family are the instance's identity", i.Name())
+	}
+	return i.do(ctx, func(now time.Time) []Action {
+		old := i.cfg
+		oldVIPs, oldRoutes := i.allVIPs, old.Routes
+		i.configure(c, primary)
+		p := i.params(c)
+		p.DownTimerAdverts = i.m.p.DownTimerAdverts
+		i.m.Reconfigure(now, p)
+		if i.holding {
+			ctx, cancel := i.opCtx()
+			added, removed := diffVIPs(oldVIPs, i.allVIPs)
+			if len(removed) > 0 {
+				if err := i.plane.DelAddrs(ctx, i.ifname, removed); err != nil {
+					i.log.Error("cannot remove VIPs", "err", err)
+				}
+			}
+			if len(added) > 0 {
+				if err := i.plane.AddAddrs(ctx, i.ifname, added); err != nil {
+					i.log.Error("cannot add VIPs", "err", err)
+				}
+				// Announced at once, so the new VIP answers from here.
+				if err := i.plane.Announce(ctx, i.ifname, nil, added); err != nil {
+					i.warnOnce("garp", "cannot send gratuitous ARP / neighbour advertisement", "err", err)
+				}
+			}
+			addR, delR := diffRoutes(oldRoutes, c.Routes)
+			if len(delR) > 0 {
+				if err := i.plane.DelRoutes(ctx, i.ifname, delR); err != nil {
+					i.log.Error("cannot remove virtual routes", "err", err)
+				}
+			}
+			if len(addR) > 0 {
+				if err := i.plane.AddRoutes(ctx, i.ifname, addR); err != nil {
+					i.log.Error("cannot add virtual routes", "err", err)
+				}
+			}
+			cancel()
+			if old.Garp.MasterRefresh != c.Garp.MasterRefresh {
+				i.garpRefresh = time.Time{}
+				if r := c.Garp.MasterRefresh.D(); r > 0 {
+					i.garpRefresh = now.Add(r)
+				}
+			}
+		}
+		i.mu.Lock()
+		i.status.Name, i.status.Version, i.status.Priority = c.Name, c.Version, c.Priority
+		i.status.VIPs = i.status.VIPs[:0]
+		for _, v := range c.VIPs {
+			i.status.VIPs = append(i.status.VIPs, v.Prefix)
+		}
+		i.mu.Unlock()
+		i.publish()
+		return nil
+	})
+}
+
+// SetDownTimerAdverts sets keepalived's down_timer_adverts (0: 3).
+func (i *Instance) SetDownTimerAdverts(n int) { i.m.p.DownTimerAdverts = n }
+
+func diffVIPs(old, cur []config.VIP) (added, removed []config.VIP) {
+	in := func(list []config.VIP, v config.VIP) bool {
+		for _, w := range list {
+			w.Pos = v.Pos
+			if w == v {
+				return true
+			}
+		}
+		return false
+	}
+	for _, v := range cur {
+		if !in(old, v) {
+			added = append(added, v)
+		}
+	}
+	for _, v := range old {
+		if !in(cur, v) {
+			removed = append(removed, v)
+		}
+	}
+	return added, removed
+}
+
+func diffRoutes(old, cur []config.Route) (added, removed []config.Route) {
+	in := func(list []config.Route, r config.Route) bool {
+		for _, x := range list {
+			x.Pos, r.Pos = config.Pos{}, config.Pos{}
+			if reflect.DeepEqual(x, r) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, r := range cur {
+		if !in(old, r) {
+			added = append(added, r)
+		}
+	}
+	for _, r := range old {
+		if !in(cur, r) {
+			removed = append(removed, r)
+		}
+	}
+	return added, removed
+}
+
+// AddrChanged hands the instance an address or link event of the host
+// without waiting; the instance heals what concerns it: a VIP removed
+// behind its back on a MASTER is put back and announced, an interface that
+// comes back up gets its VIPs and routes back, and a VIP of ours found on
+// a BACKUP is removed. The instance stays in its state throughout.
+func (i *Instance) AddrChanged(ev AddrChange) {
+	i.post(order{fn: func(time.Time) []Action { i.heal(ev); return nil }})
+}
+
+// vipDev is the interface a VIP lives on.
+func (i *Instance) vipDev(v config.VIP) string {
+	if v.Dev != "" {
+		return v.Dev
+	}
+	return i.ifname
+}
+
+func (i *Instance) heal(ev AddrChange) {
+	if i.m.State() == StateStop || !i.started {
+		return
+	}
+	ctx, cancel := i.opCtx()
+	defer cancel()
+	switch ev.Kind {
+	case AddrRemoved:
+		if !i.holding {
+			return
+		}
+		for _, v := range i.allVIPs {
+			if v.Prefix.Addr() == ev.Prefix.Addr() && i.vipDev(v) == ev.Ifname {
+				i.restore(ctx, v, "removed behind our back")
+			}
+		}
+	case AddrAdded:
+		if i.holding {
+			return
+		}
+		for _, v := range i.allVIPs {
+			if v.Prefix.Addr() == ev.Prefix.Addr() && i.vipDev(v) == ev.Ifname {
+				i.evict(ctx, v)
+			}
+		}
+	case LinkUp, AddrResync:
+		for _, v := range i.allVIPs {
+			if ev.Kind == LinkUp && i.vipDev(v) != ev.Ifname {
+				continue
+			}
+			has, err := i.plane.HasAddr(i.vipDev(v), v.Prefix.Addr())
+			if err != nil {
+				continue
+			}
+			switch {
+			case i.holding && !has:
+				i.restore(ctx, v, "missing after "+healWhy(ev.Kind))
+			case !i.holding && has:
+				i.evict(ctx, v)
+			}
+		}
+		if i.holding && len(i.cfg.Routes) > 0 {
+			// Routes through a link that went down are gone: put them
+			// back (idempotent when they are still there).
+			if err := i.plane.AddRoutes(ctx, i.ifname, i.cfg.Routes); err != nil {
+				i.log.Error("cannot restore virtual routes", "err", err)
+			}
+		}
+		if i.holding && ev.Kind == LinkUp {
+			i.announce(ctx)
+		}
+	}
+}
+
+func healWhy(k AddrChangeKind) string {
+	if k == LinkUp {
+		return "the interface came back up"
+	}
+	return "lost address events"
+}
+
+// restore puts a VIP back on a MASTER and announces it.
+func (i *Instance) restore(ctx context.Context, v config.VIP, why string) {
+	one := []config.VIP{v}
+	if err := i.plane.AddAddrs(ctx, i.ifname, one); err != nil {
+		i.log.Error("cannot put back a VIP", "vip", v.Prefix, "err", err)
+		return
+	}
+	if len(i.cfg.Routes) > 0 {
+		// Routes through the address went with it.
+		if err := i.plane.AddRoutes(ctx, i.ifname, i.cfg.Routes); err != nil {
+			i.log.Error("cannot restore virtual routes", "err", err)
+		}
+	}
+	if err := i.plane.Announce(ctx, i.ifname, nil, one); err != nil {
+		i.warnOnce("garp", "cannot send gratuitous ARP / neighbour advertisement", "err", err)
+	}
+	i.cnt.vipHeals.Add(1)
+	what := fmt.Sprintf("VIP %s on %s %s: put back and announced (still MASTER)", v.Prefix, i.vipDev(v), why)
+	i.log.Warn("self-healing: "+what, "vip", v.Prefix.String(), "interface", i.vipDev(v))
+	if i.onHeal != nil {
+		i.onHeal(Heal{Instance: i.cfg.Name, What: what})
+	}
+}
+
+// evict removes a VIP of ours found on a BACKUP.
+func (i *Instance) evict(ctx context.Context, v config.VIP) {
+	has, err := i.plane.HasAddr(i.vipDev(v), v.Prefix.Addr())
+	if err != nil || !has {
+		return
+	}
+	if err := i.plane.DelAddrs(ctx, i.ifname, []config.VIP{v}); err != nil {
+		i.log.Error("cannot remove a VIP found on a BACKUP", "vip", v.Prefix, "err", err)
+		return
+	}
+	i.cnt.vipHeals.Add(1)
+	what := fmt.Sprintf("VIP %s found on %s while %s: removed", v.Prefix, i.vipDev(v), i.m.State())
+	i.log.Warn("self-healing: "+what, "vip", v.Prefix.String(), "interface", i.vipDev(v))
+	if i.onHeal != nil {
+		i.onHeal(Heal{Instance: i.cfg.Name, What: what})
 	}
 }

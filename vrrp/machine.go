@@ -58,6 +58,15 @@ type Params struct {
 	Primary netip.Addr
 	// SyncMember gates MASTER behind the sync group (ActWantMaster).
 	SyncMember bool
+	// DownTimerAdverts is keepalived's down_timer_adverts: how many
+	// advert intervals make the Master_Down_Interval (0: the RFC's 3).
+	DownTimerAdverts int
+	// Gate, when set, is asked on every path into MASTER (down timer,
+	// preemption, address owner at start and after a fault, sync group
+	// orders). false keeps the instance in BACKUP: it asks again when its
+	// down timer runs out once more, or at once on EvGateRetry. The
+	// machine stays a pure function of its inputs as long as Gate is.
+	Gate func(cause string) bool
 }
 
 // EventKind enumerates what can happen to an instance.
@@ -74,6 +83,12 @@ const (
 	EvShutdown                     // the daemon stops: release and say goodbye
 	EvForceBackup                  // leave MASTER without priority 0 (e.g. sync group peer fell)
 	EvForceMaster                  // become MASTER now (the sync group decided so)
+	// EvGateRetry: the gate may say yes now; a BACKUP held back by it asks
+	// again at once.
+	EvGateRetry
+	// EvDemote: leave MASTER with a priority-0 advert (the gate's owner,
+	// e.g. split-brain arbitration, says so); Cause says why.
+	EvDemote
 )
 
 // Event is one input of Step.
@@ -84,8 +99,11 @@ type Event struct {
 	From     netip.Addr
 	Priority uint8
 	Interval time.Duration
-	// EvFault / EvForceBackup: why.
+	// EvFault / EvForceBackup / EvDemote: why.
 	Cause string
+	// EvFault: the kind of fault (CauseFault when empty; CauseMaintenance
+	// for maintenance).
+	CauseKind CauseKind
 }
 
 // ActionKind enumerates what Step asks the runtime to do.
@@ -104,6 +122,9 @@ const (
 	// ActLowerPrioAnnounce: as MASTER we heard a lower priority master;
 	// refresh the neighbours' caches (garp_lower_prio_repeat).
 	ActLowerPrioAnnounce
+	// ActGateHeld: the gate kept us out of MASTER (Cause: what would have
+	// taken us there).
+	ActGateHeld
 )
 
 // Action is one output of Step.
@@ -112,7 +133,30 @@ type Action struct {
 	Priority uint8  // ActSendAdvert
 	From, To State  // ActTransition
 	Cause    string // ActTransition: why, in the operator's words
+	// CauseKind classifies Cause (ActTransition): one of the Cause*
+	// constants, for metric labels.
+	CauseKind CauseKind
 }
+
+// CauseKind is a transition's cause as a small fixed set (metric labels);
+// the values are api's cause kinds.
+type CauseKind string
+
+// Cause kinds.
+const (
+	CauseStartup        CauseKind = "startup"
+	CauseMasterDown     CauseKind = "master_down"
+	CausePriorityZero   CauseKind = "priority_zero"
+	CausePreempt        CauseKind = "preempt"
+	CauseHigherPriority CauseKind = "higher_priority"
+	CauseOwner          CauseKind = "owner"
+	CauseFault          CauseKind = "fault"
+	CauseFaultCleared   CauseKind = "fault_cleared"
+	CauseMaintenance    CauseKind = "maintenance"
+	CauseSyncGroup      CauseKind = "sync_group"
+	CauseDemote         CauseKind = "demote"
+	CauseShutdown       CauseKind = "shutdown"
+)
 
 // Machine is the VRRP state machine of one instance: a pure function of
 // events and time. It does no I/O and reads no clock; the runtime feeds it
@@ -127,10 +171,14 @@ type Machine struct {
 	preemptAt      time.Time     // BACKUP: preempt_delay running until then (zero: not running)
 
 	wantMaster bool       // BACKUP, sync member: our down timer ran out, waiting for the group
+	gateHeld   bool       // BACKUP: the gate kept us out of MASTER
+	gateCause  string     // what would have taken us to MASTER
 	master     netip.Addr // the master we hear (ours when MASTER)
 	masterPrio uint8
 	faults     int
 	faultCause string // cause of the first fault in force
+	faultKind  CauseKind
+	gateKind   CauseKind
 }
 
 // NewMachine returns a machine in INIT.
@@ -170,10 +218,14 @@ func (m *Machine) skew(units int) time.Duration {
 
 // MasterDownInterval is 3 * Master_Adver_Interval + Skew_Time.
 func (m *Machine) MasterDownInterval() time.Duration {
-	if m.p.Version == 3 {
-		return 3*m.masterAdverInt + m.SkewTime()
+	n := time.Duration(m.p.DownTimerAdverts)
+	if n <= 0 {
+		n = 3
 	}
-	return 3*m.p.AdvertInt + m.SkewTime()
+	if m.p.Version == 3 {
+		return n*m.masterAdverInt + m.SkewTime()
+	}
+	return n*m.p.AdvertInt + m.SkewTime()
 }
 
 // NextDeadline is when the runtime must deliver EvTimer next; zero when no
@@ -203,7 +255,7 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 	case EvPriority:
 		return m.priority(now, ev.Priority)
 	case EvFault:
-		return m.fault(now, ev.Cause)
+		return m.fault(now, ev.Cause, ev.CauseKind)
 	case EvFaultClear:
 		return m.faultClear(now)
 	case EvShutdown:
@@ -213,15 +265,60 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 			// keepalived vrrp_sync_backup: leave MASTER quietly (no
 			// priority 0), dropping the VIPs.
 			acts := []Action{{Kind: ActRelease}}
-			return append(acts, m.toBackup(now, m.MasterDownInterval(), ev.Cause)...)
+			return append(acts, m.toBackup(now, m.MasterDownInterval(), CauseSyncGroup, ev.Cause)...)
 		}
 	case EvForceMaster:
 		if m.state == StateBackup {
-			return m.toMaster(now, ev.Cause)
+			return m.enterMaster(now, CauseSyncGroup, ev.Cause)
+		}
+	case EvGateRetry:
+		if m.state == StateBackup && m.gateHeld {
+			return m.enterMaster(now, m.gateKind, m.gateCause)
+		}
+	case EvDemote:
+		if m.state == StateMaster {
+			acts := []Action{{Kind: ActSendAdvert, Priority: PriorityStop}, {Kind: ActRelease}}
+			return append(acts, m.toBackup(now, m.MasterDownInterval(), CauseDemote, ev.Cause)...)
 		}
 	}
 	return nil
 }
+
+// Reconfigure applies new parameters to a running machine without a
+// transition (a reload or an etcd edit of the same instance). The effective
+// priority is not taken from p: it changes through EvPriority. A master
+// sends its next advert at the new interval; a backup's running down timer
+// is kept (the next advert re-arms it with the new values).
+func (m *Machine) Reconfigure(now time.Time, p Params) {
+	p.Priority = m.p.Priority
+	p.SyncMember = m.p.SyncMember
+	if p.Gate == nil {
+		p.Gate = m.p.Gate
+	}
+	oldInt := m.p.AdvertInt
+	m.p = p
+	if m.p.Version == 2 || m.state != StateBackup {
+		m.masterAdverInt = m.p.AdvertInt
+	}
+	if m.state == StateMaster && p.AdvertInt != oldInt {
+		m.advertAt = now.Add(p.AdvertInt)
+	}
+	if p.NoPreempt || p.PreemptDelay <= 0 {
+		m.preemptAt = time.Time{}
+	}
+}
+
+// SetSyncMember says whether the instance is a sync group member (a member
+// joining or leaving a group while it runs).
+func (m *Machine) SetSyncMember(on bool) {
+	m.p.SyncMember = on
+	if !on {
+		m.wantMaster = false
+	}
+}
+
+// GateHeld reports whether the gate keeps a BACKUP out of MASTER now.
+func (m *Machine) GateHeld() bool { return m.state == StateBackup && m.gateHeld }
 
 // WantMaster reports whether a sync group member is waiting for its group
 // to let it become MASTER.
@@ -233,10 +330,10 @@ func (m *Machine) startup(now time.Time) []Action {
 	}
 	if m.faults > 0 {
 		// Hold nothing a crashed run may have left behind.
-		return append([]Action{{Kind: ActRelease}}, m.transition(StateFault, "fault at start-up: "+m.faultCause)...)
+		return append([]Action{{Kind: ActRelease}}, m.transition(StateFault, m.faultKind, "fault at start-up: "+m.faultCause)...)
 	}
 	if m.p.Priority == PriorityOwner {
-		return m.toMaster(now, "address owner (priority 255)")
+		return m.enterMaster(now, CauseOwner, "address owner (priority 255)")
 	}
 	wait := m.MasterDownInterval()
 	cause := "start-up"
@@ -248,7 +345,7 @@ func (m *Machine) startup(now time.Time) []Action {
 	}
 	// Coming up we hold no VIPs; release anything a crashed run left.
 	acts := []Action{{Kind: ActRelease}}
-	return append(acts, m.toBackup(now, wait, cause)...)
+	return append(acts, m.toBackup(now, wait, CauseStartup, cause)...)
 }
 
 func (m *Machine) timer(now time.Time) []Action {
@@ -262,7 +359,7 @@ func (m *Machine) timer(now time.Time) []Action {
 				m.downAt = now.Add(m.MasterDownInterval())
 				return []Action{{Kind: ActWantMaster, Cause: m.takeoverCause()}}
 			}
-			return m.toMaster(now, m.takeoverCause())
+			return m.enterMaster(now, m.takeoverKind(), m.takeoverCause())
 		}
 	case StateMaster:
 		if !m.advertAt.IsZero() && !now.Before(m.advertAt) {
@@ -281,6 +378,19 @@ func (m *Machine) advert(now time.Time, ev Event) []Action {
 		return m.masterAdvert(now, ev)
 	}
 	return nil
+}
+
+// takeoverKind classifies takeoverCause.
+func (m *Machine) takeoverKind() CauseKind {
+	switch {
+	case !m.master.IsValid():
+		return CauseMasterDown
+	case m.masterPrio == PriorityStop:
+		return CausePriorityZero
+	case m.masterPrio < m.p.Priority && !m.p.NoPreempt:
+		return CausePreempt
+	}
+	return CauseMasterDown
 }
 
 // takeoverCause says why the master down timer ran out, in the words an
@@ -312,6 +422,7 @@ func (m *Machine) backupAdvert(now time.Time, ev Event) []Action {
 		}
 		m.downAt = now.Add(m.MasterDownInterval())
 		m.wantMaster = false
+		m.gateHeld = false
 		m.master, m.masterPrio = ev.From, ev.Priority
 		if m.p.PreemptDelay > 0 && !m.p.NoPreempt {
 			if ev.Priority >= m.p.Priority {
@@ -361,7 +472,7 @@ func (m *Machine) masterAdvert(now time.Time, ev Event) []Action {
 			cause = fmt.Sprintf("same priority %d from higher address %s", ev.Priority, ev.From)
 		}
 		acts := []Action{{Kind: ActRelease}}
-		return append(acts, m.toBackup(now, m.MasterDownInterval(), cause)...)
+		return append(acts, m.toBackup(now, m.MasterDownInterval(), CauseHigherPriority, cause)...)
 	}
 	// A lower priority (or equal priority, lower address) router thinks it
 	// is master: keepalived answers at once to force a new election and
@@ -399,10 +510,13 @@ func (m *Machine) priority(now time.Time, p uint8) []Action {
 	return nil
 }
 
-func (m *Machine) fault(now time.Time, cause string) []Action {
+func (m *Machine) fault(now time.Time, cause string, kind CauseKind) []Action {
+	if kind == "" {
+		kind = CauseFault
+	}
 	m.faults++
 	if m.faults == 1 {
-		m.faultCause = cause
+		m.faultCause, m.faultKind = cause, kind
 	}
 	if m.faults > 1 || m.state == StateInit {
 		return nil
@@ -411,7 +525,7 @@ func (m *Machine) fault(now time.Time, cause string) []Action {
 	if m.state == StateMaster {
 		acts = append(acts, Action{Kind: ActSendAdvert, Priority: PriorityStop}, Action{Kind: ActRelease})
 	}
-	return append(acts, m.transition(StateFault, cause)...)
+	return append(acts, m.transition(StateFault, kind, cause)...)
 }
 
 func (m *Machine) faultClear(now time.Time) []Action {
@@ -425,9 +539,9 @@ func (m *Machine) faultClear(now time.Time) []Action {
 	m.masterAdverInt = m.p.AdvertInt
 	m.preemptAt = time.Time{}
 	if m.p.Priority == PriorityOwner {
-		return m.toMaster(now, "fault cleared (address owner)")
+		return m.enterMaster(now, CauseOwner, "fault cleared (address owner)")
 	}
-	return m.toBackup(now, m.MasterDownInterval(), "fault cleared")
+	return m.toBackup(now, m.MasterDownInterval(), CauseFaultCleared, "fault cleared")
 }
 
 // Faults is the number of faults in force.
@@ -438,10 +552,29 @@ func (m *Machine) shutdown() []Action {
 	if m.state == StateMaster {
 		acts = append(acts, Action{Kind: ActSendAdvert, Priority: PriorityStop}, Action{Kind: ActRelease})
 	}
-	return append(acts, m.transition(StateStop, "shutdown")...)
+	return append(acts, m.transition(StateStop, CauseShutdown, "shutdown")...)
 }
 
-func (m *Machine) toMaster(now time.Time, cause string) []Action {
+// enterMaster is every path into MASTER: it asks the gate first. Held back,
+// the machine is (or stays) BACKUP and asks again when its down timer runs
+// out once more, or on EvGateRetry.
+func (m *Machine) enterMaster(now time.Time, kind CauseKind, cause string) []Action {
+	if m.p.Gate != nil && !m.p.Gate(cause) {
+		m.gateHeld, m.gateKind, m.gateCause = true, kind, cause
+		m.wantMaster = false
+		var acts []Action
+		if m.state != StateBackup {
+			acts = m.toBackup(now, m.MasterDownInterval(), kind, "held out of MASTER by the gate: "+cause)
+		}
+		m.gateHeld = true
+		m.downAt = now.Add(m.MasterDownInterval())
+		return append(acts, Action{Kind: ActGateHeld, Cause: cause})
+	}
+	return m.toMaster(now, kind, cause)
+}
+
+func (m *Machine) toMaster(now time.Time, kind CauseKind, cause string) []Action {
+	m.gateHeld = false
 	m.wantMaster = false
 	m.advertAt = now.Add(m.p.AdvertInt)
 	m.downAt = time.Time{}
@@ -450,18 +583,19 @@ func (m *Machine) toMaster(now time.Time, cause string) []Action {
 	// keepalived sends the advert first so the old master drops the VIPs
 	// before our gratuitous ARPs go out.
 	acts := []Action{{Kind: ActSendAdvert, Priority: m.p.Priority}, {Kind: ActAcquire}}
-	return append(acts, m.transition(StateMaster, cause)...)
+	return append(acts, m.transition(StateMaster, kind, cause)...)
 }
 
-func (m *Machine) toBackup(now time.Time, wait time.Duration, cause string) []Action {
+func (m *Machine) toBackup(now time.Time, wait time.Duration, kind CauseKind, cause string) []Action {
 	m.downAt = now.Add(wait)
 	m.wantMaster = false
+	m.gateHeld = false
 	m.preemptAt = time.Time{}
 	m.advertAt = time.Time{}
-	return m.transition(StateBackup, cause)
+	return m.transition(StateBackup, kind, cause)
 }
 
-func (m *Machine) transition(to State, cause string) []Action {
+func (m *Machine) transition(to State, kind CauseKind, cause string) []Action {
 	from := m.state
 	m.state = to
 	if to != StateMaster && to != StateBackup {
@@ -470,5 +604,8 @@ func (m *Machine) transition(to State, cause string) []Action {
 	if to == StateFault || to == StateStop {
 		m.master, m.masterPrio = netip.Addr{}, 0
 	}
-	return []Action{{Kind: ActTransition, From: from, To: to, Cause: cause}}
+	if to != StateBackup {
+		m.gateHeld = false
+	}
+	return []Action{{Kind: ActTransition, From: from, To: to, Cause: cause, CauseKind: kind}}
 }

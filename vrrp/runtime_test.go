@@ -123,6 +123,17 @@ func (p *fakePlane) Announce(context.Context, string, net.HardwareAddr, []config
 	return nil
 }
 
+func (p *fakePlane) HasAddr(_ string, a netip.Addr) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for pf := range p.held {
+		if pf.Addr() == a {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 func (p *fakePlane) holds() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -232,7 +243,7 @@ func TestRuntimeFaultReleasesAndRecovers(t *testing.T) {
 	a := startNode(t, w, "10.0.0.1", 150, nil)
 	eventually(t, "a MASTER", func() bool { return a.state() == StateMaster })
 	ctx := context.Background()
-	if err := a.inst.SetFault(ctx, true, "interface eth0 down"); err != nil {
+	if err := a.inst.SetFault(ctx, "link", "interface eth0 down"); err != nil {
 		t.Fatal(err)
 	}
 	if a.state() != StateFault || a.plane.holds() {
@@ -241,7 +252,7 @@ func TestRuntimeFaultReleasesAndRecovers(t *testing.T) {
 	if c := a.inst.Status().Cause; c != "interface eth0 down" {
 		t.Errorf("cause %q", c)
 	}
-	if err := a.inst.SetFault(ctx, false, ""); err != nil {
+	if err := a.inst.SetFault(ctx, "link", ""); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "a MASTER again", func() bool { return a.state() == StateMaster && a.plane.holds() })
@@ -342,7 +353,7 @@ func TestSyncGroupMembersFaultAndFailOverTogether(t *testing.T) {
 	}
 
 	// One member of a faults: the whole group goes FAULT and b takes both.
-	if err := a.insts[0].SetFault(context.Background(), true, "interface eth1 down"); err != nil {
+	if err := a.insts[0].SetFault(context.Background(), "link", "interface eth1 down"); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "a all FAULT, b all MASTER", func() bool { return a.all(StateFault) && b.all(StateMaster) })
@@ -356,7 +367,7 @@ func TestSyncGroupMembersFaultAndFailOverTogether(t *testing.T) {
 	}
 
 	// Recovery: a preempts both back.
-	if err := a.insts[0].SetFault(context.Background(), false, ""); err != nil {
+	if err := a.insts[0].SetFault(context.Background(), "link", ""); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "a all MASTER again, b all BACKUP", func() bool { return a.all(StateMaster) && b.all(StateBackup) })
@@ -390,13 +401,13 @@ func TestSyncGroupMembersFailingTogetherRecoverTogether(t *testing.T) {
 	ctx := context.Background()
 	// One cause (say, a shared uplink) faults both members on their own.
 	for _, inst := range a.insts {
-		if err := inst.SetFault(ctx, true, "interface eth1 down"); err != nil {
+		if err := inst.SetFault(ctx, "link", "interface eth1 down"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	eventually(t, "a FAULT", func() bool { return a.all(StateFault) })
 	for _, inst := range a.insts {
-		if err := inst.SetFault(ctx, false, ""); err != nil {
+		if err := inst.SetFault(ctx, "link", ""); err != nil {
 			t.Fatal(err)
 		}
 	}

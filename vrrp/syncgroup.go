@@ -74,12 +74,12 @@ func (g *SyncGroup) wantMaster(from *Instance) bool {
 	if g.state != StateMaster {
 		for _, m := range g.members {
 			if m != from && !m.wantsMaster() && m.currentState() != StateMaster {
-				g.log.Debug("member wants MASTER but the group waits", "instance", from.cfg.Name, "waiting_for", m.cfg.Name)
+				g.log.Debug("member wants MASTER but the group waits", "instance", from.Name(), "waiting_for", m.Name())
 				return false
 			}
 		}
 	}
-	cause := fmt.Sprintf("%s%s: %s went MASTER", syncCausePrefix, g.name, from.cfg.Name)
+	cause := fmt.Sprintf("%s%s: %s went MASTER", syncCausePrefix, g.name, from.Name())
 	for _, m := range g.members {
 		if m != from {
 			g.post(m, func(now time.Time) []Action { return m.m.Step(now, Event{Kind: EvForceMaster, Cause: cause}) })
@@ -90,10 +90,10 @@ func (g *SyncGroup) wantMaster(from *Instance) bool {
 }
 
 // memberFault is called by a member (on its goroutine) when a fault of
-// its own (tracking) appears or clears. The group holds every other member
-// in FAULT while any member has a fault of its own; since each member's
-// own fault is counted separately from the group's hold, members that fail
-// together also recover together.
+// its own (tracking, maintenance) appears or clears. The group holds every
+// other member in FAULT while any member has a fault of its own; since each
+// member's own fault is counted separately from the group's hold, members
+// that fail together also recover together.
 func (g *SyncGroup) memberFault(from *Instance, on bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -102,30 +102,32 @@ func (g *SyncGroup) memberFault(from *Instance, on bool) {
 	} else {
 		delete(g.faulty, from)
 	}
+	g.syncHoldsLocked()
+}
+
+// syncHoldsLocked puts every member that must be held in FAULT (another
+// member has a fault of its own) on hold and releases the others. g.mu is
+// held.
+func (g *SyncGroup) syncHoldsLocked() {
 	for _, m := range g.members {
-		hold := false
+		var names []string
 		for f := range g.faulty {
 			if f != m {
-				hold = true
-				break
+				names = append(names, f.Name())
 			}
 		}
+		hold := len(names) > 0
 		if hold == g.held[m] {
 			continue
 		}
-		g.held[m] = hold
 		if hold {
-			var names []string
-			for f := range g.faulty {
-				if f != m {
-					names = append(names, f.cfg.Name)
-				}
-			}
+			g.held[m] = true
 			sort.Strings(names)
 			cause := fmt.Sprintf("%s%s: %s in FAULT", syncCausePrefix, g.name, strings.Join(names, ", "))
-			g.post(m, func(now time.Time) []Action { return m.m.Step(now, Event{Kind: EvFault, Cause: cause}) })
+			g.post(m, func(now time.Time) []Action { return m.setFault(now, FaultSyncGroup, cause) })
 		} else {
-			g.post(m, func(now time.Time) []Action { return m.m.Step(now, Event{Kind: EvFaultClear}) })
+			delete(g.held, m)
+			g.post(m, func(now time.Time) []Action { return m.setFault(now, FaultSyncGroup, "") })
 		}
 	}
 	switch {
@@ -145,7 +147,7 @@ func (g *SyncGroup) memberTransition(from *Instance, a Action) {
 	case a.To == StateFault || a.From == StateFault:
 		// Faults are synced by memberFault.
 	case a.From == StateMaster && a.To == StateBackup:
-		cause := fmt.Sprintf("%s%s: %s went BACKUP (%s)", syncCausePrefix, g.name, from.cfg.Name, a.Cause)
+		cause := fmt.Sprintf("%s%s: %s went BACKUP (%s)", syncCausePrefix, g.name, from.Name(), a.Cause)
 		for _, m := range g.members {
 			if m != from {
 				g.post(m, func(now time.Time) []Action { return m.m.Step(now, Event{Kind: EvForceBackup, Cause: cause}) })
@@ -178,18 +180,57 @@ func (g *SyncGroup) post(m *Instance, fn func(now time.Time) []Action) {
 	m.doForced(fn)
 }
 
-// Remove takes inst out of the group (it is being stopped or replaced).
+// Remove takes inst out of the group (it is being stopped, replaced, or
+// moved to another group). The others are no longer held for a fault of
+// its own, and inst is no longer held for theirs.
 func (g *SyncGroup) Remove(inst *Instance) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	found := false
 	for k, m := range g.members {
 		if m == inst {
 			g.members = append(g.members[:k], g.members[k+1:]...)
+			found = true
 			break
 		}
 	}
+	if !found {
+		return
+	}
 	delete(g.faulty, inst)
+	wasHeld := g.held[inst]
 	delete(g.held, inst)
+	g.post(inst, func(now time.Time) []Action {
+		if inst.group == g {
+			inst.group = nil
+			inst.m.SetSyncMember(false)
+		}
+		if wasHeld {
+			return inst.setFault(now, FaultSyncGroup, "")
+		}
+		return nil
+	})
+	g.syncHoldsLocked()
+}
+
+// Join makes a running instance a member (a reload moved it into this
+// group). It is held at once if another member is in FAULT, and holds the
+// others if it has a fault of its own.
+func (g *SyncGroup) Join(inst *Instance) {
+	g.mu.Lock()
+	g.members = append(g.members, inst)
+	g.mu.Unlock()
+	g.post(inst, func(now time.Time) []Action {
+		inst.group = g
+		inst.m.SetSyncMember(true)
+		g.mu.Lock()
+		if inst.ownFaults > 0 {
+			g.faulty[inst] = true
+		}
+		g.syncHoldsLocked()
+		g.mu.Unlock()
+		return nil
+	})
 }
 
 // Len is the number of members.

@@ -66,8 +66,8 @@ func (t *Transport) Drops() *DropCounters { return t.drops }
 // Attach registers inst for its interface, family and VRID, opening the
 // socket if it is the first instance there.
 func (t *Transport) Attach(inst *Instance) error {
-	key := connKey{inst.cfg.Interface, inst.v6}
-	vrid := uint8(inst.cfg.VRID)
+	key := connKey{inst.ifname, inst.v6}
+	vrid := uint8(inst.vrid)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	mc, err := t.connLocked(key)
@@ -78,7 +78,7 @@ func (t *Transport) Attach(inst *Instance) error {
 	if other, ok := mc.byVRID[vrid]; ok && other != inst {
 		mc.mu.Unlock()
 		t.releaseLocked(key, mc)
-		return fmt.Errorf("VRID %d on %s is already used by instance %s", vrid, key.ifname, other.cfg.Name)
+		return fmt.Errorf("VRID %d on %s is already used by instance %s", vrid, key.ifname, other.Name())
 	}
 	mc.byVRID[vrid] = inst
 	mc.mu.Unlock()
@@ -135,13 +135,13 @@ func (t *Transport) releaseLocked(key connKey, mc *muxConn) bool {
 
 // Detach unregisters inst; the last user of a socket closes it.
 func (t *Transport) Detach(inst *Instance) {
-	key := connKey{inst.cfg.Interface, inst.v6}
+	key := connKey{inst.ifname, inst.v6}
 	var closed []*muxConn
 	t.mu.Lock()
 	if mc, ok := t.conns[key]; ok {
 		mc.mu.Lock()
-		if mc.byVRID[uint8(inst.cfg.VRID)] == inst {
-			delete(mc.byVRID, uint8(inst.cfg.VRID))
+		if mc.byVRID[uint8(inst.vrid)] == inst {
+			delete(mc.byVRID, uint8(inst.vrid))
 		}
 		mc.mu.Unlock()
 		if t.releaseLocked(key, mc) {
@@ -207,7 +207,8 @@ func (t *Transport) dispatch(mc *muxConn, payload []byte, meta RecvMeta) {
 		t.drops.Inc(DropUnknownVRID)
 		return
 	}
-	adv, err := Parse(payload, meta.Src, meta.Dst, inst.ckopt)
+	rc := inst.rxc.Load()
+	adv, err := Parse(payload, meta.Src, meta.Dst, rc.ckopt)
 	if err != nil {
 		var de *DropError
 		if errors.As(err, &de) {
@@ -215,7 +216,7 @@ func (t *Transport) dispatch(mc *muxConn, payload []byte, meta RecvMeta) {
 		}
 		return
 	}
-	res := CheckRecv(adv, meta, inst.expect)
+	res := CheckRecv(adv, meta, rc.expect)
 	if res.Drop != nil {
 		t.drops.Inc(res.Drop.Reason)
 		if peerMisconfigured(res.Drop.Reason) {
