@@ -132,10 +132,10 @@ type InstanceStatus struct {
 
 // Counters are an instance's monotonic counters.
 type Counters struct {
-	AdvertsSent, AdvertsReceived            uint64
-	PriorityZeroSent, PriorityZeroReceived  uint64
-	MasterDownExpiries                      uint64
-	BecomeMaster, ReleaseMaster, VIPHeals   uint64
+	AdvertsSent, AdvertsReceived           uint64
+	PriorityZeroSent, PriorityZeroReceived uint64
+	MasterDownExpiries                     uint64
+	BecomeMaster, ReleaseMaster, VIPHeals  uint64
 }
 
 type counters struct {
@@ -202,7 +202,7 @@ type Instance struct {
 
 	sender   Sender
 	rxc      atomic.Pointer[rxConfig]
-	expect   RecvExpect  // the goroutine's copies of rxc's
+	expect   RecvExpect // the goroutine's copies of rxc's
 	ckopt    ChecksumOpt
 	vips     []config.VIP // the family of the instance: advertised and added
 	evips    []config.VIP // virtual_ipaddress_excluded and other-family VIPs: added, not advertised
