@@ -62,7 +62,7 @@ func BenchmarkTransportDispatch(b *testing.B) {
 	}
 	conn := &feedConn{pkts: pkts, src: src, n: b.N, done: make(chan struct{}), closed: make(chan struct{})}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tr := NewTransportWith(log, nil, func(string, bool) (PacketConn, error) { return conn, nil })
+	tr := NewTransportWith(log, func(string, bool) (PacketConn, error) { return conn, nil })
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var insts []*Instance

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"sync"
 	"time"
 )
 
@@ -103,9 +102,6 @@ const (
 	DropCARP DropReason = "carp"
 	// DropBadTTL: a multicast advert with an IPv4 TTL / IPv6 hop limit other than 255.
 	DropBadTTL DropReason = "bad_ttl"
-	// DropVRIDMismatch: no instance has this VRID on the interface. Neither
-	// Parse nor CheckRecv use it: it is the demultiplexer's.
-	DropVRIDMismatch DropReason = "vrid_mismatch"
 	// DropAuthType: a v2 auth type that is unknown (Parse) or not ours (CheckRecv).
 	DropAuthType DropReason = "auth_type"
 	// DropAuthPass: a v2 PASS advert with the wrong password.
@@ -129,16 +125,26 @@ const (
 	WarnAddrListDiffers DropReason = "addr_list_differs"
 )
 
-// DropReasons lists every reason Parse and CheckRecv (and the runtime's
-// demultiplexer, DropVRIDMismatch) drop an advert for, sorted, so a metric
-// can be exported at zero before the first drop.
-func DropReasons() []DropReason {
-	return []DropReason{
-		DropAddrCount, DropAuthPass, DropAuthType, DropBadChecksum, DropBadTTL,
-		DropBadType, DropBadVersion, DropCARP, DropFamily, DropIntervalMismatch,
-		DropMcastUnicastMismatch, DropOldUnicastChecksum, DropOwnAdvert,
-		DropTruncated, DropUnicastSrc, DropVRIDMismatch,
+// DropReasons lists every reason an advert is dropped for and counted —
+// by Parse, CheckRecv and the transport's demultiplexer — exactly, sorted,
+// so a metric can be exported at zero before the first drop.
+func DropReasons() []DropReason { return append([]DropReason(nil), dropReasons[:]...) }
+
+var dropReasons = [...]DropReason{
+	DropAddrCount, DropAuthPass, DropAuthType, DropBadChecksum, DropBadTTL,
+	DropBadType, DropBadVersion, DropCARP, DropFamily, DropIntervalMismatch,
+	DropMcastUnicastMismatch, DropOldUnicastChecksum, DropOwnAdvert,
+	DropQueueFull, DropTruncated, DropUnicastSrc, DropUnknownVRID,
+}
+
+// dropIndex is a reason's place in dropReasons (-1: not a counted reason).
+func dropIndex(r DropReason) int {
+	for k, x := range dropReasons {
+		if x == r {
+			return k
+		}
 	}
+	return -1
 }
 
 // DropError is the error Parse returns for a rejected advert; CheckRecv
@@ -158,35 +164,6 @@ func (e *DropError) Error() string {
 
 func pktDrop(r DropReason, format string, args ...any) *DropError {
 	return &DropError{Reason: r, Detail: fmt.Sprintf(format, args...)}
-}
-
-// DropCounters counts dropped adverts by reason. The zero value is ready to
-// use and it is safe for concurrent use.
-type DropCounters struct {
-	mu sync.Mutex
-	m  map[DropReason]uint64
-}
-
-// Inc counts one drop for reason r.
-func (c *DropCounters) Inc(r DropReason) {
-	c.mu.Lock()
-	if c.m == nil {
-		c.m = make(map[DropReason]uint64)
-	}
-	c.m[r]++
-	c.mu.Unlock()
-}
-
-// Snapshot returns a copy of the counts; reasons never counted are absent.
-// Sort the keys (SortedDropReasons) for stable output.
-func (c *DropCounters) Snapshot() map[DropReason]uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[DropReason]uint64, len(c.m))
-	for r, n := range c.m {
-		out[r] = n
-	}
-	return out
 }
 
 // SortedDropReasons returns the keys of a Snapshot in lexical order.

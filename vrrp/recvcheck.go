@@ -48,7 +48,7 @@ type RecvExpect struct {
 // RecvResult is the verdict of CheckRecv.
 type RecvResult struct {
 	// Drop is non-nil when the advert must be ignored; the runtime counts it
-	// (DropCounters.Inc(Drop.Reason)) and logs it, loudly for
+	// (per interface and VRID) and logs it, loudly for
 	// DropIntervalMismatch, which keepalived peers hit too.
 	Drop *DropError
 	// AddrListDiffers: the advert's addresses are not our VIPs (another

@@ -161,7 +161,7 @@ func startNode(t *testing.T, w *wire, addr string, prio int, mutate func(*config
 		mutate(ic)
 	}
 	n := &testNode{plane: &fakePlane{}, conn: w.open(), done: make(chan struct{})}
-	n.tr = NewTransportWith(nil, nil, func(string, bool) (PacketConn, error) { return n.conn, nil })
+	n.tr = NewTransportWith(nil, func(string, bool) (PacketConn, error) { return n.conn, nil })
 	n.inst = NewInstance(InstanceOptions{Config: ic, Primary: netip.MustParseAddr(addr), Plane: n.plane,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := n.tr.Attach(n.inst); err != nil {
@@ -273,10 +273,22 @@ func TestRuntimeDropsAdvertsWithWrongPassword(t *testing.T) {
 	// Both end up MASTER: a never accepts b's adverts. a's drop counter
 	// says why.
 	eventually(t, "auth_pass drops counted", func() bool {
-		return a.tr.Drops().Snapshot()[DropAuthPass] > 0
+		return DropTotals(a.tr.Drops())[DropAuthPass] > 0
 	})
 	if a.state() == StateBackup && a.inst.Status().Master == netip.MustParseAddr("10.0.0.2") {
 		t.Fatal("a accepted an advert with the wrong password")
+	}
+	found := false
+	for _, d := range a.tr.Drops() {
+		if d.Reason == DropAuthPass {
+			found = d.Ifname == "eth0" && d.VRID == a.inst.VRID()
+			if !found {
+				t.Errorf("auth_pass drop counted on %s VRID %d, want eth0 VRID %d", d.Ifname, d.VRID, a.inst.VRID())
+			}
+		}
+	}
+	if !found {
+		t.Error("no per-interface, per-VRID auth_pass drop count")
 	}
 }
 
@@ -308,7 +320,7 @@ func startGroupNode(t *testing.T, w *wire, addr string, prio int, vrids ...int) 
 	conn := w.open()
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &groupNode{cancel: cancel}
-	g.tr = NewTransportWith(nil, nil, func(string, bool) (PacketConn, error) { return conn, nil })
+	g.tr = NewTransportWith(nil, func(string, bool) (PacketConn, error) { return conn, nil })
 	g.group = NewSyncGroup("G1", slog.New(slog.NewTextHandler(io.Discard, nil)))
 	for _, vrid := range vrids {
 		ic := &config.Instance{
@@ -434,7 +446,7 @@ func TestRequestsToAStoppedInstanceDoNotBlock(t *testing.T) {
 func TestWaitTrackingHoldsInitUntilTheFirstResult(t *testing.T) {
 	w := &wire{}
 	conn := w.open()
-	tr := NewTransportWith(nil, nil, func(string, bool) (PacketConn, error) { return conn, nil })
+	tr := NewTransportWith(nil, func(string, bool) (PacketConn, error) { return conn, nil })
 	defer tr.Close()
 	ic := &config.Instance{Name: "VI_1", Interface: "eth0", VRID: 51, Priority: 100, Version: 3,
 		AdvertInt: config.Duration(20 * time.Millisecond),

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // PacketConn is what the transport needs from a socket; *Conn implements it
@@ -20,9 +22,11 @@ type PacketConn interface {
 // every instance on it, each with one reader goroutine that parses adverts,
 // runs the receive checks and hands them to the instance of their VRID.
 type Transport struct {
-	log   *slog.Logger
-	drops *DropCounters
-	open  func(ifname string, v6 bool) (PacketConn, error)
+	log  *slog.Logger
+	open func(ifname string, v6 bool) (PacketConn, error)
+	// gone holds the drop counts of sockets closed since, so counters
+	// stay monotonic.
+	gone map[dropKey]uint64
 
 	mu    sync.Mutex
 	conns map[connKey]*muxConn
@@ -37,31 +41,98 @@ type muxConn struct {
 	conn PacketConn
 	done chan struct{}
 
+	// drops counts dropped adverts by VRID (0: unknown) and reason index.
+	drops [256][len(dropReasons)]atomic.Uint64
+
 	mu      sync.RWMutex
 	byVRID  map[uint8]*Instance
 	senders int // instances that only send through this socket (vmac_xmit_base)
 }
 
 // NewTransport returns a transport opening real raw sockets.
-func NewTransport(log *slog.Logger, drops *DropCounters) *Transport {
-	return NewTransportWith(log, drops, func(ifname string, v6 bool) (PacketConn, error) {
+func NewTransport(log *slog.Logger) *Transport {
+	return NewTransportWith(log, func(ifname string, v6 bool) (PacketConn, error) {
 		return ListenConn(ifname, v6)
 	})
 }
 
 // NewTransportWith takes the function that opens a socket (tests).
-func NewTransportWith(log *slog.Logger, drops *DropCounters, open func(ifname string, v6 bool) (PacketConn, error)) *Transport {
+func NewTransportWith(log *slog.Logger, open func(ifname string, v6 bool) (PacketConn, error)) *Transport {
 	if log == nil {
 		log = slog.Default()
 	}
-	if drops == nil {
-		drops = &DropCounters{}
-	}
-	return &Transport{log: log, drops: drops, open: open, conns: map[connKey]*muxConn{}}
+	return &Transport{log: log, open: open, conns: map[connKey]*muxConn{}, gone: map[dropKey]uint64{}}
 }
 
-// Drops returns the drop counters.
-func (t *Transport) Drops() *DropCounters { return t.drops }
+// DropCount is the number of adverts dropped for one reason on one
+// interface and VRID (0: not known).
+type DropCount struct {
+	Reason DropReason
+	Ifname string
+	VRID   int
+	Count  uint64
+}
+
+type dropKey struct {
+	reason int
+	ifname string
+	vrid   int
+}
+
+// Drops returns every non-zero drop count, sorted by interface, VRID and
+// reason.
+func (t *Transport) Drops() []DropCount {
+	t.mu.Lock()
+	sum := make(map[dropKey]uint64, len(t.gone))
+	for k, n := range t.gone {
+		sum[k] = n
+	}
+	for key, mc := range t.conns {
+		mc.addDrops(key.ifname, sum)
+	}
+	t.mu.Unlock()
+	out := make([]DropCount, 0, len(sum))
+	for k, n := range sum {
+		out = append(out, DropCount{Reason: dropReasons[k.reason], Ifname: k.ifname, VRID: k.vrid, Count: n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Ifname != b.Ifname {
+			return a.Ifname < b.Ifname
+		}
+		if a.VRID != b.VRID {
+			return a.VRID < b.VRID
+		}
+		return a.Reason < b.Reason
+	})
+	return out
+}
+
+// DropTotals sums Drops by reason.
+func DropTotals(ds []DropCount) map[DropReason]uint64 {
+	out := map[DropReason]uint64{}
+	for _, d := range ds {
+		out[d.Reason] += d.Count
+	}
+	return out
+}
+
+func (mc *muxConn) addDrops(ifname string, into map[dropKey]uint64) {
+	for vrid := range mc.drops {
+		for r := range mc.drops[vrid] {
+			if n := mc.drops[vrid][r].Load(); n > 0 {
+				into[dropKey{r, ifname, vrid}] += n
+			}
+		}
+	}
+}
+
+// drop counts one dropped advert; no allocation, no lock.
+func (mc *muxConn) drop(vrid uint8, r DropReason) {
+	if k := dropIndex(r); k >= 0 {
+		mc.drops[vrid][k].Add(1)
+	}
+}
 
 // Attach registers inst for its interface, family and VRID, opening the
 // socket if it is the first instance there.
@@ -129,6 +200,7 @@ func (t *Transport) releaseLocked(key connKey, mc *muxConn) bool {
 	if empty {
 		delete(t.conns, key)
 		mc.conn.Close()
+		mc.addDrops(key.ifname, t.gone)
 	}
 	return empty
 }
@@ -197,14 +269,15 @@ func (t *Transport) read(key connKey, mc *muxConn) {
 
 func (t *Transport) dispatch(mc *muxConn, payload []byte, meta RecvMeta) {
 	if len(payload) < 2 {
-		t.drops.Inc(DropTruncated)
+		mc.drop(0, DropTruncated)
 		return
 	}
+	vrid := payload[1]
 	mc.mu.RLock()
 	inst := mc.byVRID[payload[1]]
 	mc.mu.RUnlock()
 	if inst == nil {
-		t.drops.Inc(DropUnknownVRID)
+		mc.drop(vrid, DropUnknownVRID)
 		return
 	}
 	rc := inst.rxc.Load()
@@ -212,20 +285,20 @@ func (t *Transport) dispatch(mc *muxConn, payload []byte, meta RecvMeta) {
 	if err != nil {
 		var de *DropError
 		if errors.As(err, &de) {
-			t.drops.Inc(de.Reason)
+			mc.drop(vrid, de.Reason)
 		}
 		return
 	}
 	res := CheckRecv(adv, meta, rc.expect)
 	if res.Drop != nil {
-		t.drops.Inc(res.Drop.Reason)
+		mc.drop(vrid, res.Drop.Reason)
 		if peerMisconfigured(res.Drop.Reason) {
 			inst.deliver(rxItem{adv: adv, meta: meta, drop: res.Drop})
 		}
 		return
 	}
 	if !inst.deliver(rxItem{adv: adv, meta: meta, res: res}) {
-		t.drops.Inc(DropQueueFull)
+		mc.drop(vrid, DropQueueFull)
 	}
 }
 
