@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what vipd's build and tests need on Debian 12, as root: the Debian packages the
-# integration tests drive (keepalived, nftables, tcpdump, iproute2, etcd, ...), a C compiler for
-# the race detector, and staticcheck. Idempotent and quiet: when everything is present it only
-# checks and prints nothing. It also makes sure the keepalived service of the Debian package is
-# not running: the host must never run keepalived on its own interfaces.
+# integration tests drive (keepalived, nftables, tcpdump, iproute2, etcd, ...), prometheus (for
+# promtool, which lints vipd's /metrics in api/metrics' tests), a C compiler for the race detector,
+# and staticcheck. Idempotent and quiet: when everything is present it only checks and prints
+# nothing. It also makes sure the keepalived and prometheus services of the Debian packages are
+# not running: the host must never run keepalived on its own interfaces, nor a Prometheus server.
 set -euo pipefail
 
 export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin:/usr/sbin:/sbin"
@@ -13,7 +14,7 @@ export DEBIAN_FRONTEND=noninteractive
 STATICCHECK_VERSION=v0.8.2
 
 PACKAGES=(keepalived nftables tcpdump iproute2 jq etcd-server etcd-client procps iputils-ping
-	make gcc libc6-dev git ca-certificates)
+	make gcc libc6-dev git ca-certificates prometheus)
 
 say() { echo "deps: $*" >&2; }
 
@@ -59,28 +60,35 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	rm -f "$log"
 fi
 
-# keepalived must not run on the host on its own: stop the package's service.
+# keepalived must not run on the host on its own, nor a Prometheus server (the prometheus package
+# is here for promtool only): stop the packages' services.
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-	if systemctl is-enabled --quiet keepalived 2>/dev/null || systemctl is-active --quiet keepalived 2>/dev/null; then
-		say "disabling and stopping the keepalived service"
-		"${sudo_prefix[@]}" systemctl disable --now keepalived >/dev/null 2>&1 || true
-	fi
+	for svc in keepalived prometheus; do
+		if systemctl is-enabled --quiet "$svc" 2>/dev/null || systemctl is-active --quiet "$svc" 2>/dev/null; then
+			say "disabling and stopping the $svc service"
+			"${sudo_prefix[@]}" systemctl disable --now "$svc" >/dev/null 2>&1 || true
+		fi
+	done
 fi
-# Without systemd, the package's init script may have started one: end only that daemon, found by
+# Without systemd, a package's init script may have started one: end only that daemon, found by
 # the package's pid file and running in the host's own network namespace, never a keepalived
 # that a test started inside a lab namespace.
-if [ -r /run/keepalived.pid ]; then
-	pid="$(tr -dc '0-9' </run/keepalived.pid)"
-	if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = keepalived ] &&
+stop_pidfile() { # NAME PIDFILE
+	local name="$1" pidfile="$2" pid
+	[ -r "$pidfile" ] || return 0
+	pid="$(tr -dc '0-9' <"$pidfile")"
+	if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] &&
 		[ "$(readlink "/proc/$pid/ns/net")" = "$(readlink /proc/1/ns/net)" ]; then
-		say "stopping the host's keepalived (pid $pid, started by the package)"
+		say "stopping the host's $name (pid $pid, started by the package)"
 		"${sudo_prefix[@]}" kill -TERM "$pid" 2>/dev/null || true
 		for _ in $(seq 50); do
 			[ -e "/proc/$pid" ] || break
 			sleep 0.1
 		done
 	fi
-fi
+}
+stop_pidfile keepalived /run/keepalived.pid
+stop_pidfile prometheus /run/prometheus/prometheus.pid
 
 # staticcheck, pinned.
 if ! command -v go >/dev/null 2>&1; then
