@@ -20,4 +20,18 @@
 // often to announce (garp_master_delay, garp_master_repeat,
 // garp_master_refresh, vrrp_garp_interval) are the vrrp runtime's decisions,
 // taken with its own clock. Announce sends exactly one round.
+//
+// It also owns watching the host for VIPs that vanish behind vipd's back:
+// Watcher delivers address and link events (AddrRemoved, AddrAdded, LinkUp,
+// LinkDown, Resync) of the process's network namespace. *NetlinkWatcher
+// subscribes to rtnetlink's address and link groups with
+// vishvananda/netlink, names interfaces from a cache kept up to date by the
+// link events, counts a link up when IFF_UP and IFF_RUNNING are both set (as
+// keepalived does), and heals its own failures: a receive buffer overflow
+// (ENOBUFS) or any other end of a subscription is followed by a
+// resubscription and a Resync. *Memory emits the same events for its own
+// changes and for those a test makes behind its back (AddBehindBack,
+// RemoveBehindBack, SetLink, Overflow). Every Watch starts with a Resync.
+// The watcher reports; whether and when to put an address back, or to count
+// an interface as faulty, is the vrrp runtime's decision.
 package vip

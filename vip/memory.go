@@ -24,6 +24,9 @@ const (
 	OpAnnounce OpKind = "announce"
 	OpAddVMAC  OpKind = "add-vmac" // EnsureVMAC (vmac.go)
 	OpDelVMAC  OpKind = "del-vmac" // RemoveVMAC (vmac.go)
+	// OpWatch is never recorded; Fail(OpWatch, err) makes Watch fail to
+	// subscribe with err.
+	OpWatch OpKind = "watch"
 )
 
 // Op is one entry of Memory's transcript: one address, route or announcement
@@ -47,7 +50,11 @@ type Op struct {
 // routes per interface and a transcript of every operation. It applies the
 // same conversion rules as Netlink (default prefix, label and scope checks),
 // so a VIP that Netlink would refuse fails here too. Any interface name
-// exists. Safe for concurrent use.
+// exists, and is up until SetLink says otherwise. Safe for concurrent use.
+//
+// Memory is also a Watcher: its own AddAddrs and DelAddrs, and the changes
+// made "behind its back" with AddBehindBack, RemoveBehindBack, SetLink and
+// Overflow, reach every Watch as the kernel's events would.
 type Memory struct {
 	mu     sync.Mutex
 	addrs  map[string][]netip.Prefix // per interface, in insertion order
@@ -55,6 +62,7 @@ type Memory struct {
 	ops    []Op
 	fail   map[OpKind]error
 	vmacs  memVMACs // vmac.go
+	links  memLinks // watch events (below)
 }
 
 // NewMemory returns an empty in-memory plane.
@@ -123,6 +131,7 @@ func (m *Memory) AddAddrs(ctx context.Context, ifname string, vips []config.VIP)
 			return true
 		}
 		m.addrs[s.Dev] = append(m.addrs[s.Dev], s.Prefix)
+		m.emitLocked(AddrEvent{Kind: AddrAdded, Ifname: s.Dev, Ifindex: m.ifindexLocked(s.Dev), Prefix: s.Prefix})
 		return false
 	})
 }
@@ -138,6 +147,7 @@ func (m *Memory) DelAddrs(ctx context.Context, ifname string, vips []config.VIP)
 		if len(m.addrs[s.Dev]) == 0 {
 			delete(m.addrs, s.Dev)
 		}
+		m.emitLocked(AddrEvent{Kind: AddrRemoved, Ifname: s.Dev, Ifindex: m.ifindexLocked(s.Dev), Prefix: s.Prefix})
 		return false
 	})
 }
@@ -235,4 +245,167 @@ func eachSpec[C, S any](m *Memory, ctx context.Context, kind OpKind, items []C, 
 		m.ops = append(m.ops, do(s))
 	}
 	return errors.Join(errs...)
+}
+
+// memLinks is Memory's link state and its watchers (a field of Memory,
+// guarded by its mutex).
+type memLinks struct {
+	down     map[string]bool // interfaces set down by SetLink
+	index    map[string]int  // ifindex handed out per interface name
+	watchers map[*memWatch]struct{}
+}
+
+// memWatch is the queue of one Watch call: emitters append under Memory's
+// mutex and never block; the Watch goroutine drains it.
+type memWatch struct {
+	queue []AddrEvent   // guarded by Memory.mu
+	wake  chan struct{} // capacity 1: "the queue is not empty"
+}
+
+// Watch implements Watcher: fn sees a Resync first, then every address
+// added or removed by AddAddrs, DelAddrs, AddBehindBack and
+// RemoveBehindBack, every link change of SetLink and a Resync per Overflow,
+// in the order they happened. Any number of Watch calls may run at once;
+// each sees every event.
+func (m *Memory) Watch(ctx context.Context, fn func(AddrEvent)) error {
+	w := &memWatch{queue: []AddrEvent{{Kind: Resync}}, wake: make(chan struct{}, 1)}
+	w.wake <- struct{}{}
+	m.mu.Lock()
+	if err := m.fail[OpWatch]; err != nil {
+		m.mu.Unlock()
+		return err
+	}
+	if m.links.watchers == nil {
+		m.links.watchers = map[*memWatch]struct{}{}
+	}
+	m.links.watchers[w] = struct{}{}
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.links.watchers, w)
+		m.mu.Unlock()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.wake:
+		}
+		m.mu.Lock()
+		evs := w.queue
+		w.queue = nil
+		m.mu.Unlock()
+		for _, ev := range evs {
+			if ctx.Err() != nil {
+				return nil
+			}
+			fn(ev)
+		}
+	}
+}
+
+// AddBehindBack puts prefix on ifname as "ip addr add" by someone else
+// would: no transcript entry, an AddrAdded event. It reports false (and
+// emits nothing) when the address was already there.
+func (m *Memory) AddBehindBack(ifname string, prefix netip.Prefix) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if slices.Contains(m.addrs[ifname], prefix) {
+		return false
+	}
+	m.addrs[ifname] = append(m.addrs[ifname], prefix)
+	m.emitLocked(AddrEvent{Kind: AddrAdded, Ifname: ifname, Ifindex: m.ifindexLocked(ifname), Prefix: prefix})
+	return true
+}
+
+// RemoveBehindBack takes prefix off ifname as "ip addr del" by someone else
+// would: no transcript entry, an AddrRemoved event. It reports false (and
+// emits nothing) when the address was not there with that prefix length.
+func (m *Memory) RemoveBehindBack(ifname string, prefix netip.Prefix) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := slices.Index(m.addrs[ifname], prefix)
+	if i < 0 {
+		return false
+	}
+	m.addrs[ifname] = slices.Delete(m.addrs[ifname], i, i+1)
+	if len(m.addrs[ifname]) == 0 {
+		delete(m.addrs, ifname)
+	}
+	m.emitLocked(AddrEvent{Kind: AddrRemoved, Ifname: ifname, Ifindex: m.ifindexLocked(ifname), Prefix: prefix})
+	return true
+}
+
+// SetLink sets ifname up or down and emits LinkUp or LinkDown when that is a
+// change (every interface starts up). It touches no address: the kernel
+// drops IPv6 addresses when a link goes administratively down (unless
+// keep_addr_on_down), which a test simulates with RemoveBehindBack.
+func (m *Memory) SetLink(ifname string, up bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.links.down[ifname] == !up {
+		return
+	}
+	if m.links.down == nil {
+		m.links.down = map[string]bool{}
+	}
+	kind := LinkUp
+	if up {
+		delete(m.links.down, ifname)
+	} else {
+		m.links.down[ifname] = true
+		kind = LinkDown
+	}
+	m.emitLocked(AddrEvent{Kind: kind, Ifname: ifname, Ifindex: m.ifindexLocked(ifname)})
+}
+
+// LinkIsUp reports the state SetLink last set (true for an interface never
+// set).
+func (m *Memory) LinkIsUp(ifname string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return !m.links.down[ifname]
+}
+
+// Overflow simulates lost events (a netlink receive buffer overflow): every
+// Watch gets a Resync.
+func (m *Memory) Overflow() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.emitLocked(AddrEvent{Kind: Resync})
+}
+
+// Ifindex returns the interface index Memory reports for ifname in its
+// events: a VMAC's own (see VMAC), otherwise a small number handed out on
+// first use and stable afterwards.
+func (m *Memory) Ifindex(ifname string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ifindexLocked(ifname)
+}
+
+func (m *Memory) ifindexLocked(ifname string) int {
+	if v, ok := m.vmacs.byName[ifname]; ok {
+		return v.index
+	}
+	if i, ok := m.links.index[ifname]; ok {
+		return i
+	}
+	if m.links.index == nil {
+		m.links.index = map[string]int{}
+	}
+	i := len(m.links.index) + 1 // 1, 2, ...: below memVMACFirstIndex for any sane test
+	m.links.index[ifname] = i
+	return i
+}
+
+// emitLocked queues ev for every running Watch. m.mu must be held.
+func (m *Memory) emitLocked(ev AddrEvent) {
+	for w := range m.links.watchers {
+		w.queue = append(w.queue, ev)
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
 }

@@ -279,3 +279,31 @@ func TestMemoryIsSafeForConcurrentUse(t *testing.T) {
 		t.Errorf("%d addresses left, want %d", got, 8*25)
 	}
 }
+
+func TestMemoryChangesBehindItsBackAreNotInTheTranscript(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemory()
+	if err := m.AddAddrs(ctx, "eth0", vips("10.0.0.100/32")); err != nil {
+		t.Fatal(err)
+	}
+	m.ClearOps()
+	m.RemoveBehindBack("eth0", netip.MustParsePrefix("10.0.0.100/32"))
+	m.AddBehindBack("eth0", netip.MustParsePrefix("10.0.0.7/24"))
+	m.SetLink("eth0", false)
+	if ops := m.Ops(); len(ops) != 0 {
+		t.Errorf("transcript %+v, want empty: vipd did none of it", ops)
+	}
+	if ok, _ := m.HasAddr("eth0", netip.MustParseAddr("10.0.0.100")); ok {
+		t.Error("HasAddr still sees the address removed behind the back")
+	}
+	if ok, _ := m.HasAddr("eth0", netip.MustParseAddr("10.0.0.7")); !ok {
+		t.Error("HasAddr does not see the address added behind the back")
+	}
+	// DelAddrs of the removed VIP is a no-op, as on the kernel.
+	if err := m.DelAddrs(ctx, "eth0", vips("10.0.0.100/32")); err != nil {
+		t.Fatal(err)
+	}
+	if ops := m.Ops(); len(ops) != 1 || !ops[0].Noop {
+		t.Errorf("transcript %+v, want one no-op delete", ops)
+	}
+}
