@@ -33,6 +33,10 @@ const (
 	// the packets of a burst): global_data is zero-allocated and only
 	// core/global_parser.c sets them.
 
+	// DefaultDownTimerAdverts: include/vrrp.h VRRP_DOWN_TIMER_ADVERTS 3
+	// (adverts missed before the master down timer fires).
+	DefaultDownTimerAdverts = 3
+
 	// DefaultScriptInterval: include/vrrp_track.h VRRP_SCRIPT_DI 1 (second).
 	DefaultScriptInterval = Duration(time.Second)
 	// A vrrp_script's timeout is VRRP_SCRIPT_DT 0, which
@@ -96,6 +100,8 @@ func DefaultInstance() *Instance {
 		AdvertInt: DefaultAdvertInt,
 		Version:   DefaultVRRPVersion,
 		Garp:      DefaultGarp(),
+
+		DownTimerAdverts: DefaultDownTimerAdverts,
 	}
 }
 
@@ -233,6 +239,33 @@ func normalizeInstance(in *Instance, g *Global) {
 	}
 	if g.CheckUnicastSrc {
 		in.CheckUnicastSrc = true
+	}
+	// vrrp/vrrp.c vrrp_complete_instance: without mcast_dst_ip the
+	// instance sends to vrrp_mcast_group4/6 of its family.
+	if !in.McastGroup.IsValid() {
+		if in.IsIPv6() {
+			in.McastGroup = g.McastGroup6
+		} else {
+			in.McastGroup = g.McastGroup4
+		}
+	}
+	// vrrp/vrrp_data.c alloc_vrrp: down_timer_adverts starts from
+	// vrrp_down_timer_adverts (default 3).
+	if in.DownTimerAdverts == 0 {
+		in.DownTimerAdverts = g.DownTimerAdverts
+		if in.DownTimerAdverts == 0 {
+			in.DownTimerAdverts = DefaultDownTimerAdverts
+		}
+	}
+	// vrrp/vrrp.c vrrp_complete_instance: unset, lower_prio_no_advert is
+	// true in strict mode, else the global value; higher_prio_send_advert
+	// is false in strict mode, else the global value.
+	strict := in.StrictMode || g.Strict
+	if strict || g.LowerPrioNoAdvert {
+		in.LowerPrioNoAdvert = true
+	}
+	if !strict && g.HigherPrioSendAdvert {
+		in.HigherPrioSendAdvert = true
 	}
 	if in.UseVMAC && in.VMACName == "" && in.VRID > 0 {
 		in.VMACName = fmt.Sprintf("vrrp.%d", in.VRID)

@@ -31,7 +31,7 @@ func TestNormalizeFillsKeepalivedDefaults(t *testing.T) {
 			in:   Model{Instances: []*Instance{{Name: "VI_1"}}},
 			want: Model{
 				Global:    Global{VRRPVersion: 2, Garp: defaultGarp},
-				Instances: []*Instance{{Name: "VI_1", State: StateBackup, Priority: 100, AdvertInt: sec(1), Version: 2, Garp: defaultGarp}},
+				Instances: []*Instance{{Name: "VI_1", State: StateBackup, Priority: 100, AdvertInt: sec(1), Version: 2, Garp: defaultGarp, DownTimerAdverts: 3}},
 			},
 		},
 		{
@@ -41,7 +41,7 @@ func TestNormalizeFillsKeepalivedDefaults(t *testing.T) {
 			in:   Model{Instances: []*Instance{{State: StateMaster}}},
 			want: Model{
 				Global:    Global{VRRPVersion: 2, Garp: defaultGarp},
-				Instances: []*Instance{{State: StateMaster, Priority: 255, AdvertInt: sec(1), Version: 2, Garp: defaultGarp}},
+				Instances: []*Instance{{State: StateMaster, Priority: 255, AdvertInt: sec(1), Version: 2, Garp: defaultGarp, DownTimerAdverts: 3}},
 			},
 		},
 		{
@@ -49,7 +49,7 @@ func TestNormalizeFillsKeepalivedDefaults(t *testing.T) {
 			in:   Model{Instances: []*Instance{{Priority: 255}}},
 			want: Model{
 				Global:    Global{VRRPVersion: 2, Garp: defaultGarp},
-				Instances: []*Instance{{State: StateMaster, Priority: 255, AdvertInt: sec(1), Version: 2, Garp: defaultGarp}},
+				Instances: []*Instance{{State: StateMaster, Priority: 255, AdvertInt: sec(1), Version: 2, Garp: defaultGarp, DownTimerAdverts: 3}},
 			},
 		},
 		{
@@ -59,7 +59,7 @@ func TestNormalizeFillsKeepalivedDefaults(t *testing.T) {
 			}}},
 			want: Model{
 				Global: Global{VRRPVersion: 2, Garp: defaultGarp},
-				Instances: []*Instance{{State: StateBackup, Priority: 100, AdvertInt: sec(1), Version: 3, Garp: defaultGarp,
+				Instances: []*Instance{{State: StateBackup, Priority: 100, AdvertInt: sec(1), Version: 3, Garp: defaultGarp, DownTimerAdverts: 3,
 					VIPs: []VIP{{Prefix: netip.MustParsePrefix("fd00::1/64")}}}},
 			},
 		},
@@ -73,7 +73,7 @@ func TestNormalizeFillsKeepalivedDefaults(t *testing.T) {
 				Global: Global{VRRPVersion: 3, CheckUnicastSrc: true, Garp: Garp{
 					MasterDelay: sec(2), MasterRepeat: 5, MasterRefresh: sec(60), MasterRefreshRepeat: 1,
 					LowerPrioDelay: sec(2), LowerPrioRepeat: 5, Interval: Duration(time.Millisecond)}},
-				Instances: []*Instance{{State: StateBackup, Priority: 100, AdvertInt: sec(1), Version: 3, CheckUnicastSrc: true, Garp: Garp{
+				Instances: []*Instance{{State: StateBackup, Priority: 100, AdvertInt: sec(1), Version: 3, CheckUnicastSrc: true, DownTimerAdverts: 3, Garp: Garp{
 					// lower_prio_repeat comes from the global value (5), not
 					// from the instance's master_repeat 2: vrrp.c
 					// "vrrp->garp_lower_prio_rep = global_data->vrrp_garp_lower_prio_rep".
@@ -86,7 +86,7 @@ func TestNormalizeFillsKeepalivedDefaults(t *testing.T) {
 			in:   Model{Instances: []*Instance{{VRID: 7, UseVMAC: true}}},
 			want: Model{
 				Global:    Global{VRRPVersion: 2, Garp: defaultGarp},
-				Instances: []*Instance{{VRID: 7, UseVMAC: true, VMACName: "vrrp.7", State: StateBackup, Priority: 100, AdvertInt: sec(1), Version: 2, Garp: defaultGarp}},
+				Instances: []*Instance{{VRID: 7, UseVMAC: true, VMACName: "vrrp.7", State: StateBackup, Priority: 100, AdvertInt: sec(1), Version: 2, Garp: defaultGarp, DownTimerAdverts: 3}},
 			},
 		},
 		{

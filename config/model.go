@@ -39,7 +39,46 @@ type Model struct {
 	// TrackFiles are the track_file (vrrp_track_file) blocks that
 	// Instance.TrackFiles / SyncGroup.TrackFiles name.
 	TrackFiles []*TrackFile `yaml:"track_files,omitempty" mapstructure:"track_files"`
+	// Keywords records where each keyword of an object was written, so
+	// that a message about one value points at its line rather than at the
+	// block's. The keepalived.conf parser fills it; it may stay empty.
+	Keywords KeywordPositions `yaml:"-" mapstructure:"-"`
 }
+
+// KeywordPositions maps an object of the model (*Global, *Instance,
+// *Script, *VirtualServer, *RealServer, *Checker) and one of its keywords
+// to the position of the line that set it. It is bookkeeping for messages:
+// two models never differ by it (Equal), and it is not part of the YAML.
+type KeywordPositions struct {
+	m map[any]map[string]Pos
+}
+
+// Set records that keyword kw of obj was written at pos.
+func (k *KeywordPositions) Set(obj any, kw string, pos Pos) {
+	if k.m == nil {
+		k.m = map[any]map[string]Pos{}
+	}
+	o := k.m[obj]
+	if o == nil {
+		o = map[string]Pos{}
+		k.m[obj] = o
+	}
+	o[kw] = pos
+}
+
+// At returns where the first of kws that obj has was written, else fallback.
+func (k KeywordPositions) At(obj any, fallback Pos, kws ...string) Pos {
+	o := k.m[obj]
+	for _, kw := range kws {
+		if p, ok := o[kw]; ok {
+			return p
+		}
+	}
+	return fallback
+}
+
+// Equal reports true: keyword positions never make two models differ.
+func (KeywordPositions) Equal(KeywordPositions) bool { return true }
 
 // Global holds global_defs.
 type Global struct {
@@ -60,6 +99,22 @@ type Global struct {
 	// CheckUnicastSrc is vrrp_check_unicast_src: drop unicast adverts whose
 	// source is not a configured unicast_peer.
 	CheckUnicastSrc bool `yaml:"vrrp_check_unicast_src,omitempty" mapstructure:"vrrp_check_unicast_src"`
+	// McastGroup4 / McastGroup6 are vrrp_mcast_group4 / vrrp_mcast_group6:
+	// the multicast destination of instances without mcast_dst_ip (zero:
+	// 224.0.0.18 / ff02::12). keepalived also puts McastGroup4 in the
+	// pseudo-header of old_unicast_checksum adverts.
+	McastGroup4 netip.Addr `yaml:"vrrp_mcast_group4,omitempty" mapstructure:"vrrp_mcast_group4"`
+	McastGroup6 netip.Addr `yaml:"vrrp_mcast_group6,omitempty" mapstructure:"vrrp_mcast_group6"`
+	// DownTimerAdverts is vrrp_down_timer_adverts, the default of the
+	// instances' down_timer_adverts (0: 3).
+	DownTimerAdverts int `yaml:"vrrp_down_timer_adverts,omitempty" mapstructure:"vrrp_down_timer_adverts"`
+	// StartupDelay is vrrp_startup_delay: at (first) start, instances stay
+	// in INIT, sending nothing, for this long (0: none; not on reload).
+	StartupDelay Duration `yaml:"vrrp_startup_delay,omitempty" mapstructure:"vrrp_startup_delay"`
+	// LowerPrioNoAdvert / HigherPrioSendAdvert are the global defaults
+	// vrrp_lower_prio_no_advert / vrrp_higher_prio_send_advert.
+	LowerPrioNoAdvert    bool `yaml:"vrrp_lower_prio_no_advert,omitempty" mapstructure:"vrrp_lower_prio_no_advert"`
+	HigherPrioSendAdvert bool `yaml:"vrrp_higher_prio_send_advert,omitempty" mapstructure:"vrrp_higher_prio_send_advert"`
 }
 
 // Garp is the gratuitous ARP / unsolicited NA schedule of an instance
@@ -185,6 +240,25 @@ type Instance struct {
 	// VRRPv3 IPv4 checksum with the multicast group in the pseudo-header even
 	// for unicast (keepalived <= 1.3.6 behaviour).
 	OldUnicastChecksum bool `yaml:"old_unicast_checksum,omitempty" mapstructure:"old_unicast_checksum"`
+	// McastGroup is where multicast adverts go: mcast_dst_ip, else the
+	// global vrrp_mcast_group4/6 of the instance's family (Normalize fills
+	// it in); zero means the standard 224.0.0.18 / ff02::12.
+	McastGroup netip.Addr `yaml:"mcast_dst_ip,omitempty" mapstructure:"mcast_dst_ip"`
+	// UnicastTTL is unicast_ttl: the IPv4 TTL of every advert (multicast
+	// too), or the IPv6 hop limit of unicast adverts; 0 means keepalived's
+	// default (255 for IPv4, the kernel's for IPv6 unicast).
+	UnicastTTL int `yaml:"unicast_ttl,omitempty" mapstructure:"unicast_ttl"`
+	// DownTimerAdverts is down_timer_adverts: the master down timer is
+	// DownTimerAdverts * master advert interval + skew time (1..100;
+	// Normalize fills the global vrrp_down_timer_adverts, else 3).
+	DownTimerAdverts int `yaml:"down_timer_adverts,omitempty" mapstructure:"down_timer_adverts"`
+	// LowerPrioNoAdvert is lower_prio_no_advert: a master that receives an
+	// advert of lower priority does not answer with an advert of its own.
+	LowerPrioNoAdvert bool `yaml:"lower_prio_no_advert,omitempty" mapstructure:"lower_prio_no_advert"`
+	// HigherPrioSendAdvert is higher_prio_send_advert: a master that
+	// receives an advert of higher priority sends one advert of its own
+	// before becoming backup.
+	HigherPrioSendAdvert bool `yaml:"higher_prio_send_advert,omitempty" mapstructure:"higher_prio_send_advert"`
 	// NativeIPv6 is native_ipv6: the instance is IPv6 even without VIPs.
 	NativeIPv6 bool `yaml:"native_ipv6,omitempty" mapstructure:"native_ipv6"`
 

@@ -18,16 +18,19 @@ type ValidateOptions struct {
 
 // Limits of VRRP fields and keepalived keywords.
 const (
-	maxAuthPass     = 8 // bytes of auth_pass on the wire (RFC 3768 5.3.10)
-	maxTrackWeight  = 253
-	v3AdvertStep    = 10 * time.Millisecond
-	v3AdvertMax     = 4095 * v3AdvertStep // 12-bit field of centiseconds
-	v2AdvertMax     = 255 * time.Second   // 8-bit field of seconds
-	maxPort         = 65535
-	maxVRRPAdverts  = 255 // "Count IPvX Addr" is 8 bits
-	familyIPv4      = "IPv4"
-	familyIPv6      = "IPv6"
-	keepalivedAlike = "(as keepalived does)"
+	maxAuthPass    = 8 // bytes of auth_pass on the wire (RFC 3768 5.3.10)
+	maxTrackWeight = 253
+	v3AdvertStep   = 10 * time.Millisecond
+	v3AdvertMax    = 4095 * v3AdvertStep // 12-bit field of centiseconds
+	v2AdvertMax    = 255 * time.Second   // 8-bit field of seconds
+	maxPort        = 65535
+	maxVRRPAdverts = 255 // "Count IPvX Addr" is 8 bits
+	// maxDownTimerAdverts: vrrp_parser.c vrrp_down_timer_adverts_handler [1:100].
+	maxDownTimerAdverts = 100
+	maxTTL              = 255
+	familyIPv4          = "IPv4"
+	familyIPv6          = "IPv6"
+	keepalivedAlike     = "(as keepalived does)"
 )
 
 // LB algorithms (IPVS schedulers), forwarding methods and protocols vipd knows.
@@ -83,6 +86,12 @@ func posString(p Pos) string {
 	}
 }
 
+// at returns where keyword kw (or the first of its aliases) of obj was
+// written, else fallback (the object's position).
+func (v *validator) at(obj any, fallback Pos, kws ...string) Pos {
+	return v.m.Keywords.At(obj, fallback, kws...)
+}
+
 // or returns p unless it is zero, then fallback.
 func or(p, fallback Pos) Pos {
 	if p.IsZero() {
@@ -101,15 +110,30 @@ func family(v6 bool) string {
 func (v *validator) global() {
 	g := &v.m.Global
 	if g.VRRPVersion != 2 && g.VRRPVersion != 3 {
-		v.ds.Errorf(g.Pos, "vrrp_version %d: must be 2 or 3", g.VRRPVersion)
+		v.ds.Errorf(v.at(g, g.Pos, "vrrp_version"), "vrrp_version %d: must be 2 or 3", g.VRRPVersion)
 	}
-	v.garp(g.Pos, "vrrp_garp", g.Garp)
+	v.garp(g, g.Pos, "vrrp_garp", g.Garp)
+	for _, m := range []struct {
+		kw   string
+		addr netip.Addr
+		v6   bool
+	}{{"vrrp_mcast_group4", g.McastGroup4, false}, {"vrrp_mcast_group6", g.McastGroup6, true}} {
+		if m.addr.IsValid() && (m.addr.Is6() != m.v6 || !m.addr.IsMulticast()) {
+			v.ds.Errorf(v.at(g, g.Pos, m.kw), "%s %s: must be an %s multicast address", m.kw, m.addr, family(m.v6))
+		}
+	}
+	if g.DownTimerAdverts != 0 && (g.DownTimerAdverts < 1 || g.DownTimerAdverts > maxDownTimerAdverts) {
+		v.ds.Errorf(v.at(g, g.Pos, "vrrp_down_timer_adverts"), "vrrp_down_timer_adverts %d: must be 1..100", g.DownTimerAdverts)
+	}
+	if g.StartupDelay < 0 {
+		v.ds.Errorf(v.at(g, g.Pos, "vrrp_startup_delay"), "vrrp_startup_delay %s: must not be negative", g.StartupDelay)
+	}
 	if g.Strict {
-		v.ds.Warnf(g.Pos, "vrrp_strict: %s", noAcceptWarning)
+		v.ds.Warnf(v.at(g, g.Pos, "vrrp_strict"), "vrrp_strict: %s", noAcceptWarning)
 	}
 }
 
-func (v *validator) garp(p Pos, prefix string, g Garp) {
+func (v *validator) garp(obj any, p Pos, prefix string, g Garp) {
 	for _, d := range []struct {
 		name string
 		val  Duration
@@ -118,7 +142,7 @@ func (v *validator) garp(p Pos, prefix string, g Garp) {
 		{"lower_prio_delay", g.LowerPrioDelay}, {"interval", g.Interval}, {"gna_interval", g.GNAInterval},
 	} {
 		if d.val < 0 {
-			v.ds.Errorf(p, "%s_%s %s: must not be negative", prefix, d.name, d.val)
+			v.ds.Errorf(v.at(obj, p, prefix+"_"+d.name), "%s_%s %s: must not be negative", prefix, d.name, d.val)
 		}
 	}
 	for _, r := range []struct {
@@ -128,7 +152,7 @@ func (v *validator) garp(p Pos, prefix string, g Garp) {
 		{"master_repeat", g.MasterRepeat}, {"master_refresh_repeat", g.MasterRefreshRepeat}, {"lower_prio_repeat", g.LowerPrioRepeat},
 	} {
 		if r.val < 0 {
-			v.ds.Errorf(p, "%s_%s %d: must not be negative", prefix, r.name, r.val)
+			v.ds.Errorf(v.at(obj, p, prefix+"_"+r.name), "%s_%s %d: must not be negative", prefix, r.name, r.val)
 		}
 	}
 }
@@ -191,19 +215,19 @@ func (v *validator) scripts() map[string]*Script {
 			v.ds.Errorf(s.Pos, "vrrp_script %s: no script to run", s.Name)
 		}
 		if s.Interval <= 0 {
-			v.ds.Errorf(s.Pos, "interval %s: must be positive", s.Interval)
+			v.ds.Errorf(v.at(s, s.Pos, "interval"), "interval %s: must be positive", s.Interval)
 		}
 		if s.Timeout <= 0 {
-			v.ds.Errorf(s.Pos, "timeout %s: must be positive", s.Timeout)
+			v.ds.Errorf(v.at(s, s.Pos, "timeout"), "timeout %s: must be positive", s.Timeout)
 		}
 		if s.Weight < -maxTrackWeight || s.Weight > maxTrackWeight {
-			v.ds.Errorf(s.Pos, "weight %d: must be -253..253", s.Weight)
+			v.ds.Errorf(v.at(s, s.Pos, "weight"), "weight %d: must be -253..253", s.Weight)
 		}
 		if s.Rise < 1 {
-			v.ds.Errorf(s.Pos, "rise %d: must be at least 1", s.Rise)
+			v.ds.Errorf(v.at(s, s.Pos, "rise"), "rise %d: must be at least 1", s.Rise)
 		}
 		if s.Fall < 1 {
-			v.ds.Errorf(s.Pos, "fall %d: must be at least 1", s.Fall)
+			v.ds.Errorf(v.at(s, s.Pos, "fall"), "fall %d: must be at least 1", s.Fall)
 		}
 	}
 	return byName
@@ -235,13 +259,13 @@ func (v *validator) instance(in *Instance, scripts map[string]*Script, trackFile
 		v.ds.Errorf(p, "virtual_router_id %d: must be 1..255", in.VRID)
 	}
 	if in.Priority < 1 || in.Priority > 255 {
-		v.ds.Errorf(p, "priority %d: must be 1..255", in.Priority)
+		v.ds.Errorf(v.at(in, p, "priority"), "priority %d: must be 1..255", in.Priority)
 	}
 	if (in.NoAccept || in.StrictMode) && in.Priority != 255 {
-		v.ds.Warnf(p, "%s", noAcceptWarning)
+		v.ds.Warnf(v.at(in, p, "no_accept", "strict_mode"), "%s", noAcceptWarning)
 	}
 	if in.State != StateMaster && in.State != StateBackup {
-		v.ds.Errorf(p, "state %q: must be MASTER or BACKUP", in.State)
+		v.ds.Errorf(v.at(in, p, "state"), "state %q: must be MASTER or BACKUP", in.State)
 	}
 	// vrrp/vrrp.c vrrp_complete_instance: in strict mode only the address
 	// owner (priority 255) may start as MASTER, and it always does.
@@ -251,7 +275,7 @@ func (v *validator) instance(in *Instance, scripts map[string]*Script, trackFile
 			want = StateMaster
 		}
 		if in.State != want && (in.State == StateMaster || in.State == StateBackup) {
-			v.ds.Warnf(p, "state %s: in strict mode the initial state must match being the address owner (priority 255); using %s %s", in.State, want, keepalivedAlike)
+			v.ds.Warnf(v.at(in, p, "state", "priority"), "state %s: in strict mode the initial state must match being the address owner (priority 255); using %s %s", in.State, want, keepalivedAlike)
 			in.State = want
 		}
 	}
@@ -261,10 +285,10 @@ func (v *validator) instance(in *Instance, scripts map[string]*Script, trackFile
 	case in.Version == 2 && v6:
 		// vrrp/vrrp_parser.c vrrp_version_handler ignores "version 2" on an
 		// IPv6 instance; vrrp.c forces 3 in strict mode.
-		v.ds.Warnf(p, "version 2: VRRPv2 does not run over IPv6; using version 3 %s", keepalivedAlike)
+		v.ds.Warnf(v.at(in, p, "version"), "version 2: VRRPv2 does not run over IPv6; using version 3 %s", keepalivedAlike)
 		in.Version = 3
 	case in.Version != 2 && in.Version != 3:
-		v.ds.Errorf(p, "version %d: must be 2 or 3", in.Version)
+		v.ds.Errorf(v.at(in, p, "version"), "version %d: must be 2 or 3", in.Version)
 	}
 	v.advertInt(in)
 	v.auth(in)
@@ -275,36 +299,37 @@ func (v *validator) instance(in *Instance, scripts map[string]*Script, trackFile
 			v.ds.Errorf(p, "interface: missing (only a unicast instance with unicast_src_ip may omit it)")
 		}
 	} else if v.opts.InterfaceExists != nil && !v.opts.InterfaceExists(in.Interface) {
-		v.ds.Warnf(p, "interface %s: does not exist on this host", in.Interface)
+		v.ds.Warnf(v.at(in, p, "interface"), "interface %s: does not exist on this host", in.Interface)
 	}
 
 	if in.NoPreempt && in.Priority == OwnerPriority {
-		v.ds.Warnf(p, "nopreempt: incompatible with priority 255; ignored %s", keepalivedAlike)
+		v.ds.Warnf(v.at(in, p, "nopreempt"), "nopreempt: incompatible with priority 255; ignored %s", keepalivedAlike)
 		in.NoPreempt = false
 	}
 	if in.NoPreempt && in.State == StateMaster {
-		v.ds.Warnf(p, "nopreempt: does not work with state MASTER; ignored %s", keepalivedAlike)
+		v.ds.Warnf(v.at(in, p, "nopreempt"), "nopreempt: does not work with state MASTER; ignored %s", keepalivedAlike)
 		in.NoPreempt = false
 	}
 	if in.PreemptDelay < 0 {
-		v.ds.Errorf(p, "preempt_delay %s: must not be negative", in.PreemptDelay)
+		v.ds.Errorf(v.at(in, p, "preempt_delay"), "preempt_delay %s: must not be negative", in.PreemptDelay)
 	}
 	// vrrp/vrrp.c vrrp_complete_instance clears preempt_delay where it
 	// cannot apply.
 	if in.PreemptDelay > 0 {
 		switch {
 		case in.State == StateMaster:
-			v.ds.Warnf(p, "preempt_delay: does not work with state MASTER; ignored %s", keepalivedAlike)
+			v.ds.Warnf(v.at(in, p, "preempt_delay"), "preempt_delay: does not work with state MASTER; ignored %s", keepalivedAlike)
 			in.PreemptDelay = 0
 		case v.strict(in):
-			v.ds.Warnf(p, "preempt_delay: incompatible with strict mode; ignored %s", keepalivedAlike)
+			v.ds.Warnf(v.at(in, p, "preempt_delay"), "preempt_delay: incompatible with strict mode; ignored %s", keepalivedAlike)
 			in.PreemptDelay = 0
 		case in.NoPreempt:
-			v.ds.Warnf(p, "preempt_delay: incompatible with nopreempt; ignored %s", keepalivedAlike)
+			v.ds.Warnf(v.at(in, p, "preempt_delay"), "preempt_delay: incompatible with nopreempt; ignored %s", keepalivedAlike)
 			in.PreemptDelay = 0
 		}
 	}
-	v.garp(p, "garp", in.Garp)
+	v.garp(in, p, "garp", in.Garp)
+	v.wire(in, v6)
 
 	// A track_script naming no vrrp_script is an error (issue 2 lists it;
 	// keepalived only logs "not found, ignoring..." and runs without the
@@ -334,6 +359,48 @@ func (v *validator) instance(in *Instance, scripts map[string]*Script, trackFile
 			v.ds.Warnf(or(t.Pos, p), "track_interface %s: the instance's own interface is always tracked; ignored %s", t.Name, keepalivedAlike)
 			return true
 		})
+	}
+}
+
+// wire checks the instance keywords that change its adverts or its
+// takeover (mcast_dst_ip, unicast_ttl, down_timer_adverts,
+// higher_prio_send_advert) as vrrp/vrrp_parser.c and vrrp.c
+// vrrp_complete_instance do.
+func (v *validator) wire(in *Instance, v6 bool) {
+	p := in.Pos
+	if a := in.McastGroup; a.IsValid() {
+		switch {
+		case a.Unmap().Is6() != v6:
+			v.ds.Errorf(v.at(in, p, "mcast_dst_ip"), "mcast_dst_ip %s: address family must match the instance's (%s)", a, family(v6))
+		case !a.IsMulticast():
+			v.ds.Errorf(v.at(in, p, "mcast_dst_ip"), "mcast_dst_ip %s: not a multicast address", a)
+		case v6 && !a.IsLinkLocalMulticast():
+			v.ds.Errorf(v.at(in, p, "mcast_dst_ip"), "mcast_dst_ip %s: not a link-local multicast address (ff02::/16)", a)
+		}
+	}
+	switch {
+	case in.UnicastTTL < 0 || in.UnicastTTL > maxTTL:
+		v.ds.Errorf(v.at(in, p, "unicast_ttl"), "unicast_ttl %d: must be 1..255", in.UnicastTTL)
+	case in.UnicastTTL != 0 && len(in.UnicastPeers) == 0:
+		// vrrp.c vrrp_complete_instance: "Cannot use unicast_ttl without
+		// unicast peers - resetting", a configuration error.
+		v.ds.Errorf(v.at(in, p, "unicast_ttl"), "unicast_ttl: only for a unicast instance (no unicast_peer given)")
+	}
+	if in.DownTimerAdverts < 1 || in.DownTimerAdverts > maxDownTimerAdverts {
+		v.ds.Errorf(v.at(in, p, "down_timer_adverts"), "down_timer_adverts %d: must be 1..100", in.DownTimerAdverts)
+	}
+	if v.strict(in) {
+		// vrrp.c vrrp_complete_instance: configuration errors for keepalived -t.
+		if in.DownTimerAdverts != DefaultDownTimerAdverts {
+			v.ds.Errorf(v.at(in, v.at(&v.m.Global, p, "vrrp_down_timer_adverts"), "down_timer_adverts"), "down_timer_adverts %d: incompatible with strict mode (which needs %d)", in.DownTimerAdverts, DefaultDownTimerAdverts)
+		}
+		if in.HigherPrioSendAdvert {
+			v.ds.Errorf(v.at(in, p, "higher_prio_send_advert"), "higher_prio_send_advert: strict mode requires it to be off")
+		}
+		// Normalize already sets it for keepalived.conf and YAML alike
+		// (an explicit "lower_prio_no_advert false" in strict mode is
+		// refused by the parser); a hand-built model gets it here.
+		in.LowerPrioNoAdvert = true
 	}
 }
 
@@ -370,14 +437,14 @@ func (v *validator) advertInt(in *Instance) {
 	// the version cannot carry exactly (1.5 s on v2, 0.015 s on v3) is
 	// rounded with a warning, as keepalived does.
 	if a < lo || a > hi {
-		v.ds.Errorf(in.Pos, "advert_int %s: %s", seconds(in.AdvertInt), what)
+		v.ds.Errorf(v.at(in, in.Pos, "advert_int"), "advert_int %s: %s", seconds(in.AdvertInt), what)
 		return
 	}
 	if a%step == 0 {
 		return
 	}
 	r := min(max((a+step/2)/step*step, lo), hi)
-	v.ds.Warnf(in.Pos, "advert_int %s: %s; rounded to %s %s", seconds(in.AdvertInt), what, seconds(Duration(r)), keepalivedAlike)
+	v.ds.Warnf(v.at(in, in.Pos, "advert_int"), "advert_int %s: %s; rounded to %s %s", seconds(in.AdvertInt), what, seconds(Duration(r)), keepalivedAlike)
 	in.AdvertInt = Duration(r)
 }
 
@@ -388,7 +455,7 @@ func (v *validator) auth(in *Instance) {
 	if a == nil {
 		return
 	}
-	p := in.Pos
+	p := v.at(in, in.Pos, "authentication")
 	switch {
 	case v.strict(in):
 		v.ds.Warnf(p, "authentication: strict mode has none; ignored %s", keepalivedAlike)
@@ -453,16 +520,16 @@ func (v *validator) addresses(in *Instance, v6 bool) {
 		addr netip.Addr
 	}{{"unicast_src_ip", in.UnicastSrcIP}, {"mcast_src_ip", in.McastSrcIP}} {
 		if a.addr.IsValid() && a.addr.Unmap().Is6() != v6 {
-			v.ds.Errorf(p, "%s %s: address family must match the instance's (%s)", a.kw, a.addr, fam)
+			v.ds.Errorf(v.at(in, p, a.kw), "%s %s: address family must match the instance's (%s)", a.kw, a.addr, fam)
 		}
 	}
 	for _, peer := range in.UnicastPeers {
 		if !peer.IsValid() {
-			v.ds.Errorf(p, "unicast_peer: invalid address")
+			v.ds.Errorf(v.at(in, p, "unicast_peer "+peer.String(), "unicast_peer"), "unicast_peer: invalid address")
 			continue
 		}
 		if peer.Unmap().Is6() != v6 {
-			v.ds.Errorf(p, "unicast_peer %s: address family must match the instance's (%s)", peer, fam)
+			v.ds.Errorf(v.at(in, p, "unicast_peer "+peer.String(), "unicast_peer"), "unicast_peer %s: address family must match the instance's (%s)", peer, fam)
 		}
 	}
 }
@@ -640,22 +707,22 @@ func (v *validator) virtualServers(groups map[string]*VirtualServerGroup) {
 			v.ds.Errorf(p, "port %d: must be 0..65535", vs.Port)
 		}
 		if !slices.Contains(knownLBAlgos, vs.LBAlgo) {
-			v.ds.Errorf(p, "lb_algo %s: must be one of %s", vs.LBAlgo, strings.Join(knownLBAlgos, ", "))
+			v.ds.Errorf(v.at(vs, p, "lb_algo", "lvs_sched"), "lb_algo %s: must be one of %s", vs.LBAlgo, strings.Join(knownLBAlgos, ", "))
 		}
 		if !slices.Contains(knownLBKinds, vs.LBKind) {
-			v.ds.Errorf(p, "lb_kind %s: must be one of %s", vs.LBKind, strings.Join(knownLBKinds, ", "))
+			v.ds.Errorf(v.at(vs, p, "lb_kind", "lvs_method"), "lb_kind %s: must be one of %s", vs.LBKind, strings.Join(knownLBKinds, ", "))
 		}
 		if vs.Protocol != "" && !slices.Contains(knownProtocols, vs.Protocol) {
-			v.ds.Errorf(p, "protocol %s: must be one of %s", vs.Protocol, strings.Join(knownProtocols, ", "))
+			v.ds.Errorf(v.at(vs, p, "protocol"), "protocol %s: must be one of %s", vs.Protocol, strings.Join(knownProtocols, ", "))
 		}
 		if vs.DelayLoop <= 0 {
-			v.ds.Errorf(p, "delay_loop %s: must be positive", vs.DelayLoop)
+			v.ds.Errorf(v.at(vs, p, "delay_loop"), "delay_loop %s: must be positive", vs.DelayLoop)
 		}
 		if vs.Quorum < 1 {
-			v.ds.Errorf(p, "quorum %d: must be at least 1", vs.Quorum)
+			v.ds.Errorf(v.at(vs, p, "quorum"), "quorum %d: must be at least 1", vs.Quorum)
 		}
 		if vs.Hysteresis < 0 {
-			v.ds.Errorf(p, "hysteresis %d: must not be negative", vs.Hysteresis)
+			v.ds.Errorf(v.at(vs, p, "hysteresis"), "hysteresis %d: must not be negative", vs.Hysteresis)
 		}
 		if vs.SorryServer != nil {
 			v.realServer(vs.SorryServer, p, "sorry_server")
@@ -679,10 +746,10 @@ func (v *validator) realServer(rs *RealServer, vsPos Pos, kw string) {
 		v.ds.Errorf(p, "%s port %d: must be 0..65535", kw, rs.Port)
 	}
 	if rs.Weight < 0 {
-		v.ds.Errorf(p, "weight %d: must not be negative", rs.Weight)
+		v.ds.Errorf(v.at(rs, p, "weight"), "weight %d: must not be negative", rs.Weight)
 	}
 	if rs.LBKind != "" && !slices.Contains(knownLBKinds, rs.LBKind) {
-		v.ds.Errorf(p, "lb_kind %s: must be one of %s", rs.LBKind, strings.Join(knownLBKinds, ", "))
+		v.ds.Errorf(v.at(rs, p, "lb_kind", "lvs_method"), "lb_kind %s: must be one of %s", rs.LBKind, strings.Join(knownLBKinds, ", "))
 	}
 	for k, c := range rs.Checkers {
 		if c == nil {
@@ -701,13 +768,13 @@ func (v *validator) realServer(rs *RealServer, vsPos Pos, kw string) {
 			v.ds.Errorf(cp, "%s: no url", c.Type)
 		}
 		if c.ConnectPort < 0 || c.ConnectPort > maxPort {
-			v.ds.Errorf(cp, "connect_port %d: must be 0..65535", c.ConnectPort)
+			v.ds.Errorf(v.at(c, cp, "connect_port"), "connect_port %d: must be 0..65535", c.ConnectPort)
 		}
 		if c.ConnectTimeout <= 0 {
-			v.ds.Errorf(cp, "connect_timeout %s: must be positive", c.ConnectTimeout)
+			v.ds.Errorf(v.at(c, cp, "connect_timeout"), "connect_timeout %s: must be positive", c.ConnectTimeout)
 		}
 		if c.Retry < 0 {
-			v.ds.Errorf(cp, "retry %d: must not be negative", c.Retry)
+			v.ds.Errorf(v.at(c, cp, "retry", "nb_get_retry"), "retry %d: must not be negative", c.Retry)
 		}
 	}
 }

@@ -249,6 +249,25 @@ func stripDefaults(m *Model) {
 		if ng.CheckUnicastSrc {
 			in.CheckUnicastSrc = false
 		}
+		group := ng.McastGroup4
+		if in.IsIPv6() {
+			group = ng.McastGroup6
+		}
+		if in.McastGroup == group {
+			in.McastGroup = netip.Addr{}
+		}
+		dta := ng.DownTimerAdverts
+		if dta == 0 {
+			dta = DefaultDownTimerAdverts
+		}
+		zeroIfSame(&in.DownTimerAdverts, dta)
+		strict := in.StrictMode || ng.Strict
+		if strict || ng.LowerPrioNoAdvert {
+			in.LowerPrioNoAdvert = false
+		}
+		if !strict && ng.HigherPrioSendAdvert {
+			in.HigherPrioSendAdvert = false
+		}
 		if in.UseVMAC && in.VRID > 0 && in.VMACName == fmt.Sprintf("vrrp.%d", in.VRID) {
 			in.VMACName = ""
 		}

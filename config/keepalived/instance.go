@@ -17,7 +17,7 @@ func (p *parser) instance(n *node) {
 	in := &config.Instance{Pos: n.pos, Name: name}
 	p.m.Instances = append(p.m.Instances, in)
 	garp := &in.Garp
-	p.walk(n, "vrrp_instance", handlers{
+	p.walkObj(in, n, "vrrp_instance", p.addWireNotImpl(handlers{
 		"state": func(c *node) {
 			s, ok := p.arg(c)
 			if !ok {
@@ -52,8 +52,8 @@ func (p *parser) instance(n *node) {
 			in.AdvertInt = d
 		},
 		"version":       func(c *node) { p.setInt(c, &in.Version, 2, 3) },
-		"nopreempt":     func(c *node) { in.NoPreempt = p.flagArg(c) },
-		"preempt":       func(c *node) { in.NoPreempt = !p.flagArg(c) },
+		"nopreempt":     func(c *node) { in.NoPreempt = p.pureFlag(c) },
+		"preempt":       func(c *node) { in.NoPreempt = !p.pureFlag(c) },
 		"preempt_delay": func(c *node) { p.setSeconds(c, &in.PreemptDelay) },
 		"authentication": func(c *node) {
 			p.authentication(c, in)
@@ -72,34 +72,62 @@ func (p *parser) instance(n *node) {
 			}
 		},
 		"mcast_src_ip": func(c *node) {
-			if a, ok := p.addrArg(c); ok {
+			if a, ok := p.sockAddrArg(c); ok {
 				in.McastSrcIP = a
 			}
 		},
 		"unicast_src_ip": func(c *node) {
-			if a, ok := p.addrArg(c); ok {
+			if a, ok := p.sockAddrArg(c); ok {
 				in.UnicastSrcIP = a
 			}
 		},
+		"mcast_dst_ip": func(c *node) {
+			if a, ok := p.sockAddrArg(c); ok {
+				in.McastGroup = a
+			}
+		},
+		"unicast_ttl": func(c *node) {
+			// vrrp_parser.c vrrp_ttl_handler accepts 0..255.
+			v, ok := p.intArg(c, 0, 255)
+			switch {
+			case !ok:
+			case v == 0:
+				p.errorf(c, "unicast_ttl 0: vipd does not implement sending adverts with TTL 0 (keepalived does); use 1..255")
+			default:
+				in.UnicastTTL = v
+			}
+		},
+		"down_timer_adverts":      func(c *node) { p.setIntOK(c, &in.DownTimerAdverts, 1, 100) },
+		"lower_prio_no_advert":    func(c *node) { p.instanceBool(c, in, &in.LowerPrioNoAdvert) },
+		"higher_prio_send_advert": func(c *node) { p.instanceBool(c, in, &in.HigherPrioSendAdvert) },
+		// vrrp_parser.c: skip_check_adv_addr takes an optional true/false,
+		// and even "false" sets it. vipd never drops an advert for
+		// its address list (it logs the difference), which is what
+		// skip_check_adv_addr asks for.
+		"skip_check_adv_addr": func(c *node) { p.boolArg(c) },
 		"unicast_peer": func(c *node) {
 			for _, l := range p.valueBlock(c) {
-				a, ok := p.addrValue(l, "unicast_peer", l.words[0].text)
+				a, ok := p.sockAddrValue(l, "unicast_peer", l.words[0].text)
 				if !ok {
 					continue
 				}
 				in.UnicastPeers = append(in.UnicastPeers, a)
+				p.m.Keywords.Set(in, "unicast_peer "+a.String(), l.pos)
 				if rest := l.words[1:]; len(rest) > 0 {
 					if rest[0].text == "min_ttl" || rest[0].text == "max_ttl" {
-						p.warnf(l, "unicast_peer option %s is not implemented by vipd", rest[0].text)
+						// vrrp_parser.c vrrp_unicast_peer_handler: adverts from
+						// this peer outside the TTL range are dropped, which
+						// decides when a backup takes over.
+						p.errorf(l, "unicast_peer %s %s: vipd does not implement min_ttl/max_ttl, which drop adverts from the peer by their TTL and so change when a backup takes over; remove it", a, rest[0].text)
 					} else {
 						p.errorf(l, "unicast_peer %s: unknown option %s (one address per line)", a, rest[0].text)
 					}
 				}
 			}
 		},
-		"check_unicast_src":    func(c *node) { in.CheckUnicastSrc = p.flagArg(c) },
+		"check_unicast_src":    func(c *node) { in.CheckUnicastSrc = p.pureFlag(c) },
 		"old_unicast_checksum": func(c *node) { in.OldUnicastChecksum = p.oldUnicastChecksum(c) },
-		"native_ipv6":          func(c *node) { in.NativeIPv6 = p.flagArg(c) },
+		"native_ipv6":          func(c *node) { in.NativeIPv6 = p.pureFlag(c) },
 		"track_script": func(c *node) {
 			in.TrackScripts = append(in.TrackScripts, p.tracks(c, -253, 253)...)
 		},
@@ -109,7 +137,7 @@ func (p *parser) instance(n *node) {
 		"track_file": func(c *node) {
 			in.TrackFiles = append(in.TrackFiles, p.tracks(c, -254, 254)...)
 		},
-		"dont_track_primary":         func(c *node) { in.DontTrackPrimary = p.flagArg(c) },
+		"dont_track_primary":         func(c *node) { in.DontTrackPrimary = p.pureFlag(c) },
 		"notify_master":              func(c *node) { p.setCommand(c, &in.Notify.Master) },
 		"notify_backup":              func(c *node) { p.setCommand(c, &in.Notify.Backup) },
 		"notify_fault":               func(c *node) { p.setCommand(c, &in.Notify.Fault) },
@@ -135,19 +163,49 @@ func (p *parser) instance(n *node) {
 				in.VMACName = a.text
 			}
 		},
-		"vmac_xmit_base": func(c *node) { in.VMACXmitBase = p.flagArg(c) },
-		"accept":         func(c *node) { in.NoAccept = !p.flagArg(c) },
-		"no_accept":      func(c *node) { in.NoAccept = p.flagArg(c) },
-		"strict_mode":    func(c *node) { in.StrictMode = p.flagArg(c) },
-	}, notImplInstance)
+		"vmac_xmit_base": func(c *node) { in.VMACXmitBase = p.pureFlag(c) },
+		"accept":         func(c *node) { in.NoAccept = !p.pureFlag(c) },
+		"no_accept":      func(c *node) { in.NoAccept = p.pureFlag(c) },
+		"strict_mode": func(c *node) {
+			if v, ok := p.boolArg(c); ok {
+				in.StrictMode = v
+			}
+		},
+	}, wireNotImplInstance), notImplInstance)
 }
 
-// oldUnicastChecksum reads "old_unicast_checksum [never]".
+// oldUnicastChecksum reads "old_unicast_checksum [never]"; any other
+// argument is an error (vrrp_parser.c vrrp_unicast_chksum_handler:
+// "Unknown old_unicast_chksum mode", which fails keepalived -t).
 func (p *parser) oldUnicastChecksum(c *node) bool {
-	if a := c.args(); len(a) > 0 && a[0].text == "never" {
-		return false
+	a := c.args()
+	if len(a) == 0 {
+		return true
 	}
-	return p.flagArg(c)
+	if len(a) > 1 {
+		p.warnf(c, "%s: extra words ignored: %s", c.kw(), joinRaw(a[1:]))
+	}
+	if a[0].text != "never" {
+		p.errorf(c, "old_unicast_checksum %s: the only argument it takes is never", a[0].text)
+	}
+	return false
+}
+
+// instanceBool reads a true/false instance keyword whose global default
+// Normalize applies (lower_prio_no_advert, higher_prio_send_advert): an
+// explicit false is remembered so that a global true cannot override it.
+func (p *parser) instanceBool(c *node, in *config.Instance, dst *bool) {
+	v, ok := p.boolArg(c)
+	if !ok {
+		return
+	}
+	*dst = v
+	if !v {
+		if p.explicitFalse == nil {
+			p.explicitFalse = map[*config.Instance][]*node{}
+		}
+		p.explicitFalse[in] = append(p.explicitFalse[in], c)
+	}
 }
 
 // authentication reads "authentication { auth_type PASS|AH auth_pass X }".

@@ -70,6 +70,9 @@ func (p *parser) addDefaultHandlers(h handlers, d *checkerDefaults) {
 // include/libipvs.h IPVS_SVC_PERSISTENT_TIMEOUT (6*60 seconds).
 const defaultPersistenceTimeout = config.Duration(6 * time.Minute)
 
+// maxPersistenceTimeout is include/ipvswrapper.h LVS_MAX_TIMEOUT (31 days).
+const maxPersistenceTimeout = 86400 * 31
+
 // --- virtual_server_group ---
 
 func (p *parser) virtualServerGroup(n *node) {
@@ -78,7 +81,20 @@ func (p *parser) virtualServerGroup(n *node) {
 		return
 	}
 	g := &config.VirtualServerGroup{Pos: n.pos, Name: name}
-	p.m.VirtualServerGroups = append(p.m.VirtualServerGroups, g)
+	// check/check_parser.c vsg_handler allocates a second group of the same
+	// name without complaint, and ipvs_get_group_by_name finds the first:
+	// the later definition is never used.
+	dup := false
+	for _, other := range p.m.VirtualServerGroups {
+		if other.Name == name {
+			p.warnf(n, "virtual_server_group %s: defined twice (first at %s:%d); this definition is ignored, the first is used (as keepalived does)", name, other.Pos.File, other.Pos.Line)
+			dup = true
+			break
+		}
+	}
+	if !dup {
+		p.m.VirtualServerGroups = append(p.m.VirtualServerGroups, g)
+	}
 	for _, l := range p.valueLines(n) {
 		if e, ok := p.vsgEntry(l); ok {
 			g.Members = append(g.Members, e)
@@ -210,7 +226,11 @@ func (p *parser) virtualServer(n *node) {
 				vs.PersistenceTimeout = defaultPersistenceTimeout
 				return
 			}
-			p.setSeconds(c, &vs.PersistenceTimeout)
+			// read_unsigned_strvec(1, LVS_MAX_TIMEOUT): whole seconds,
+			// 1..2678400 (31 days); 0 fails keepalived -t.
+			if v, ok := p.intArg(c, 1, maxPersistenceTimeout); ok {
+				vs.PersistenceTimeout = config.Duration(time.Duration(v) * time.Second)
+			}
 		},
 		"persistence_granularity": func(c *node) { p.setString(c, &vs.PersistenceGranularity) },
 		"protocol": func(c *node) {
@@ -228,9 +248,9 @@ func (p *parser) virtualServer(n *node) {
 		"hysteresis":         func(c *node) { p.setInt(c, &vs.Hysteresis, 0, math.MaxInt32) },
 		"quorum_up":          func(c *node) { p.setCommand(c, &vs.QuorumUp) },
 		"quorum_down":        func(c *node) { p.setCommand(c, &vs.QuorumDown) },
-		"alpha":              func(c *node) { vs.Alpha = p.flagArg(c) },
-		"omega":              func(c *node) { vs.Omega = p.flagArg(c) },
-		"inhibit_on_failure": func(c *node) { vs.Inhibit = p.flagArg(c) },
+		"alpha":              func(c *node) { vs.Alpha = p.pureFlag(c) },
+		"omega":              func(c *node) { vs.Omega = p.pureFlag(c) },
+		"inhibit_on_failure": func(c *node) { vs.Inhibit = p.pureFlag(c) },
 		"sorry_server": func(c *node) {
 			if rs, ok := p.serverAddr(c); ok {
 				vs.SorryServer = rs
@@ -239,7 +259,7 @@ func (p *parser) virtualServer(n *node) {
 		"real_server": func(c *node) { rsNodes = append(rsNodes, c) },
 	}
 	p.addDefaultHandlers(h, &defs)
-	p.walk(n, "virtual_server", h, notImplVS)
+	p.walkObj(vs, n, "virtual_server", h, notImplVS)
 	// Real servers are read after the whole block so that checker defaults
 	// given after them still apply, as in keepalived.
 	for _, c := range rsNodes {
@@ -284,15 +304,20 @@ func (p *parser) realServer(n *node, vsDefs checkerDefaults) *config.RealServer 
 	}
 	var defs checkerDefaults
 	h := handlers{
-		"weight":             func(c *node) { p.setInt(c, &rs.Weight, 0, math.MaxInt32) },
-		"inhibit_on_failure": func(c *node) { rs.Inhibit = p.flagArg(c) },
-		"notify_up":          func(c *node) { p.setCommand(c, &rs.NotifyUp) },
-		"notify_down":        func(c *node) { p.setCommand(c, &rs.NotifyDown) },
-		"lvs_method":         func(c *node) { p.setString(c, &rs.LBKind) },
-		"lb_kind":            func(c *node) { p.setString(c, &rs.LBKind) },
-		"delay_loop":         func(c *node) { p.setSeconds(c, &defs.delayLoop) },
-		"alpha":              func(c *node) { p.notImplemented(c) },
-		"virtualhost":        func(c *node) { p.notImplemented(c) },
+		"weight": func(c *node) { p.setInt(c, &rs.Weight, 0, math.MaxInt32) },
+		"inhibit_on_failure": func(c *node) {
+			// check_parser.c rs_inhibit_handler reads true/false.
+			if v, ok := p.boolArg(c); ok {
+				rs.Inhibit = v
+			}
+		},
+		"notify_up":   func(c *node) { p.setCommand(c, &rs.NotifyUp) },
+		"notify_down": func(c *node) { p.setCommand(c, &rs.NotifyDown) },
+		"lvs_method":  func(c *node) { p.setString(c, &rs.LBKind) },
+		"lb_kind":     func(c *node) { p.setString(c, &rs.LBKind) },
+		"delay_loop":  func(c *node) { p.setSeconds(c, &defs.delayLoop) },
+		"alpha":       func(c *node) { p.notImplemented(c) },
+		"virtualhost": func(c *node) { p.notImplemented(c) },
 	}
 	p.addDefaultHandlers(h, &defs)
 	for _, typ := range []string{config.CheckTCP, config.CheckHTTP, config.CheckSSL, config.CheckMisc} {
@@ -302,7 +327,7 @@ func (p *parser) realServer(n *node, vsDefs checkerDefaults) *config.RealServer 
 			}
 		}
 	}
-	p.walk(n, "real_server", h, notImplRS)
+	p.walkObj(rs, n, "real_server", h, notImplRS)
 	d := vsDefs.over(defs)
 	for _, ck := range rs.Checkers {
 		d.apply(ck)
@@ -327,9 +352,21 @@ func (p *parser) checker(n *node) *config.Checker {
 				ck.BindTo = a
 			}
 		},
-		"connect_timeout":    func(c *node) { p.setSeconds(c, &ck.ConnectTimeout) },
-		"retry":              func(c *node) { p.setInt(c, &ck.Retry, 0, math.MaxInt32) },
-		"nb_get_retry":       func(c *node) { p.setInt(c, &ck.Retry, 0, math.MaxInt32) },
+		"connect_timeout": func(c *node) { p.setSeconds(c, &ck.ConnectTimeout) },
+		"retry":           func(c *node) { p.setInt(c, &ck.Retry, 0, math.MaxInt32) },
+		"nb_get_retry": func(c *node) {
+			// check_http.c installs nb_get_retry (deprecated, "please use
+			// 'retry'") for HTTP_GET and SSL_GET only; in TCP_CHECK and
+			// MISC_CHECK keepalived does not know it ("Unknown keyword
+			// 'nb_get_retry'", keepalived -t exits 5) and the checker keeps
+			// its retry.
+			if ck.Type != config.CheckHTTP && ck.Type != config.CheckSSL {
+				p.warnf(c, "nb_get_retry: keepalived ignores it in %s (it is only for HTTP_GET and SSL_GET; keepalived -t reports an unknown keyword); so does vipd, use retry", ck.Type)
+				return
+			}
+			p.warnf(c, "nb_get_retry: deprecated, use retry (keepalived -t reports it)")
+			p.setInt(c, &ck.Retry, 0, math.MaxInt32)
+		},
 		"delay_before_retry": func(c *node) { p.setSeconds(c, &ck.DelayBeforeRetry) },
 		"delay_loop":         func(c *node) { p.setSeconds(c, &ck.DelayLoop) },
 		"warmup":             func(c *node) { p.setSeconds(c, &ck.Warmup) },
@@ -355,7 +392,7 @@ func (p *parser) checker(n *node) *config.Checker {
 			}
 		}
 		h["misc_timeout"] = func(c *node) { p.setSeconds(c, &ck.MiscTimeout) }
-		h["misc_dynamic"] = func(c *node) { ck.MiscDynamic = p.flagArg(c) }
+		h["misc_dynamic"] = func(c *node) { ck.MiscDynamic = p.pureFlag(c) }
 		h["user"] = func(c *node) {
 			var group string
 			p.userGroup(c, &ck.User, &group)
@@ -364,7 +401,7 @@ func (p *parser) checker(n *node) *config.Checker {
 			}
 		}
 	}
-	p.walk(n, ck.Type, h, notImplChecker)
+	p.walkObj(ck, n, ck.Type, h, notImplChecker)
 	if ck.Type == config.CheckMisc && ck.MiscPath == "" {
 		p.errorf(n, "MISC_CHECK: no misc_path")
 		return nil

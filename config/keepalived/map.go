@@ -3,6 +3,8 @@ package keepalived
 import (
 	"math"
 	"net"
+	"net/netip"
+	"strconv"
 
 	"github.com/vipd/vipd/config"
 )
@@ -30,12 +32,10 @@ var (
 		smtp_alert_checker checker_log_all_failures dynamic_interfaces
 		no_email_faults default_interface disable_local_igmp lvs_timeouts
 		lvs_flush lvs_flush_on_stop lvs_flush_onstop lvs_sync_daemon
-		vrrp_mcast_group4 vrrp_mcast_group6 vrrp_down_timer_adverts
-		vrrp_min_garp vrrp_garp_extra_if vrrp_vmac_garp_intvl
-		vrrp_lower_prio_no_advert vrrp_higher_prio_send_advert vrrp_iptables
+		vrrp_iptables
 		vrrp_ipsets nftables nftables_priority nftables_ifindex nftables_ipvs
 		nftables_ipvs_priority nftables_ipvs_start_fwmark nftables_counters
-		vrrp_skip_check_adv_addr vrrp_priority vrrp_no_swap vrrp_rt_priority
+		vrrp_priority vrrp_no_swap vrrp_rt_priority
 		vrrp_cpu_affinity vrrp_rlimit_rttime vrrp_rlimit_rtime notify_fifo
 		notify_fifo_script vrrp_notify_fifo vrrp_notify_fifo_script
 		vrrp_notify_priority_changes fifo_write_vrrp_states_on_reload
@@ -51,18 +51,15 @@ var (
 		process_monitor_rcv_bufs_force lvs_netlink_cmd_rcv_bufs
 		lvs_netlink_cmd_rcv_bufs_force lvs_netlink_monitor_rcv_bufs
 		lvs_netlink_monitor_rcv_bufs_force rs_init_notifies no_checker_emails
-		vrrp_rx_bufs_policy vrrp_rx_bufs_multiplier vrrp_startup_delay
+		vrrp_rx_bufs_policy vrrp_rx_bufs_multiplier
 		log_unknown_vrids vmac_prefix vmac_addr_prefix umask random_seed
 		reload_check_config reload_time_file reload_repeat reload_file
 		include_check config_save_dir tmp_config_directory data_use_instance`)
-	notImplInstance = wordSet(`use_vmac_addr use_ipvlan unicast_fault_no_peer vrf
-		track_process track_bfd mcast_dst_ip track_src_ip unicast_ttl
-		promote_secondaries linkbeat_use_polling virtual_rules
-		skip_check_adv_addr debug notify_deleted notify_master_rx_lower_pri
+	notImplInstance = wordSet(`promote_secondaries linkbeat_use_polling virtual_rules
+		debug notify_deleted notify_master_rx_lower_pri
 		smtp_alert notify_priority_changes lvs_sync_daemon_interface
-		down_timer_adverts garp_extra_if vmac_garp_intvl lower_prio_no_advert
-		higher_prio_send_advert kernel_rx_buf_size`)
-	notImplSyncGroup = wordSet(`track_process track_bfd smtp_alert notify_priority_changes`)
+		kernel_rx_buf_size`)
+	notImplSyncGroup = wordSet(`smtp_alert notify_priority_changes`)
 	notImplTrackFile = wordSet(`init_file`)
 	notImplVS        = wordSet(`ip_family hashed ops flag-1 flag-2 flag-3 sh-port
 		sh-fallback mh-port mh-fallback persistence_engine ha_suspend smtp_alert
@@ -77,12 +74,21 @@ var (
 
 // walk dispatches the children of block n to h.
 func (p *parser) walk(n *node, ctx string, h handlers, notImpl map[string]bool) {
+	p.walkObj(nil, n, ctx, h, notImpl)
+}
+
+// walkObj is walk recording, for a non-nil obj, where each keyword of the
+// block was written (config.Model.Keywords), so validation can point at it.
+func (p *parser) walkObj(obj any, n *node, ctx string, h handlers, notImpl map[string]bool) {
 	for _, c := range n.children {
 		k := c.kw()
 		if k == "" {
 			continue // a block after a stray '{', already reported
 		}
 		if f, ok := h[k]; ok {
+			if obj != nil {
+				p.m.Keywords.Set(obj, k, c.pos)
+			}
 			f(c)
 			continue
 		}
@@ -197,7 +203,7 @@ func (p *parser) globalDefs(n *node) {
 	if g.Pos.IsZero() {
 		g.Pos = n.pos
 	}
-	p.walk(n, "global_defs", handlers{
+	p.walkObj(g, n, "global_defs", handlers{
 		"router_id": func(c *node) { g.RouterID, _ = p.arg(c) },
 		"vrrp_version": func(c *node) {
 			if v, ok := p.intArg(c, 2, 3); ok {
@@ -219,17 +225,44 @@ func (p *parser) globalDefs(n *node) {
 				g.ScriptUser = a[0].text
 			}
 		},
-		"enable_script_security":          func(c *node) { g.EnableScriptSecurity = p.flagArg(c) },
+		"enable_script_security":          func(c *node) { g.EnableScriptSecurity = p.pureFlag(c) },
 		"vrrp_garp_master_delay":          func(c *node) { p.setSeconds(c, &g.Garp.MasterDelay) },
 		"vrrp_garp_master_repeat":         func(c *node) { p.setInt(c, &g.Garp.MasterRepeat, 1, math.MaxInt32) },
 		"vrrp_garp_master_refresh":        func(c *node) { p.setSeconds(c, &g.Garp.MasterRefresh) },
 		"vrrp_garp_master_refresh_repeat": func(c *node) { p.setInt(c, &g.Garp.MasterRefreshRepeat, 1, math.MaxInt32) },
 		"vrrp_garp_lower_prio_delay":      func(c *node) { p.setSeconds(c, &g.Garp.LowerPrioDelay) },
 		"vrrp_garp_lower_prio_repeat":     func(c *node) { p.setInt(c, &g.Garp.LowerPrioRepeat, 1, math.MaxInt32) },
-		"vrrp_garp_interval":              func(c *node) { p.setSeconds(c, &g.Garp.Interval) },
-		"vrrp_gna_interval":               func(c *node) { p.setSeconds(c, &g.Garp.GNAInterval) },
-		"vrrp_strict":                     func(c *node) { g.Strict = p.flagArg(c) },
-		"vrrp_check_unicast_src":          func(c *node) { g.CheckUnicastSrc = p.flagArg(c) },
+		"vrrp_garp_interval":              func(c *node) { p.setMicros(c, &g.Garp.Interval, 1, math.MaxUint32) },
+		"vrrp_gna_interval":               func(c *node) { p.setMicros(c, &g.Garp.GNAInterval, 1, math.MaxUint32) },
+		"vrrp_mcast_group4":               func(c *node) { p.mcastGroup(c, &g.McastGroup4, false) },
+		"vrrp_mcast_group6":               func(c *node) { p.mcastGroup(c, &g.McastGroup6, true) },
+		"vrrp_down_timer_adverts":         func(c *node) { p.setInt(c, &g.DownTimerAdverts, 1, 100) },
+		// TIMER_HZ/1000 .. UINT_MAX microseconds.
+		"vrrp_startup_delay": func(c *node) { p.setMicros(c, &g.StartupDelay, 1000, math.MaxUint32) },
+		"vrrp_lower_prio_no_advert": func(c *node) {
+			if v, ok := p.boolArg(c); ok {
+				g.LowerPrioNoAdvert = v
+			}
+		},
+		"vrrp_higher_prio_send_advert": func(c *node) {
+			if v, ok := p.boolArg(c); ok {
+				g.HigherPrioSendAdvert = v
+			}
+		},
+		// A pure flag in keepalived; vipd never drops an advert for its
+		// address list (it logs the difference), which is what it asks.
+		"vrrp_skip_check_adv_addr": func(c *node) { p.pureFlag(c) },
+		"vrrp_min_garp": func(c *node) {
+			p.wireNotImpl(c, "sets the gratuitous ARP defaults to one packet with no delay", "set vrrp_garp_master_repeat 1 and vrrp_garp_master_refresh_repeat instead")
+		},
+		"vrrp_garp_extra_if": func(c *node) {
+			p.wireNotImpl(c, "sends gratuitous ARPs on the base interface of a use_vmac instance too", "remove it")
+		},
+		"vrrp_vmac_garp_intvl": func(c *node) {
+			p.wireNotImpl(c, "sends gratuitous ARPs on the base interface of a use_vmac instance too", "remove it")
+		},
+		"vrrp_strict":            func(c *node) { g.Strict = p.pureFlag(c) },
+		"vrrp_check_unicast_src": func(c *node) { g.CheckUnicastSrc = p.pureFlag(c) },
 		"notification_email": func(c *node) {
 			g.NotificationEmail = append(g.NotificationEmail, p.valueWords(c)...)
 		},
@@ -252,6 +285,79 @@ func (p *parser) globalDefs(n *node) {
 		},
 		"smtp_connect_timeout": func(c *node) { p.setSeconds(c, &g.SMTPConnectTimeout) },
 	}, notImplGlobal)
+}
+
+// wireNoImpl are keywords keepalived knows that change what goes on the
+// wire or when a backup takes over, and that vipd does not implement: they
+// are refused, never merely warned about, so a mixed fleet cannot
+// silently disagree. The value says what the keyword does.
+var wireNotImplInstance = map[string]string{
+	"garp_extra_if":         "sends gratuitous ARPs on the base interface of a use_vmac instance too",
+	"vmac_garp_intvl":       "sends gratuitous ARPs on the base interface of a use_vmac instance too",
+	"unicast_fault_no_peer": "puts a unicast instance without peers in FAULT",
+	"track_src_ip":          "tracks the source address of the adverts (FAULT when it goes)",
+	"use_vmac_addr":         "sends the adverts from the virtual MAC without a macvlan",
+	"use_ipvlan":            "sends the adverts from an ipvlan interface",
+	"vrf":                   "binds the adverts to a VRF",
+	"track_process":         "changes the priority or state by tracked processes",
+	"track_bfd":             "changes the priority or state by BFD sessions",
+}
+
+var wireNotImplSyncGroup = map[string]string{
+	"track_process": "changes the state of the group by tracked processes",
+	"track_bfd":     "changes the state of the group by BFD sessions",
+}
+
+// addWireNotImpl adds a refusing handler for each keyword of m to h.
+func (p *parser) addWireNotImpl(h handlers, m map[string]string) handlers {
+	for kw, what := range m {
+		h[kw] = func(c *node) { p.wireNotImpl(c, what, "remove it") }
+	}
+	return h
+}
+
+// wireNotImpl refuses a keyword that changes the wire or the takeover.
+func (p *parser) wireNotImpl(c *node, what, fix string) {
+	p.errorf(c, "vipd does not implement %s, which %s and so changes what goes on the wire or when a backup takes over; %s", c.kw(), what, fix)
+}
+
+// setMicros reads keepalived's read_decimal_unsigned_strvec seconds with
+// six decimals, in [lo, hi] microseconds.
+func (p *parser) setMicros(c *node, dst *config.Duration, lo, hi int64) {
+	d, ok := p.secondsArg(c)
+	if !ok {
+		return
+	}
+	us := d.D().Microseconds()
+	if us < lo || us > hi {
+		p.errorf(c, "%s %s: must be %s..%s seconds", c.kw(), c.args()[0].text, microsString(lo), microsString(hi))
+		return
+	}
+	*dst = d
+}
+
+func microsString(us int64) string {
+	return strconv.FormatFloat(float64(us)/1e6, 'f', -1, 64)
+}
+
+// mcastGroup reads vrrp_mcast_group4/6 (core/global_parser.c): an address
+// of the family, multicast; an IPv6 group should be link-local.
+func (p *parser) mcastGroup(c *node, dst *netip.Addr, v6 bool) {
+	a, ok := p.sockAddrArg(c)
+	if !ok {
+		return
+	}
+	switch {
+	case a.Is6() != v6:
+		p.errorf(c, "%s %s: not an %s address", c.kw(), a, map[bool]string{false: "IPv4", true: "IPv6"}[v6])
+	case !a.IsMulticast():
+		p.errorf(c, "%s %s: not a multicast address", c.kw(), a)
+	default:
+		if v6 && !a.IsLinkLocalMulticast() {
+			p.warnf(c, "%s %s: should be link-local multicast (ff02::/16)", c.kw(), a)
+		}
+		*dst = a
+	}
 }
 
 func (p *parser) setSeconds(c *node, dst *config.Duration) {
@@ -306,7 +412,7 @@ func (p *parser) script(n *node) {
 		return
 	}
 	s := &config.Script{Pos: n.pos, Name: name}
-	p.walk(n, "vrrp_script", handlers{
+	p.walkObj(s, n, "vrrp_script", handlers{
 		"script": func(c *node) {
 			if cmd, user, group, ok := p.commandArg(c); ok {
 				s.Script = cmd
@@ -331,7 +437,7 @@ func (p *parser) script(n *node) {
 		"rise":      func(c *node) { p.setInt(c, &s.Rise, 1, math.MaxInt32) },
 		"fall":      func(c *node) { p.setInt(c, &s.Fall, 1, math.MaxInt32) },
 		"user":      func(c *node) { p.userGroup(c, &s.User, &s.Group) },
-		"init_fail": func(c *node) { s.InitFail = p.flagArg(c) },
+		"init_fail": func(c *node) { s.InitFail = p.pureFlag(c) },
 	}, nil)
 	if s.Script == "" {
 		p.warnf(n, "vrrp_script %s: no script, ignored", name)
@@ -456,7 +562,7 @@ func (p *parser) syncGroup(n *node) {
 		return
 	}
 	g := &config.SyncGroup{Pos: n.pos, Name: name}
-	p.walk(n, "vrrp_sync_group", handlers{
+	p.walk(n, "vrrp_sync_group", p.addWireNotImpl(handlers{
 		"group": func(c *node) {
 			// vrrp_parser.c vrrp_group_handler: "Group list already
 			// specified for sync group" - the later list is ignored.
@@ -474,9 +580,9 @@ func (p *parser) syncGroup(n *node) {
 		"notify_fault":               func(c *node) { p.setCommand(c, &g.Notify.Fault) },
 		"notify_stop":                func(c *node) { p.setCommand(c, &g.Notify.Stop) },
 		"notify":                     func(c *node) { p.setCommand(c, &g.Notify.Generic) },
-		"global_tracking":            func(c *node) { g.GlobalTracking = p.flagArg(c) },
-		"sync_group_tracking_weight": func(c *node) { g.TrackingWeight = p.flagArg(c) },
-	}, notImplSyncGroup)
+		"global_tracking":            func(c *node) { g.GlobalTracking = p.pureFlag(c) },
+		"sync_group_tracking_weight": func(c *node) { g.TrackingWeight = p.pureFlag(c) },
+	}, wireNotImplSyncGroup), notImplSyncGroup)
 	if len(g.Members) == 0 {
 		p.warnf(n, "vrrp_sync_group %s: no group { ... } of instances, ignored", name)
 		return

@@ -79,6 +79,7 @@ func parse(name string, src []byte, opts Options) (*config.Model, config.Diagnos
 	p := &parser{m: &config.Model{}, diags: &diags}
 	p.root(nodes)
 	p.dropTracksOfEmptyScripts()
+	p.checkExplicitFalse()
 	// Report in file order; tree errors (braces) come out before the
 	// mapping errors otherwise.
 	sort.SliceStable(diags, func(i, j int) bool {
@@ -113,5 +114,26 @@ func (p *parser) dropTracksOfEmptyScripts() {
 	}
 	for _, g := range p.m.SyncGroups {
 		g.TrackScripts = drop(g.TrackScripts)
+	}
+}
+
+// checkExplicitFalse refuses lower_prio_no_advert / higher_prio_send_advert
+// set to false on an instance where the model cannot carry it: the global
+// default (applied by config.Normalize to every instance) is true, or, for
+// lower_prio_no_advert, strict mode requires it (vrrp.c
+// vrrp_complete_instance: "Strict mode requires no lower priority advert",
+// a configuration error for keepalived -t).
+func (p *parser) checkExplicitFalse() {
+	g := &p.m.Global
+	for _, in := range p.m.Instances {
+		for _, c := range p.explicitFalse[in] {
+			switch {
+			case c.kw() == "lower_prio_no_advert" && (in.StrictMode || g.Strict):
+				p.errorf(c, "lower_prio_no_advert false: strict mode requires lower_prio_no_advert")
+			case c.kw() == "lower_prio_no_advert" && g.LowerPrioNoAdvert,
+				c.kw() == "higher_prio_send_advert" && g.HigherPrioSendAdvert:
+				p.errorf(c, "%s false: vipd cannot turn it off for one instance while vrrp_%s is set in global_defs; remove one of them", c.kw(), c.kw())
+			}
+		}
 	}
 }

@@ -203,7 +203,7 @@ func TestRealWorldPatternsRunAsKeepalivedDoes(t *testing.T) {
 				"    authentication { auth_type PASS auth_pass 1111 }\n    virtual_ipaddress { 10.0.0.100/24 }\n}\n",
 			want: []string{
 				"k.conf:4: warning: auth_pass on the same line as auth_type: ignored (as keepalived does); put it on its own line",
-				"k.conf:1: warning: authentication: no auth_pass given; ignored (as keepalived does)",
+				"k.conf:4: warning: authentication: no auth_pass given; ignored (as keepalived does)",
 			},
 			check: func(t *testing.T, m *config.Model) {
 				if a := m.Instances[0].Auth; a != nil {
@@ -240,7 +240,7 @@ func TestRealWorldPatternsRunAsKeepalivedDoes(t *testing.T) {
 		{
 			name: "VRRPv2 advert_int 1.5 is rounded to 2 seconds",
 			src:  "vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 51\n    advert_int 1.5\n    virtual_ipaddress { 10.0.0.100/24 }\n}\n",
-			want: []string{"k.conf:1: warning: advert_int 1.5: VRRPv2 needs whole seconds 1..255; rounded to 2 (as keepalived does)"},
+			want: []string{"k.conf:4: warning: advert_int 1.5: VRRPv2 needs whole seconds 1..255; rounded to 2 (as keepalived does)"},
 			check: func(t *testing.T, m *config.Model) {
 				if got := m.Instances[0].AdvertInt; got != config.Duration(2*time.Second) {
 					t.Errorf("advert_int = %s, want 2s", got)
@@ -252,9 +252,11 @@ func TestRealWorldPatternsRunAsKeepalivedDoes(t *testing.T) {
 			src: "global_defs {\n    vrrp_strict\n}\nvrrp_instance VI_1 {\n    state MASTER\n    interface eth0\n    virtual_router_id 51\n    priority 100\n" +
 				"    authentication {\n        auth_type PASS\n        auth_pass 1111\n    }\n    virtual_ipaddress { 10.0.0.100/24 }\n}\n",
 			want: []string{
-				"k.conf:1: warning: vrrp_strict: no_accept (strict mode): vipd does not install the firewall rules that drop traffic to the VIPs; they accept traffic as with accept",
-				"k.conf:4: warning: state MASTER: in strict mode the initial state must match being the address owner (priority 255); using BACKUP (as keepalived does)",
-				"k.conf:4: warning: authentication: strict mode has none; ignored (as keepalived does)",
+				"k.conf:2: warning: vrrp_strict: no_accept (strict mode): vipd does not install the firewall rules that drop traffic to the VIPs; they accept traffic as with accept",
+				// Reported at the state and authentication lines, no longer
+				// at the vrrp_instance line.
+				"k.conf:5: warning: state MASTER: in strict mode the initial state must match being the address owner (priority 255); using BACKUP (as keepalived does)",
+				"k.conf:9: warning: authentication: strict mode has none; ignored (as keepalived does)",
 			},
 			check: func(t *testing.T, m *config.Model) {
 				if in := m.Instances[0]; in.State != config.StateBackup || in.Auth != nil {

@@ -65,7 +65,9 @@ func TestParseDiagnostics(t *testing.T) {
 			name: "known but unimplemented keyword is a warning",
 			src:  instanceBlock("    track_process {\n      p1\n    }\n    lvs_sync_daemon_interface eth0\n"),
 			want: []string{
-				"k.conf:4: warning: keyword track_process is not implemented by vipd",
+				// track_process changes the priority, so it is refused (see
+				// TestWireKeywords); keepalived -t accepts the file.
+				"k.conf:4: vipd does not implement track_process, which changes the priority or state by tracked processes and so changes what goes on the wire or when a backup takes over; remove it",
 				"k.conf:7: warning: keyword lvs_sync_daemon_interface is not implemented by vipd",
 			},
 		},

@@ -2,7 +2,9 @@ package keepalived
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/vipd/vipd/config"
@@ -159,7 +161,7 @@ func (r *reader) logicalLine(pos config.Pos, line string, cont bool, depth, roun
 		if !strings.Contains(line, "$") {
 			break
 		}
-		expanded, extra, changed, err := r.expand(line)
+		expanded, extra, changed, err := r.expand(pos.File, line)
 		if err != nil {
 			r.diags.Errorf(pos, "%v", err)
 			return
@@ -233,7 +235,13 @@ func isAlnum(c byte) bool { return isAlpha(c) || c >= '0' && c <= '9' }
 // expand substitutes every defined $NAME / ${NAME} in line once. A
 // multi-line definition may only end a line; its further lines are
 // returned in extra.
-func (r *reader) expand(line string) (out string, extra []string, changed bool, err error) {
+//
+// Besides the file's own definitions, keepalived 2.2.7 knows (lib/parser.c
+// set_std_definitions): ${_PWD}, the directory of the file being read
+// (keepalived chdir()s there and calls getcwd); ${_INSTANCE}, the config id
+// (-i, default the short host name); ${_RANDOM} or ${_RANDOM MIN [MAX]},
+// a random number in MIN..MAX (default 0..32767); ${_HASH} '#' and ${_BANG} '!'.
+func (r *reader) expand(file, line string) (out string, extra []string, changed bool, err error) {
 	var b strings.Builder
 	i := 0
 	for i < len(line) {
@@ -257,13 +265,26 @@ func (r *reader) expand(line string) (out string, extra []string, changed bool, 
 		}
 		name := line[j:k]
 		end := k
+		var params string
 		if braces {
-			if k >= len(line) || line[k] != '}' {
+			// Only ${NAME params} may carry parameters: digits and spaces,
+			// not ending with a space (lib/parser.c find_definition).
+			q := k
+			for q < len(line) && (line[q] == ' ' || line[q] >= '0' && line[q] <= '9') {
+				q++
+			}
+			params = line[k:q]
+			if q >= len(line) || line[q] != '}' || strings.HasSuffix(params, " ") {
 				name = ""
 			}
-			end = k + 1
+			end = q + 1
 		}
 		d := r.defs[name]
+		if d == nil && name != "" {
+			d = r.builtin(file, name, strings.TrimSpace(params))
+		} else if strings.TrimSpace(params) != "" {
+			d = nil // only _RANDOM takes parameters
+		}
 		if name == "" || d == nil {
 			b.WriteByte(c)
 			i++
@@ -423,4 +444,43 @@ func expandBracesN(pattern string, budget int) []string {
 		start = stop + 1
 	}
 	return out
+}
+
+// builtin returns keepalived's standard definition name (with params, only
+// for _RANDOM), or nil.
+func (r *reader) builtin(file, name, params string) *definition {
+	if params != "" && name != "_RANDOM" {
+		return nil
+	}
+	switch name {
+	case "_PWD":
+		dir, err := filepath.Abs(filepath.Dir(file))
+		if err != nil {
+			dir = filepath.Dir(file)
+		}
+		return &definition{lines: []string{dir}}
+	case "_INSTANCE":
+		id := ""
+		if len(r.opts.ConfigIDs) > 0 {
+			id = r.opts.ConfigIDs[0]
+		}
+		return &definition{lines: []string{id}}
+	case "_RANDOM":
+		lo, hi := uint64(0), uint64(32767)
+		f := strings.Fields(params)
+		if len(f) > 0 {
+			lo, _ = strconv.ParseUint(f[0], 10, 63)
+		}
+		if len(f) > 1 {
+			hi, _ = strconv.ParseUint(f[1], 10, 63)
+		}
+		if hi < lo {
+			// keepalived computes random() % (max - min + 1) + min with
+			// unsigned wrap-around; vipd keeps to MIN.
+			hi = lo
+		}
+		v := lo + rand.Uint64N(hi-lo+1)
+		return &definition{lines: []string{strconv.FormatUint(v, 10)}}
+	}
+	return nil
 }

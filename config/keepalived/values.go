@@ -19,6 +19,9 @@ type parser struct {
 	// instance because it is @conditional for another host): keepalived
 	// ignores them and the track_script entries that name them.
 	emptyScripts map[string]bool
+	// explicitFalse are instance keywords set to false whose global
+	// default may be true (lower_prio_no_advert ...).
+	explicitFalse map[*config.Instance][]*node
 }
 
 func (p *parser) errorf(n *node, format string, args ...any) {
@@ -88,24 +91,63 @@ func (p *parser) secondsValue(n *node, what, s string) (config.Duration, bool) {
 	return d, true
 }
 
-// flagArg reads an optional true/false (on/off, yes/no) argument; no
-// argument means true.
-func (p *parser) flagArg(n *node) bool {
+// pureFlag reads a keyword keepalived treats as a plain flag: its handler
+// sets the flag and never looks at an argument, so "nopreempt 1",
+// "nopreempt 0" and "nopreempt false" all set it. vipd does the same and
+// warns that the argument is ignored.
+func (p *parser) pureFlag(n *node) bool {
+	if a := n.args(); len(a) > 0 {
+		p.warnf(n, "%s %s: keepalived ignores the argument and sets %s; so does vipd", n.kw(), joinRaw(a), n.kw())
+	}
+	return true
+}
+
+// boolArg reads keepalived's check_true_false argument (lib/parser.c):
+// none means true; exactly true/on/yes or false/off/no; anything else
+// ("1", "TRUE") is an error, as keepalived -t reports it.
+func (p *parser) boolArg(n *node) (bool, bool) {
 	a := n.args()
 	if len(a) == 0 {
-		return true
+		return true, true
 	}
 	if len(a) > 1 {
 		p.warnf(n, "%s: extra words ignored: %s", n.kw(), joinRaw(a[1:]))
 	}
-	switch strings.ToLower(a[0].text) {
+	switch a[0].text {
 	case "true", "on", "yes":
-		return true
+		return true, true
 	case "false", "off", "no":
-		return false
+		return false, true
 	}
-	p.errorf(n, "%s %s: must be true or false", n.kw(), a[0].text)
-	return false
+	p.errorf(n, "%s %s: must be true, on, yes, false, off or no", n.kw(), a[0].text)
+	return false, false
+}
+
+// sockAddrArg reads the single argument of n as keepalived's
+// inet_stosockaddr does (lib/utils.c): whatever follows a '-' or '/' is
+// dropped, so "10.0.0.2/24" is 10.0.0.2.
+func (p *parser) sockAddrArg(n *node) (netip.Addr, bool) {
+	s, ok := p.arg(n)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	return p.sockAddrValue(n, n.kw(), s)
+}
+
+func (p *parser) sockAddrValue(n *node, what, s string) (netip.Addr, bool) {
+	if i := strings.IndexAny(s, "-/"); i >= 0 {
+		if strings.Contains(s, "-") {
+			i = strings.IndexByte(s, '-')
+		}
+		a, err := parseAddr(s[:i])
+		if err != nil {
+			p.errorf(n, "%s %s: not an IP address", what, s)
+			return netip.Addr{}, false
+		}
+		p.warnf(n, "%s %s: %s ignored, the address is %s (as keepalived does)", what, s, s[i:], a)
+		return a, true
+	}
+	return p.addrValue(n, what, s)
 }
 
 // addrArg reads the single argument of n as an IP address.

@@ -161,11 +161,13 @@ vrrp_instance D {
 		"k.conf:9: virtual_ipaddress 10.0.0.300/24: not an IP address",
 		"k.conf:16: state ACTIVE: must be MASTER or BACKUP",
 		"k.conf:36: vrrp_instance block is never closed (missing '}')",
-		"k.conf:4: advert_int 500: VRRPv2 needs whole seconds 1..255",
+		// advert_int and lb_algo are reported at their own line, not at
+		// the vrrp_instance / virtual_server line.
+		"k.conf:7: advert_int 500: VRRPv2 needs whole seconds 1..255",
 		"k.conf:12: track_script nosuch: no vrrp_script of that name",
 		"k.conf:36: virtual_router_id: missing (every vrrp_instance needs one, 1..255)",
 		"k.conf:23: virtual_router_id 51: already used on eth0 (IPv4) by vrrp_instance B at k.conf:15",
-		"k.conf:30: lb_algo bogus: must be one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos",
+		"k.conf:31: lb_algo bogus: must be one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, fo, ovf, mh, twos",
 	}
 	var got []string
 	for _, d := range ds.Errors() {
