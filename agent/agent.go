@@ -47,54 +47,78 @@ type Options struct {
 	EtcdEndpoints []string
 	EtcdPrefix    string
 	MetricsListen string
+	Version       string // vipd's version, for metrics
 	Logger        *slog.Logger
+	// Watcher reports address and link events (self-healing); nil: the
+	// plane's own when it has one, else the host's netlink.
+	Watcher vip.Watcher
 }
 
-// Agent is one running vipd node.
+// Agent is one running vipd node. It is the single owner of the runtime:
+// everything outside (the control socket, metrics, and the fleet layer)
+// goes through its door — Apply, overrides, faults, maintenance, the gate,
+// Demote, Subscribe — never into a running instance.
 type Agent struct {
 	opts      Options
 	log       *slog.Logger
 	plane     vrrp.AddressPlane
 	transport *vrrp.Transport
 	tracker   *track.Manager // nil: no tracking (unit tests)
+	hub       *hub
 
-	// reloadMu serialises reloads (SIGHUP and API) against each other.
-	reloadMu sync.Mutex
-	// trackMu serialises tracking updates (see updateTracking).
+	// applyMu serialises applies (SIGHUP, API, sources) and door changes
+	// against each other; it is never held by a reader.
+	applyMu sync.Mutex
+	// trackMu serialises refreshes (see refresh).
 	trackMu sync.Mutex
 
-	mu        sync.Mutex // guards running and model
+	mu        sync.Mutex // guards everything below; never held while waiting on an instance
 	model     *config.Model
 	running   map[string]*runningInstance
-	groups    map[string]*syncGroup // by vrrp_sync_group name
+	groups    map[string]*syncGroup        // by vrrp_sync_group name
+	overrides map[string]map[string]int    // instance -> source -> priority
+	maint     map[string]maintenance       // source -> what is in maintenance
+	faults    map[string]map[string]string // instance -> fault key -> cause (SetFault)
 	runCtx    context.Context
 	instances sync.WaitGroup
+
+	gate atomic.Pointer[gateBox]
+}
+
+type gateBox struct{ g vrrp.Gate }
+
+// maintenance is what one source put in maintenance.
+type maintenance struct {
+	node      string            // reason when the whole node is in maintenance, "" otherwise
+	nodeOn    bool              // the whole node
+	instances map[string]string // instance -> reason
 }
 
 // syncGroup is a running vrrp_sync_group with its notify scripts.
 type syncGroup struct {
 	g        *vrrp.SyncGroup
 	cfg      *config.SyncGroup
-	notifier *notify.Notifier
+	notifier atomic.Pointer[notify.Notifier]
 }
 
 type runningInstance struct {
 	inst     *vrrp.Instance
-	cfg      *config.Instance
+	cfg      *config.Instance                // guarded by Agent.mu
 	notifier atomic.Pointer[notify.Notifier] // swapped live by a reload
 	vmac     string                          // the VMAC interface made for it, "" if none
 
-	// Tracking results, guarded by Agent.mu.
-	tracked   []track.ItemState
-	trackEff  int
-	trackWhy  string
-	trackSent bool
-	group     string // vrrp_sync_group it belongs to, "" if none
-	gkey      string // the group's definition, to notice a change
-	cancel    context.CancelFunc
-	done      chan struct{}
-	err       string    // set when the instance could not start (status shows FAULT)
-	since     time.Time // when it was started
+	// Guarded by Agent.mu.
+	group     string            // vrrp_sync_group it belongs to, "" if none
+	tracked   []track.ItemState // tracking results
+	sentEff   int               // effective priority last sent
+	sentTrack string            // tracking fault last sent
+	sent      bool              // SetTracking/SetPriority was called once
+	sentFault map[string]string // door faults (maintenance, SetFault) last sent
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    string    // set when the instance could not start (status shows FAULT)
+	since  time.Time // when it was started
 }
 
 // Run runs the daemon until ctx is cancelled (SIGTERM/SIGINT), then shuts
@@ -120,7 +144,7 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("vip plane: %w", err)
 	}
 	defer plane.Close()
-	a := newAgent(opts, plane, vrrp.NewTransport(log, &vrrp.DropCounters{}))
+	a := newAgent(opts, plane, vrrp.NewTransport(log))
 	a.tracker = track.NewManager(track.Options{
 		Log:            log,
 		ScriptUser:     model.Global.ScriptUser,
@@ -139,8 +163,12 @@ func newAgent(opts Options, plane vrrp.AddressPlane, tr *vrrp.Transport) *Agent 
 		log:       opts.Logger,
 		plane:     plane,
 		transport: tr,
+		hub:       newHub(),
 		running:   map[string]*runningInstance{},
 		groups:    map[string]*syncGroup{},
+		overrides: map[string]map[string]int{},
+		maint:     map[string]maintenance{},
+		faults:    map[string]map[string]string{},
 	}
 }
 
@@ -183,8 +211,17 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 	a.log.Info("vipd starting", "node", a.opts.NodeName, "config", a.opts.ConfigPath,
 		"instances", len(model.Instances), "socket", a.opts.SocketPath)
 	if a.opts.GossipBind != "" || len(a.opts.Join) > 0 || a.opts.GossipKeyFile != "" ||
-		len(a.opts.EtcdEndpoints) > 0 || a.opts.MetricsListen != "" {
-		a.log.Warn("gossip, etcd and metrics are not implemented yet: those flags are ignored; running as a standalone VRRP node")
+		len(a.opts.EtcdEndpoints) > 0 {
+		a.log.Warn("gossip and etcd are not built yet (issues 16 and 18): those flags are ignored; running as a standalone VRRP node")
+	}
+	metricsErr, err := a.startMetrics(runCtx)
+	if err != nil {
+		stopSrv()
+		<-srvErr
+		return err
+	}
+	if w := a.watcher(); w != nil {
+		go a.watchAddresses(runCtx, w)
 	}
 	var trackDone chan struct{}
 	if a.tracker != nil {
@@ -218,8 +255,29 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 				a.log.Error("control socket stopped", "err", err)
 			}
 			srvErr = nil
+		case err := <-metricsErr:
+			if err != nil {
+				a.log.Error("metrics server stopped", "err", err)
+			}
+			metricsErr = nil
 		}
 	}
+}
+
+// watcher returns the source of address events.
+func (a *Agent) watcher() vip.Watcher {
+	if a.opts.Watcher != nil {
+		return a.opts.Watcher
+	}
+	if w, ok := a.plane.(vip.Watcher); ok {
+		return w
+	}
+	w, err := vip.NewNetlinkWatcher(a.log)
+	if err != nil {
+		a.log.Error("cannot watch addresses: VIPs removed behind vipd's back will not heal", "err", err)
+		return nil
+	}
+	return w
 }
 
 func (a *Agent) shutdown(stopInstances context.CancelFunc) {
@@ -252,9 +310,9 @@ func (a *Agent) shutdown(stopInstances context.CancelFunc) {
 		a.finish(ctx, ri)
 	}
 	for _, sg := range groups {
-		if sg.notifier != nil {
-			sg.notifier.Transition(notify.StateStop, 0)
-			_ = sg.notifier.Close(ctx)
+		if n := sg.notifier.Load(); n != nil {
+			n.Transition(notify.StateStop, 0)
+			_ = n.Close(ctx)
 		}
 	}
 	a.log.Info("vipd stopped")
@@ -262,108 +320,57 @@ func (a *Agent) shutdown(stopInstances context.CancelFunc) {
 
 // Reload re-reads the configuration file and applies only the difference.
 func (a *Agent) Reload(ctx context.Context) error {
-	a.reloadMu.Lock()
-	defer a.reloadMu.Unlock()
 	m, err := load(a.opts.ConfigPath, a.opts.ConfigIDs, a.log)
 	if err != nil {
 		return err
 	}
-	a.apply(m)
-	return nil
+	_, err = a.Apply(ctx, m)
+	return err
 }
 
-// apply diffs m against the running model and touches only what changed.
-func (a *Agent) apply(m *config.Model) {
-	a.applyInstances(m)
-	a.configureTracking(m)
-	a.updateTracking()
+// Apply makes m the running model: it plans the difference with the
+// running configuration (plan, a pure function) and carries it out,
+// touching only what changed. The same instance takes every change live
+// with no transition; only an identity change replaces one. It returns the
+// plan carried out.
+func (a *Agent) Apply(ctx context.Context, m *config.Model) (Plan, error) {
+	if m == nil {
+		return nil, errors.New("apply: no model")
+	}
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	return a.applyLocked(m), nil
 }
 
-func (a *Agent) applyInstances(m *config.Model) {
+// apply is Apply for callers that hold no lock (start-up, tests).
+func (a *Agent) apply(m *config.Model) Plan {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	return a.applyLocked(m)
+}
+
+func (a *Agent) applyLocked(m *config.Model) Plan {
+	start := time.Now()
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	want := map[string]*config.Instance{}
-	for _, ic := range m.Instances {
-		want[ic.Name] = ic
-	}
-	groupOf, groupKey := syncGroups(m)
-	var stopped []*runningInstance
+	cur := Running{Instances: map[string]*config.Instance{}, GroupOf: map[string]string{}, Groups: map[string]*config.SyncGroup{}}
 	for name, ri := range a.running {
-		nc, ok := want[name]
-		switch {
-		case !ok:
-			a.log.Info("instance removed by configuration", "instance", name)
-			stopped = append(stopped, ri)
-			delete(a.running, name)
-		case ri.group != groupOf[name] || ri.gkey != groupKey[groupOf[name]]:
-			a.log.Info("instance's sync group changed by configuration: restarting it", "instance", name)
-			stopped = append(stopped, ri)
-			delete(a.running, name)
-		case sameInstance(ri.cfg, nc):
-			ri.cfg = nc // positions may have moved
-		case ri.inst != nil && onlyLiveFieldsDiffer(ri.cfg, nc):
-			// Priority, tracking and notify scripts apply to the running
-			// instance: no restart, no flap.
-			a.log.Info("instance changed by configuration: applied live", "instance", name,
-				"priority", nc.Priority, "notify_changed", ri.cfg.Notify != nc.Notify)
-			if ri.cfg.Notify != nc.Notify {
-				old := ri.notifier.Swap(a.newNotifier(nc, m.Global))
-				if old != nil {
-					go old.Close(context.Background())
-				}
-			}
-			prioChanged := ri.cfg.Priority != nc.Priority
-			ri.cfg = nc
-			ri.trackSent = false // recompute the effective priority and faults
-			if a.tracker == nil && prioChanged {
-				if err := ri.inst.SetPriority(a.runCtx, nc.Priority); err != nil {
-					a.log.Error("cannot change priority", "instance", name, "err", err)
-				}
-			}
-		default:
-			a.log.Info("instance changed by configuration: restarting it", "instance", name)
-			stopped = append(stopped, ri)
-			delete(a.running, name)
+		cur.Instances[name] = ri.cfg
+		if ri.group != "" {
+			cur.GroupOf[name] = ri.group
 		}
 	}
-	for _, ri := range stopped {
-		a.stopInstance(ri)
-	}
-	// Groups whose definition changed restart with all their members
-	// (above); drop group objects nobody uses any more.
 	for name, sg := range a.groups {
-		if sg.g.Len() == 0 {
-			delete(a.groups, name)
-			if sg.notifier != nil {
-				go sg.notifier.Close(context.Background())
-			}
-		}
+		cur.Groups[name] = sg.cfg
 	}
-	groupCfg := map[string]*config.SyncGroup{}
-	for _, g := range m.SyncGroups {
-		groupCfg[g.Name] = g
-	}
-	for _, ic := range m.Instances {
-		if _, ok := a.running[ic.Name]; !ok {
-			gname := groupOf[ic.Name]
-			var g *vrrp.SyncGroup
-			if gname != "" {
-				sg := a.groups[gname]
-				if sg == nil {
-					sg = a.newSyncGroup(groupCfg[gname], m.Global)
-					a.groups[gname] = sg
-				}
-				sg.cfg = groupCfg[gname]
-				g = sg.g
-			}
-			ri := a.startInstance(ic, g, m.Global)
-			ri.group, ri.gkey = gname, groupKey[gname]
-			a.running[ic.Name] = ri
-		}
-	}
+	oldModel := a.model
+	a.mu.Unlock()
+
+	p := plan(cur, m)
+	a.execute(p, m)
+	a.mu.Lock()
 	// Script settings changed: rebuild the notifiers of the instances that
 	// kept running, so every notify script runs under the new settings.
-	if a.model != nil && notifyGlobals(a.model.Global) != notifyGlobals(m.Global) {
+	if oldModel != nil && notifyGlobals(oldModel.Global) != notifyGlobals(m.Global) {
 		for _, ri := range a.running {
 			if ri.inst == nil {
 				continue
@@ -374,6 +381,13 @@ func (a *Agent) applyInstances(m *config.Model) {
 		}
 	}
 	a.model = m
+	a.mu.Unlock()
+	a.configureTracking(m)
+	a.refresh()
+	if len(p) > 0 {
+		a.log.Info("configuration applied", "changes", len(p), "took", time.Since(start).Round(time.Microsecond))
+	}
+	return p
 }
 
 // notifyGlobals is what of global_defs notify scripts depend on.
@@ -381,11 +395,17 @@ func notifyGlobals(g config.Global) [3]string {
 	return [3]string{g.ScriptUser, g.ScriptGroup, fmt.Sprint(g.EnableScriptSecurity)}
 }
 
+// stopInstance stops a running instance (a master hands over with
+// priority 0) and waits for it. Called without a.mu.
 func (a *Agent) stopInstance(ri *runningInstance) {
+	defer a.hub.remove(ri)
 	if ri.inst == nil {
 		return
 	}
-	if sg := a.groups[ri.group]; sg != nil {
+	a.mu.Lock()
+	sg := a.groups[ri.group]
+	a.mu.Unlock()
+	if sg != nil {
 		sg.g.Remove(ri.inst)
 	}
 	ri.cancel()
@@ -447,19 +467,28 @@ func (a *Agent) removeVMAC(ctx context.Context, ri *runningInstance) {
 
 func (a *Agent) newSyncGroup(gc *config.SyncGroup, global config.Global) *syncGroup {
 	sg := &syncGroup{g: vrrp.NewSyncGroup(gc.Name, a.log), cfg: gc}
-	if gc.Notify != (config.Notify{}) {
-		n, err := notify.New(notify.KindGroup, gc.Name, notifyScripts(gc.Notify), a.notifyOptions(global))
-		if err != nil {
-			a.log.Error("sync group notify scripts refused", "sync_group", gc.Name, "err", err)
-		}
-		sg.notifier = n
-		sg.g.OnState = func(_ string, st vrrp.State) {
-			if st == vrrp.StateMaster || st == vrrp.StateBackup || st == vrrp.StateFault {
-				n.Transition(st.String(), 0)
-			}
+	a.setGroupNotifier(sg, gc, global)
+	sg.g.OnState = func(_ string, st vrrp.State) {
+		if n := sg.notifier.Load(); n != nil && (st == vrrp.StateMaster || st == vrrp.StateBackup || st == vrrp.StateFault) {
+			n.Transition(st.String(), 0)
 		}
 	}
 	return sg
+}
+
+// setGroupNotifier (re)builds a sync group's notify scripts.
+func (a *Agent) setGroupNotifier(sg *syncGroup, gc *config.SyncGroup, global config.Global) {
+	var n *notify.Notifier
+	if gc.Notify != (config.Notify{}) {
+		var err error
+		n, err = notify.New(notify.KindGroup, gc.Name, notifyScripts(gc.Notify), a.notifyOptions(global))
+		if err != nil {
+			a.log.Error("sync group notify scripts refused", "sync_group", gc.Name, "err", err)
+		}
+	}
+	if old := sg.notifier.Swap(n); old != nil {
+		go old.Close(context.Background())
+	}
 }
 
 func notifyScripts(n config.Notify) notify.Scripts {
@@ -473,19 +502,27 @@ func (a *Agent) notifyOptions(g config.Global) notify.Options {
 func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global config.Global) *runningInstance {
 	ri := &runningInstance{cfg: ic, done: make(chan struct{}), since: time.Now()}
 	log := a.log
+	a.hub.setAgent(ri, func(p *agentPart) {
+		p.fromConfig(ic)
+		if group != nil {
+			p.group = group.Name()
+		}
+	})
+	fail := func(msg string, err string) *runningInstance {
+		ri.err = err
+		log.Error(msg, "instance", ic.Name, "interface", ic.Interface, "err", err)
+		a.hub.failed(ri, err, ri.since)
+		return ri
+	}
 	primary, err := primaryAddr(ic)
 	if err != nil {
-		ri.err = err.Error()
-		log.Error("instance cannot start: FAULT", "instance", ic.Name, "err", err)
-		return ri
+		return fail("instance cannot start: FAULT", err.Error())
 	}
 	runCfg, sendIf := ic, ""
 	if ic.UseVMAC {
 		name, err := a.ensureVMAC(ic)
 		if err != nil {
-			ri.err = err.Error()
-			log.Error("instance cannot create its VMAC: FAULT", "instance", ic.Name, "err", err)
-			return ri
+			return fail("instance cannot create its VMAC: FAULT", err.Error())
 		}
 		// keepalived: VIPs live on the VMAC and adverts go out of it and
 		// are read from it (a peer's adverts to its own VMAC only reach
@@ -505,7 +542,9 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 		Log:           log,
 		WaitTracking:  a.tracker != nil,
 		SendInterface: sendIf,
+		Gate:          a,
 		OnTransition: func(tr vrrp.Transition) {
+			a.hub.transition(ri, ri.inst.Status(), tr)
 			n := ri.notifier.Load()
 			if n == nil {
 				return
@@ -515,7 +554,15 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 				n.Transition(tr.To.String(), tr.Priority)
 			}
 		},
+		OnStatus: func(s vrrp.InstanceStatus) { a.hub.runtime(ri, s) },
+		OnHeal: func(h vrrp.Heal) {
+			a.hub.event(api.Event{Kind: api.EventVIPHeal, Instance: h.Instance, Detail: h.What})
+		},
+		OnPeerDrop: func(r vrrp.DropReason, peer netip.Addr, detail string) {
+			a.hub.event(api.Event{Kind: api.EventPeerDrop, Instance: ic.Name, Reason: string(r), Peer: peer.String(), Detail: detail})
+		},
 	})
+	ri.inst = inst
 	if group != nil {
 		group.Add(inst)
 	}
@@ -523,15 +570,16 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 		if group != nil {
 			group.Remove(inst)
 		}
-		ri.err = err.Error()
+		ri.inst = nil
+		msg := err.Error()
 		if errors.Is(err, syscall.EPERM) {
-			ri.err += " (vipd needs root, or CAP_NET_RAW and CAP_NET_ADMIN)"
+			msg += " (vipd needs root, or CAP_NET_RAW and CAP_NET_ADMIN)"
 		}
-		log.Error("instance cannot open its VRRP socket: FAULT", "instance", ic.Name, "interface", ic.Interface, "err", ri.err)
-		return ri
+		return fail("instance cannot open its VRRP socket: FAULT", msg)
 	}
+	a.hub.runtime(ri, inst.Status())
 	ctx, cancel := context.WithCancel(a.runCtx)
-	ri.inst, ri.cancel = inst, cancel
+	ri.cancel = cancel
 	a.instances.Add(1)
 	go func() {
 		defer a.instances.Done()

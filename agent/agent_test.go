@@ -32,7 +32,7 @@ func testAgent(t *testing.T) (*Agent, *vip.Memory) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	plane := vip.NewMemory()
-	tr := vrrp.NewTransportWith(log, nil, func(string, bool) (vrrp.PacketConn, error) {
+	tr := vrrp.NewTransportWith(log, func(string, bool) (vrrp.PacketConn, error) {
 		return &silentConn{closed: make(chan struct{})}, nil
 	})
 	a := newAgent(Options{NodeName: "n1", Logger: log}, plane, tr)
@@ -103,12 +103,16 @@ func TestReloadKeepsUnchangedInstancesAndRestartsChangedOnes(t *testing.T) {
 		t.Fatalf("after priority change: %+v", st)
 	}
 
-	// VIP change: VI_2 restarts; its old VIP goes, the new one comes.
+	// VIP change: applied live to the same instance, no transition; its
+	// old VIP goes, the new one comes at once.
+	since2 := a.Status().Instances[1].Since
 	a.apply(model(inst("VI_1", 51, 120, "10.0.0.100/24"), inst("VI_2", 52, 100, "10.0.0.102/24")))
-	if a.running["VI_2"].inst == before["VI_2"] {
-		t.Fatal("a VIP change did not restart the instance")
+	if a.running["VI_2"].inst != before["VI_2"] {
+		t.Fatal("a VIP change recreated the instance")
 	}
-	waitState(t, a, "VI_2", "MASTER")
+	if st := a.Status().Instances[1]; st.State != "MASTER" || !st.Since.Equal(since2) {
+		t.Fatalf("a VIP change made a transition: %+v", st)
+	}
 	if has(plane, "10.0.0.101/24") || !has(plane, "10.0.0.102/24") || !has(plane, "10.0.0.100/24") {
 		t.Fatalf("addresses after VIP change: %v", plane.Addrs("eth0"))
 	}
@@ -120,7 +124,7 @@ func TestReloadKeepsUnchangedInstancesAndRestartsChangedOnes(t *testing.T) {
 	}
 }
 
-func TestSyncGroupChangeRestartsItsMembers(t *testing.T) {
+func TestLeavingASyncGroupKeepsTheMemberRunning(t *testing.T) {
 	a, _ := testAgent(t)
 	m := model(inst("VI_1", 51, 100, "10.0.0.100/24"), inst("VI_2", 52, 100, "10.0.0.101/24"))
 	m.SyncGroups = []*config.SyncGroup{{Name: "G", Members: []string{"VI_1", "VI_2"}}}
@@ -132,11 +136,15 @@ func TestSyncGroupChangeRestartsItsMembers(t *testing.T) {
 		t.Fatalf("group G not built with 2 members: %v", g)
 	}
 	old := a.running["VI_1"].inst
+	since := a.Status().Instances[0].Since
 
 	m2 := model(inst("VI_1", 51, 100, "10.0.0.100/24"), inst("VI_2", 52, 100, "10.0.0.101/24"))
 	a.apply(m2) // group dissolved
-	if a.running["VI_1"].inst == old {
-		t.Fatal("leaving a sync group did not restart the member")
+	if a.running["VI_1"].inst != old {
+		t.Fatal("leaving a sync group restarted the member")
+	}
+	if st := a.Status().Instances[0]; st.State != "MASTER" || !st.Since.Equal(since) || st.Group != "" {
+		t.Fatalf("leaving a sync group moved the member: %+v", st)
 	}
 	if _, ok := a.groups["G"]; ok {
 		t.Fatal("dissolved group still present")

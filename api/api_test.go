@@ -22,6 +22,23 @@ type fakeAgent struct {
 	status    Status
 	reloadErr error
 	reloads   int
+	maints    []MaintRequest
+	prios     []PriorityRequest
+	doorErr   error
+}
+
+func (f *fakeAgent) Maintenance(_ context.Context, r MaintRequest) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.maints = append(f.maints, r)
+	return f.doorErr
+}
+
+func (f *fakeAgent) OverridePriority(_ context.Context, r PriorityRequest) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.prios = append(f.prios, r)
+	return f.doorErr
 }
 
 func (f *fakeAgent) Status() Status {
@@ -342,5 +359,42 @@ func TestClientErrorWhenVipdIsNotRunningSaysWhatToDo(t *testing.T) {
 	var ue *UnreachableError
 	if !errors.As(err, &ue) {
 		t.Errorf("error %T is not an *UnreachableError", err)
+	}
+}
+
+func TestMaintenanceAndPriorityReachTheAgentAndErrorsComeBack(t *testing.T) {
+	fa := &fakeAgent{}
+	socket := startServer(t, fa)
+	c := NewClient(socket)
+	ctx := context.Background()
+	if err := c.Maintenance(ctx, MaintRequest{On: true, Instance: "VI_1", Reason: "NIC swap"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.OverridePriority(ctx, PriorityRequest{Instance: "VI_1", Priority: 42}); err != nil {
+		t.Fatal(err)
+	}
+	if len(fa.maints) != 1 || fa.maints[0] != (MaintRequest{On: true, Instance: "VI_1", Reason: "NIC swap"}) {
+		t.Errorf("maintenance requests %+v", fa.maints)
+	}
+	if len(fa.prios) != 1 || fa.prios[0] != (PriorityRequest{Instance: "VI_1", Priority: 42}) {
+		t.Errorf("priority requests %+v", fa.prios)
+	}
+	fa.doorErr = errors.New(`maintenance: no instance "VI_9" on this node`)
+	err := c.Maintenance(ctx, MaintRequest{On: true, Instance: "VI_9"})
+	if err == nil || err.Error() != fa.doorErr.Error() {
+		t.Errorf("error %v, want the agent's %v", err, fa.doorErr)
+	}
+}
+
+func TestStatusCarriesDrops(t *testing.T) {
+	st := sampleStatus()
+	st.Drops = map[string]uint64{"auth_pass": 3}
+	socket := startServer(t, &fakeAgent{status: st})
+	got, err := NewClient(socket).Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Drops["auth_pass"] != 3 {
+		t.Errorf("drops lost on the way: %v", got.Drops)
 	}
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -87,6 +88,31 @@ func (c *Client) Reload(ctx context.Context) error {
 	return nil
 }
 
+// Maintenance puts the node or one instance in or out of maintenance.
+func (c *Client) Maintenance(ctx context.Context, req MaintRequest) error {
+	return c.post(ctx, pathMaint, req)
+}
+
+// OverridePriority sets or clears the operator's priority override.
+func (c *Client) OverridePriority(ctx context.Context, req PriorityRequest) error {
+	return c.post(ctx, pathPriority, req)
+}
+
+func (c *Client) post(ctx context.Context, path string, body any) error {
+	var ok okBody
+	if err := c.doBody(ctx, http.MethodPost, path, body, &ok); err != nil {
+		var re *RemoteError
+		if errors.As(err, &re) && re.Code == http.StatusBadRequest {
+			return errors.New(re.Msg)
+		}
+		return err
+	}
+	if !ok.OK {
+		return errors.New("vipd did not confirm the request")
+	}
+	return nil
+}
+
 // RemoteError is an error answered by vipd itself.
 type RemoteError struct {
 	Code int
@@ -96,9 +122,24 @@ type RemoteError struct {
 func (e *RemoteError) Error() string { return fmt.Sprintf("vipd answered %d: %s", e.Code, e.Msg) }
 
 func (c *Client) do(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://vipd"+path, nil)
+	return c.doBody(ctx, method, path, nil, out)
+}
+
+func (c *Client) doBody(ctx context.Context, method, path string, in, out any) error {
+	var reqBody io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		reqBody = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://vipd"+path, reqBody)
 	if err != nil {
 		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

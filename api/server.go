@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,8 +22,10 @@ const DefaultSocketPath = "/run/vipd/vipd.sock"
 
 // Routes of the control socket.
 const (
-	pathStatus = "/v1/status"
-	pathReload = "/v1/reload"
+	pathStatus   = "/v1/status"
+	pathReload   = "/v1/reload"
+	pathMaint    = "/v1/maint"
+	pathPriority = "/v1/priority"
 )
 
 // shutdownGrace bounds how long Serve waits for in-flight requests once its
@@ -49,10 +52,26 @@ func NewServer(a Agent, log *slog.Logger) *Server {
 //
 //	GET  /v1/status  -> 200 Status
 //	POST /v1/reload  -> 200 {"ok":true} | 400 {"error":"FILE:LINE: ..."}
+//	POST /v1/maint    MaintRequest    -> 200 {"ok":true} | 400 {"error"}
+//	POST /v1/priority PriorityRequest -> 200 {"ok":true} | 400 {"error"}
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(pathStatus, only(http.MethodGet, s.handleStatus))
 	mux.HandleFunc(pathReload, only(http.MethodPost, s.handleReload))
+	mux.HandleFunc(pathMaint, only(http.MethodPost, func(w http.ResponseWriter, r *http.Request) {
+		var req MaintRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		answer(w, s.agent.Maintenance(r.Context(), req))
+	}))
+	mux.HandleFunc(pathPriority, only(http.MethodPost, func(w http.ResponseWriter, r *http.Request) {
+		var req PriorityRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		answer(w, s.agent.OverridePriority(r.Context(), req))
+	}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
 	})
@@ -199,10 +218,31 @@ func (s *Server) handleReload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, okBody{OK: true})
 }
 
+// readJSON decodes a request body (at most 64 KiB) into v, answering 400
+// itself when it cannot.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "malformed request: " + err.Error()})
+		return false
+	}
+	return true
+}
+
+// answer writes {"ok":true}, or the error as 400.
+func answer(w http.ResponseWriter, err error) {
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, okBody{OK: true})
+}
+
 // normalizeStatus makes list fields encode as [] rather than null, as the
 // contract promises arrays.
 func normalizeStatus(st Status) Status {
-	out := Status{Node: st.Node, Instances: make([]InstanceStatus, len(st.Instances))}
+	out := Status{Node: st.Node, Instances: make([]InstanceStatus, len(st.Instances)), Drops: st.Drops}
 	for i, in := range st.Instances {
 		if in.VIPs == nil {
 			in.VIPs = []string{}

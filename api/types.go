@@ -34,6 +34,40 @@ type InstanceStatus struct {
 	Version           int       `json:"version,omitempty"`
 	// Tracked lists tracked items and their current result (issue 4).
 	Tracked []TrackedStatus `json:"tracked,omitempty"`
+	// Faults are the faults in force by key ("tracking", "sync_group",
+	// "maintenance/operator", ...) with their cause; the instance leaves
+	// FAULT when all are clear.
+	Faults map[string]string `json:"faults,omitempty"`
+	// Overrides are the priority overrides set for the instance, the one
+	// in force first (it replaces the configured priority; tracking
+	// weights apply on top).
+	Overrides []PriorityOverride `json:"overrides,omitempty"`
+	// Group is the vrrp_sync_group the instance belongs to.
+	Group string `json:"sync_group,omitempty"`
+	// GateHeld: the gate before MASTER keeps this BACKUP out of MASTER.
+	GateHeld bool `json:"gate_held,omitempty"`
+}
+
+// PriorityOverride is a priority set for an instance by a named source
+// (operator, etcd); only that source clears it.
+type PriorityOverride struct {
+	Source   string `json:"source"`
+	Priority int    `json:"priority"`
+}
+
+// MaintRequest is the body of POST /v1/maint.
+type MaintRequest struct {
+	On       bool   `json:"on"`
+	Instance string `json:"instance,omitempty"` // "" = every instance of the node
+	Reason   string `json:"reason,omitempty"`
+}
+
+// PriorityRequest is the body of POST /v1/priority: set (Clear false) or
+// clear the operator's priority override of an instance.
+type PriorityRequest struct {
+	Instance string `json:"instance"`
+	Priority int    `json:"priority,omitempty"`
+	Clear    bool   `json:"clear,omitempty"`
 }
 
 // TrackedStatus is one tracked script, interface or file of an instance.
@@ -52,4 +86,10 @@ type Agent interface {
 	// returns the error (with FILE:LINE diagnostics) when the new file is
 	// rejected; the running configuration then stays in force.
 	Reload(ctx context.Context) error
+	// Maintenance puts the node (instance "") or one instance in or out
+	// of maintenance for the operator: a graceful hand-over, then FAULT
+	// with reason "maintenance".
+	Maintenance(ctx context.Context, req MaintRequest) error
+	// OverridePriority sets or clears the operator's priority override.
+	OverridePriority(ctx context.Context, req PriorityRequest) error
 }

@@ -223,7 +223,6 @@ type Instance struct {
 	waitTracking bool
 	sendIf       string
 	started      bool
-	trackFault   string // the tracking fault in force, "" when none
 
 	faults    map[string]string // faults in force by key
 	ownFaults int               // faults other than the sync group's hold
@@ -341,6 +340,8 @@ func (i *Instance) params(c *config.Instance) Params {
 		PreemptDelay: c.PreemptDelay.D(),
 		StartMaster:  c.State == config.StateMaster,
 		Primary:      i.primary,
+
+		DownTimerAdverts: c.DownTimerAdverts,
 	}
 	if i.gate != nil {
 		p.Gate = i.askGate
@@ -988,9 +989,7 @@ func (i *Instance) Update(ctx context.Context, c *config.Instance, primary netip
 		old := i.cfg
 		oldVIPs, oldRoutes := i.allVIPs, old.Routes
 		i.configure(c, primary)
-		p := i.params(c)
-		p.DownTimerAdverts = i.m.p.DownTimerAdverts
-		i.m.Reconfigure(now, p)
+		i.m.Reconfigure(now, i.params(c))
 		if i.holding {
 			ctx, cancel := i.opCtx()
 			added, removed := diffVIPs(oldVIPs, i.allVIPs)
@@ -1038,9 +1037,6 @@ func (i *Instance) Update(ctx context.Context, c *config.Instance, primary netip
 		return nil
 	})
 }
-
-// SetDownTimerAdverts sets keepalived's down_timer_adverts (0: 3).
-func (i *Instance) SetDownTimerAdverts(n int) { i.m.p.DownTimerAdverts = n }
 
 func diffVIPs(old, cur []config.VIP) (added, removed []config.VIP) {
 	in := func(list []config.VIP, v config.VIP) bool {

@@ -239,3 +239,6 @@ func (g *SyncGroup) Len() int {
 	defer g.mu.Unlock()
 	return len(g.members)
 }
+
+// Name is the group's name.
+func (g *SyncGroup) Name() string { return g.name }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strconv"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
@@ -69,33 +70,108 @@ Not implemented yet: it needs gossip. The command exits 2.`,
 	return cmd
 }
 
-func newMaintCmd() *cobra.Command {
+func newMaintCmd(env *cliEnv, v *viper.Viper) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "maint on|off",
-		Short: "Put a node or one instance in maintenance (not implemented yet)",
-		Long: `Put a node (or one of its vrrp_instances) in maintenance, or take it out.
-In maintenance an instance hands over at once (a MASTER sends a priority-0
-advert) and stays in FAULT with the cause "maintenance" until maint off,
-across restarts. It is what you would do with keepalived by stopping it or by
-a track_file you write to, but fleet-wide and recorded with a reason.
+		Short: "Put this node, or one of its instances, in maintenance",
+		Long: `Put this node (or one of its vrrp_instances) in maintenance, or take it out.
 
-Not implemented yet: it needs gossip or etcd. The command exits 2.`,
+In maintenance an instance hands over at once — a MASTER sends a priority-0
+advert, so a backup takes over after Skew_Time, not Master_Down_Interval — and
+then stays in FAULT with the cause "maintenance: REASON" until maint off.
+maint off clears only the maintenance: an instance that is also in FAULT for
+another reason (a tracked interface down) stays in FAULT for that reason.
+It is what you would do with keepalived by stopping it or by writing to a
+track_file, with a reason shown in vipd status and in the logs.
+
+Today maint acts on the local node (the vipd behind --socket). --node, for
+another node of the fleet, needs gossip or etcd: not built yet, so it is
+refused. Maintenance does not survive a restart of vipd yet.`,
 		Example: `  # Drain this node before a kernel upgrade
   vipd maint on --reason "kernel upgrade, ticket OPS-123"
 
-  # Move only VI_1 away from lb2
-  vipd maint on --node lb2 --instance VI_1 --reason "NIC replacement"
+  # Move only VI_1 away from this node
+  vipd maint on --instance VI_1 --reason "NIC replacement"
 
-  vipd maint off --node lb2`,
+  # Back into service
+  vipd maint off`,
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"on", "off"},
-		RunE:      notImplemented("maint (needs gossip or etcd)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var on bool
+			switch args[0] {
+			case "on":
+				on = true
+			case "off":
+			default:
+				return fail(exitUsage, "maint %q: want on or off", args[0])
+			}
+			if node := v.GetString("node"); node != "" {
+				return fail(exitUsage, "maint --node %s: maintenance of another node needs gossip or etcd, which are not built yet; run vipd maint on that node", node)
+			}
+			socket := v.GetString("socket")
+			ctx, cancel := context.WithTimeout(cmd.Context(), clientTimeout)
+			defer cancel()
+			req := api.MaintRequest{On: on, Instance: v.GetString("instance"), Reason: v.GetString("reason")}
+			if err := api.NewClient(socket).Maintenance(ctx, req); err != nil {
+				return fail(exitFailure, "%v", err)
+			}
+			what := "node"
+			if req.Instance != "" {
+				what = "instance " + req.Instance
+			}
+			fmt.Fprintf(env.stdout, "vipd at %s: %s maintenance %s\n", socket, what, args[0])
+			return nil
+		},
 	}
 	fs := cmd.Flags()
-	fs.String("node", "", "node to put in maintenance (default: this node)")
+	fs.String("node", "", "node to put in maintenance (default: this node; other nodes need gossip or etcd)")
 	fs.String("instance", "", "only this vrrp_instance (default: every instance of the node)")
 	fs.String("reason", "", "why, shown in status and logs")
 	addSocketFlag(fs)
+	return cmd
+}
+
+func newPriorityCmd(env *cliEnv, v *viper.Viper) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "priority INSTANCE PRIORITY|clear",
+		Short: "Override an instance's priority on this node, live",
+		Long: `Set the operator's priority override of a vrrp_instance on this node (1..254),
+or clear it. The override replaces the configured priority until cleared, across
+reloads; tracking weights still apply on top. vipd status shows every override
+with its source (operator, etcd); each source clears only its own, and the
+operator's wins over etcd's.
+
+A MASTER advertises the new priority at once: a backup with a higher priority
+preempts it, as with a priority change in keepalived.conf and a reload.`,
+		Example: `  # Make this node the preferred master of VI_1 for now
+  vipd priority VI_1 250
+
+  # Back to the configured priority
+  vipd priority VI_1 clear`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := api.PriorityRequest{Instance: args[0]}
+			if args[1] == "clear" {
+				req.Clear = true
+			} else {
+				p, err := strconv.Atoi(args[1])
+				if err != nil || p < 1 || p > 254 {
+					return fail(exitUsage, "priority %q: want 1..254 or clear", args[1])
+				}
+				req.Priority = p
+			}
+			socket := v.GetString("socket")
+			ctx, cancel := context.WithTimeout(cmd.Context(), clientTimeout)
+			defer cancel()
+			if err := api.NewClient(socket).OverridePriority(ctx, req); err != nil {
+				return fail(exitFailure, "%v", err)
+			}
+			fmt.Fprintf(env.stdout, "vipd at %s: %s priority %s\n", socket, args[0], args[1])
+			return nil
+		},
+	}
+	addSocketFlag(cmd.Flags())
 	return cmd
 }
 

@@ -261,10 +261,56 @@ func TestAge(t *testing.T) {
 type fakeAgent struct {
 	status    api.Status
 	reloadErr error
+	maints    []api.MaintRequest
+	prios     []api.PriorityRequest
 }
 
 func (f *fakeAgent) Status() api.Status               { return f.status }
 func (f *fakeAgent) Reload(ctx context.Context) error { return f.reloadErr }
+func (f *fakeAgent) Maintenance(_ context.Context, r api.MaintRequest) error {
+	f.maints = append(f.maints, r)
+	return nil
+}
+func (f *fakeAgent) OverridePriority(_ context.Context, r api.PriorityRequest) error {
+	f.prios = append(f.prios, r)
+	return nil
+}
+
+func TestMaintAndPriorityTalkToTheLocalNode(t *testing.T) {
+	fa := &fakeAgent{}
+	socket := serve(t, fa)
+	r, _ := vipd(t, "maint", "on", "--instance", "VI_1", "--reason", "NIC swap", "--socket", socket)
+	if r.code != 0 || !strings.Contains(r.stdout, "instance VI_1 maintenance on") {
+		t.Fatalf("maint on: exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if len(fa.maints) != 1 || fa.maints[0] != (api.MaintRequest{On: true, Instance: "VI_1", Reason: "NIC swap"}) {
+		t.Errorf("agent got %+v", fa.maints)
+	}
+	r, _ = vipd(t, "maint", "off", "--socket", socket)
+	if r.code != 0 || len(fa.maints) != 2 || fa.maints[1] != (api.MaintRequest{}) {
+		t.Errorf("maint off: exit %d, agent got %+v", r.code, fa.maints)
+	}
+	r, _ = vipd(t, "maint", "on", "--node", "lb2", "--socket", socket)
+	if r.code != 2 || !strings.Contains(r.stderr, "needs gossip or etcd") {
+		t.Errorf("maint --node: exit %d stderr %q, want 2 and why", r.code, r.stderr)
+	}
+	r, _ = vipd(t, "maint", "sideways", "--socket", socket)
+	if r.code != 2 {
+		t.Errorf("maint sideways: exit %d, want 2", r.code)
+	}
+	r, _ = vipd(t, "priority", "VI_1", "250", "--socket", socket)
+	if r.code != 0 || len(fa.prios) != 1 || fa.prios[0] != (api.PriorityRequest{Instance: "VI_1", Priority: 250}) {
+		t.Errorf("priority: exit %d stderr %q, agent got %+v", r.code, r.stderr, fa.prios)
+	}
+	r, _ = vipd(t, "priority", "VI_1", "clear", "--socket", socket)
+	if r.code != 0 || len(fa.prios) != 2 || !fa.prios[1].Clear {
+		t.Errorf("priority clear: exit %d, agent got %+v", r.code, fa.prios)
+	}
+	r, _ = vipd(t, "priority", "VI_1", "255", "--socket", socket)
+	if r.code != 2 {
+		t.Errorf("priority 255: exit %d, want 2", r.code)
+	}
+}
 
 // serve answers on a socket in a temp dir with the api handler for a.
 func serve(t *testing.T, a api.Agent) string {
@@ -350,7 +396,6 @@ func TestReloadCommand(t *testing.T) {
 func TestUnfinishedCommandsSayNotImplementedInOneLine(t *testing.T) {
 	tests := [][]string{
 		{"join", "10.0.0.12:7946"},
-		{"maint", "on", "--reason", "kernel upgrade"},
 		{"lvs"},
 		{"status", "--fleet"},
 	}
@@ -396,7 +441,7 @@ func TestRunPassesFlagsAndEnvironmentToTheAgent(t *testing.T) {
 		GossipKeyFile: "/etc/vipd/gossip.key",
 		EtcdEndpoints: []string{"http://10.0.0.5:2379", "http://10.0.0.6:2379"},
 		EtcdPrefix:    "/vipd",
-		MetricsListen: "127.0.0.1:9650",
+		MetricsListen: "127.0.0.1:9650", Version: "dev",
 	}
 	if diff := cmp.Diff(want, *got); diff != "" {
 		t.Errorf("agent options (-want +got):\n%s", diff)
@@ -463,7 +508,8 @@ func TestHelpTeachesWithKeepalivedExamples(t *testing.T) {
 		{"status", []string{"vipd status", "-o json", "effective priority", "--fleet", "--socket"}},
 		{"reload", []string{"vipd reload", "SIGHUP"}},
 		{"join", []string{"vipd join 10.0.0.12:7946", "Not implemented yet"}},
-		{"maint", []string{"vipd maint on", "--node", "--instance", "--reason", "Not implemented yet"}},
+		{"maint", []string{"vipd maint on", "--node", "--instance", "--reason", "Skew_Time"}},
+		{"priority", []string{"vipd priority VI_1 250", "clear", "source"}},
 		{"lvs", []string{"ipvsadm -Sn", "Not implemented yet"}},
 		{"version", []string{"vipd version"}},
 	}

@@ -104,6 +104,7 @@ func runOptions(v *viper.Viper) (agent.Options, error) {
 		EtcdEndpoints: splitList(v.GetStringSlice("etcd-endpoints")),
 		EtcdPrefix:    v.GetString("etcd-prefix"),
 		MetricsListen: v.GetString("metrics-listen"),
+		Version:       version,
 	}, nil
 }
 

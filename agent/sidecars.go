@@ -1,0 +1,120 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/vipd/vipd/api/metrics"
+	"github.com/vipd/vipd/vip"
+	"github.com/vipd/vipd/vrrp"
+)
+
+// startMetrics serves Prometheus metrics on --metrics-listen, fed by the
+// state stream. A port that cannot be bound stops the start (before any
+// address is touched).
+func (a *Agent) startMetrics(ctx context.Context) (<-chan error, error) {
+	if a.opts.MetricsListen == "" {
+		return nil, nil
+	}
+	c := metrics.New(a, metrics.Options{NodeName: a.opts.NodeName, Version: a.opts.Version})
+	go c.Run(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- metrics.Serve(ctx, a.opts.MetricsListen, c, a.log) }()
+	select {
+	case err := <-errc:
+		if err != nil {
+			return nil, fmt.Errorf("--metrics-listen: %w", err)
+		}
+	case <-time.After(50 * time.Millisecond):
+	}
+	a.log.Info("metrics listening", "addr", a.opts.MetricsListen, "path", "/metrics")
+	return errc, nil
+}
+
+// watchAddresses feeds the host's address and link events to the
+// instances they concern, so VIPs removed behind vipd's back heal.
+func (a *Agent) watchAddresses(ctx context.Context, w vip.Watcher) {
+	err := w.Watch(ctx, func(ev vip.AddrEvent) {
+		ch := vrrp.AddrChange{Ifname: ev.Ifname, Prefix: ev.Prefix}
+		switch ev.Kind {
+		case vip.AddrRemoved:
+			ch.Kind = vrrp.AddrRemoved
+		case vip.AddrAdded:
+			ch.Kind = vrrp.AddrAdded
+		case vip.LinkUp:
+			ch.Kind = vrrp.LinkUp
+		case vip.LinkDown:
+			return // tracking sees links; addresses come back on LinkUp
+		case vip.Resync:
+			ch.Kind = vrrp.AddrResync
+		default:
+			return
+		}
+		for _, ri := range a.concerned(ch) {
+			ri.inst.AddrChanged(ch)
+		}
+	})
+	if err != nil && ctx.Err() == nil {
+		a.log.Error("address watcher stopped: VIPs removed behind vipd's back will not heal", "err", err)
+	}
+}
+
+// concerned returns the running instances an address event is about: the
+// ones with that VIP (address events), on that interface (link up), or all
+// (resync).
+func (a *Agent) concerned(ch vrrp.AddrChange) []*runningInstance {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []*runningInstance
+	for _, ri := range a.running {
+		if ri.inst == nil {
+			continue
+		}
+		switch ch.Kind {
+		case vrrp.AddrResync:
+			out = append(out, ri)
+		case vrrp.LinkUp:
+			if onInterface(ri, ch.Ifname) {
+				out = append(out, ri)
+			}
+		default:
+			if hasVIP(ri, ch.Prefix.Addr()) {
+				out = append(out, ri)
+			}
+		}
+	}
+	return out
+}
+
+func onInterface(ri *runningInstance, ifname string) bool {
+	if ri.inst.Interface() == ifname || ri.cfg.Interface == ifname {
+		return true
+	}
+	for _, v := range ri.cfg.VIPs {
+		if v.Dev == ifname {
+			return true
+		}
+	}
+	for _, v := range ri.cfg.ExcludedVIPs {
+		if v.Dev == ifname {
+			return true
+		}
+	}
+	return false
+}
+
+func hasVIP(ri *runningInstance, addr netip.Addr) bool {
+	for _, v := range ri.cfg.VIPs {
+		if v.Prefix.Addr() == addr {
+			return true
+		}
+	}
+	for _, v := range ri.cfg.ExcludedVIPs {
+		if v.Prefix.Addr() == addr {
+			return true
+		}
+	}
+	return false
+}
