@@ -146,7 +146,10 @@ func Run(ctx context.Context, opts Options) error {
 	defer plane.Close()
 	a := newAgent(opts, plane, vrrp.NewTransport(log))
 	a.tracker = track.NewManager(track.Options{
-		Log:            log,
+		Log: log,
+		OnResult: func(name string, ok bool, d time.Duration) {
+			a.hub.event(api.Event{Kind: api.EventScript, Name: name, OK: ok, Duration: d})
+		},
 		ScriptUser:     model.Global.ScriptUser,
 		ScriptGroup:    model.Global.ScriptGroup,
 		ScriptSecurity: model.Global.EnableScriptSecurity,
@@ -448,7 +451,7 @@ func (a *Agent) newNotifier(ic *config.Instance, global config.Global) *notify.N
 	if ic.Notify == (config.Notify{}) {
 		return nil
 	}
-	n, err := notify.New(notify.KindInstance, ic.Name, notifyScripts(ic.Notify), a.notifyOptions(global))
+	n, err := notify.New(notify.KindInstance, ic.Name, notifyScripts(ic.Notify), a.notifyOptions(global, notify.KindInstance, ic.Name))
 	if err != nil {
 		a.log.Error("notify scripts refused", "instance", ic.Name, "err", err)
 	}
@@ -481,7 +484,7 @@ func (a *Agent) setGroupNotifier(sg *syncGroup, gc *config.SyncGroup, global con
 	var n *notify.Notifier
 	if gc.Notify != (config.Notify{}) {
 		var err error
-		n, err = notify.New(notify.KindGroup, gc.Name, notifyScripts(gc.Notify), a.notifyOptions(global))
+		n, err = notify.New(notify.KindGroup, gc.Name, notifyScripts(gc.Notify), a.notifyOptions(global, notify.KindGroup, gc.Name))
 		if err != nil {
 			a.log.Error("sync group notify scripts refused", "sync_group", gc.Name, "err", err)
 		}
@@ -495,8 +498,17 @@ func notifyScripts(n config.Notify) notify.Scripts {
 	return notify.Scripts{Master: n.Master, Backup: n.Backup, Fault: n.Fault, Stop: n.Stop, Generic: n.Generic}
 }
 
-func (a *Agent) notifyOptions(g config.Global) notify.Options {
-	return notify.Options{Security: g.EnableScriptSecurity, User: g.ScriptUser, Group: g.ScriptGroup, Log: a.log}
+func (a *Agent) notifyOptions(g config.Global, kind, name string) notify.Options {
+	return notify.Options{Security: g.EnableScriptSecurity, User: g.ScriptUser, Group: g.ScriptGroup, Log: a.log,
+		OnRun: func(keyword, state string, ok bool, d time.Duration) {
+			ev := api.Event{Kind: api.EventNotify, Name: keyword, State: state, OK: ok, Duration: d}
+			if kind == notify.KindGroup {
+				ev.Group = name
+			} else {
+				ev.Instance = name
+			}
+			a.hub.event(ev)
+		}}
 }
 
 func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global config.Global) *runningInstance {

@@ -218,3 +218,27 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 	t.Fatalf("timed out waiting for %s", what)
 }
+
+func TestNotifyRunsAreOnTheStream(t *testing.T) {
+	a, _ := testAgent(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, events := a.Subscribe(ctx)
+	ic := inst("VI_1", 51, 100, "10.0.0.100/24")
+	ic.Notify.Master = "/bin/false"
+	a.apply(model(ic))
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case ev := <-events:
+			if ev.Kind == api.EventNotify {
+				if ev.Instance != "VI_1" || ev.Name != "notify_master" || ev.State != "MASTER" || ev.OK {
+					t.Fatalf("notify event %+v, want VI_1 notify_master MASTER failed", ev)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("no notify event")
+		}
+	}
+}

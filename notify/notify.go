@@ -66,6 +66,10 @@ type Options struct {
 	// Log receives one line per failed script (and debug lines for every
 	// run); nil means slog.Default().
 	Log *slog.Logger
+	// OnRun, when set, is called after every script run with its keyword
+	// (notify_master, ...), the state notified, whether it exited 0 in
+	// time, and how long it ran (the state stream's notify events).
+	OnRun func(keyword, state string, ok bool, d time.Duration)
 }
 
 // job is one script run.
@@ -83,6 +87,7 @@ type Notifier struct {
 	cmds       map[string]script.Command // by state; "" for the generic notify
 	opts       script.Options
 	log        *slog.Logger
+	onRun      func(keyword, state string, ok bool, d time.Duration)
 
 	mu      sync.Mutex
 	queue   []job
@@ -121,6 +126,7 @@ func New(kind, name string, s Scripts, o Options) (*Notifier, error) {
 		cmds:    map[string]script.Command{},
 		opts:    script.Options{User: o.User, Group: o.Group, Timeout: timeout},
 		log:     log.With("notify", kind, "name", name),
+		onRun:   o.OnRun,
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		runCtx:  ctx,
@@ -308,5 +314,8 @@ func (n *Notifier) run(j job) {
 		n.log.Warn("notify script failed", append(attrs, "exit", r.ExitCode, "output", string(r.Output))...)
 	default:
 		n.log.Debug("notify script ran", attrs...)
+	}
+	if n.onRun != nil {
+		n.onRun(j.keyword, j.state, r.Err == nil && !r.TimedOut && r.ExitCode == 0, r.Duration)
 	}
 }

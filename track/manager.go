@@ -37,6 +37,9 @@ type Options struct {
 	// Links is the link table to watch; nil opens netlink in the network
 	// namespace of the goroutine that calls NewManager.
 	Links LinkSource
+	// OnResult, when set, is called after every run of a vrrp_script with
+	// its result (the state stream's script events).
+	OnResult func(script string, ok bool, d time.Duration)
 }
 
 // runFunc runs one command; script.Run in production.
@@ -512,6 +515,9 @@ func (m *Manager) scriptResult(st *scriptState, res script.Result) {
 		m.notify()
 	} else if res.ExitCode != prev.ExitCode || res.TimedOut != prev.TimedOut {
 		m.log.Debug("track: vrrp_script result", "script", name, "exit_code", res.ExitCode, "timed_out", res.TimedOut, "state_ok", ok)
+	}
+	if m.opts.OnResult != nil {
+		m.opts.OnResult(name, success, res.Duration)
 	}
 	if hook != nil {
 		hook(name)
