@@ -29,19 +29,29 @@ notify_* scripts. virtual_server blocks are read and validated but not run yet
 (vipd logs a warning for each).
 
 Signals, as with keepalived:
-  SIGHUP            re-read --config and apply only the difference (vipd reload)
+  SIGHUP            re-read --config and apply only the difference (vipd reload):
+                    the same instance (same VRID, family, interface, unicast
+                    mode, use_vmac) takes every other change live, with no
+                    state change and no VIP moved
   SIGTERM, SIGINT   stop: a MASTER sends a priority-0 advert so its BACKUP takes
                     over at once, VIPs are removed, notify stop scripts run
 
 To run several vipd on one host (one per network namespace), give each its own
---socket. The fleet flags (--gossip-bind, --join, --gossip-key-file,
---etcd-endpoints, --etcd-prefix, --metrics-listen) are accepted for the fleet
-layer that is not built yet: vipd says so at start and behaves like keepalived.
+--socket. --metrics-listen HOST:PORT serves Prometheus metrics on /metrics,
+with keepalived-exporter's names too (api/metrics/METRICS.md). A VIP removed
+behind vipd's back on a MASTER is put back and announced at once.
+
+The fleet flags (--gossip-bind, --join, --gossip-key-file, --etcd-endpoints,
+--etcd-prefix) are accepted for the fleet layer that is not built yet: vipd says
+so at start and behaves like keepalived.
 
 Every flag can be set from the environment as VIPD_<FLAG>: VIPD_CONFIG,
 VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 		Example: `  # Drop-in for keepalived: same file, same behaviour
   vipd run --config /etc/keepalived/keepalived.conf
+
+  # With Prometheus metrics for existing keepalived dashboards
+  vipd run --config /etc/keepalived/keepalived.conf --metrics-listen 127.0.0.1:9650
 
   # Log as JSON (for journald/Loki), debug level while testing a failover
   vipd run --config /etc/keepalived/keepalived.conf --log-format json --log-level debug

@@ -42,7 +42,12 @@ Columns (-o table, the default):
 -o json prints the same as a stable JSON document for scripts and monitoring:
   {"node": NAME, "instances": [{"name", "vrid", "interface", "state",
    "priority", "effective_priority", "vips": [...], "master", "since" (RFC 3339),
-   "cause"}]}
+   "cause", "version", "tracked": [...], "faults": {KEY: CAUSE},
+   "overrides": [{"source", "priority"}], "sync_group", "gate_held"}],
+   "drops": {REASON: COUNT}}
+  faults are keyed by cause (tracking, sync_group, maintenance/operator, ...);
+  overrides come from vipd priority (source operator); drops count received
+  adverts refused, by reason (auth_pass, interval_mismatch, bad_ttl, ...).
 
 --fleet (every node of the gossip cluster) needs gossip, not implemented yet.`,
 		Example: `  # Who is MASTER here, and since when
