@@ -2,12 +2,14 @@ package vrrp
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
+	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -20,19 +22,47 @@ const IPProtoVRRP = 112
 // tosInternetControl is the TOS keepalived puts on adverts (IPTOS_PREC_INTERNETCONTROL).
 const tosInternetControl = 0xc0
 
+// defaultTTL is the TTL / hop limit of every advert without unicast_ttl.
+const defaultTTL = 255
+
+// TTLSender is a Sender that can also set the IPv4 TTL / IPv6 hop limit of
+// one packet (unicast_ttl on a socket shared with other instances).
+type TTLSender interface {
+	Sender
+	// SendTTL is Send with TTL / hop limit ttl (0: 255).
+	SendTTL(payload []byte, src, dst netip.Addr, ttl int) error
+}
+
 // Conn is one raw VRRP socket bound to one interface for one address
 // family. All instances on that interface and family share it.
 type Conn struct {
 	ifi *net.Interface
 	v6  bool
 	pc  net.PacketConn
+	rc  syscall.RawConn
 	r4  *ipv4.RawConn
 	p6  *ipv6.PacketConn
+
+	// The send path builds each packet in these, under wmu, so sending
+	// an advert allocates nothing: IPv4 goes out with our own header
+	// (IP_HDRINCL: TTL per packet), IPv6 with IPV6_PKTINFO and
+	// IPV6_HOPLIMIT control messages (hop limit per packet).
+	wmu   sync.Mutex
+	wpkt  []byte // IPv4: header and payload; IPv6: the payload
+	woob  []byte // IPv6 control messages
+	wsa4  unix.SockaddrInet4
+	wsa6  unix.SockaddrInet6
+	werr  error
+	write func(fd uintptr) bool
+
+	gmu    sync.Mutex
+	groups map[netip.Addr]bool // groups joined besides the standard one
 }
 
 // ListenConn opens the raw IP protocol 112 socket for ifname, binds it to
-// the device, joins the VRRP multicast group (224.0.0.18 / ff02::12) on it,
-// and sets TTL / hop limit 255 for sending with multicast loopback off.
+// the device, joins the standard VRRP multicast group (224.0.0.18 /
+// ff02::12) on it (JoinGroup adds others), and turns multicast loopback
+// off. Adverts leave with TTL / hop limit 255 unless SendTTL says otherwise.
 func ListenConn(ifname string, v6 bool) (*Conn, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
@@ -60,7 +90,7 @@ func ListenConn(ifname string, v6 bool) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vrrp socket on %s: %w", ifname, err)
 	}
-	c := &Conn{ifi: ifi, v6: v6, pc: pc}
+	c := &Conn{ifi: ifi, v6: v6, pc: pc, groups: map[netip.Addr]bool{}}
 	if err := c.setup(); err != nil {
 		pc.Close()
 		return nil, fmt.Errorf("vrrp socket on %s: %w", ifname, err)
@@ -69,6 +99,27 @@ func ListenConn(ifname string, v6 bool) (*Conn, error) {
 }
 
 func (c *Conn) setup() error {
+	sc, ok := c.pc.(syscall.Conn)
+	if !ok {
+		return errors.New("raw socket without a file descriptor")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	c.rc = rc
+	if c.v6 {
+		c.woob = make([]byte, unix.CmsgSpace(unix.SizeofInet6Pktinfo)+unix.CmsgSpace(4))
+		c.write = func(fd uintptr) bool {
+			_, c.werr = unix.SendmsgN(int(fd), c.wpkt, c.woob, &c.wsa6, 0)
+			return c.werr != unix.EAGAIN
+		}
+	} else {
+		c.write = func(fd uintptr) bool {
+			c.werr = unix.Sendto(int(fd), c.wpkt, 0, &c.wsa4)
+			return c.werr != unix.EAGAIN
+		}
+	}
 	if c.v6 {
 		p := ipv6.NewPacketConn(c.pc)
 		c.p6 = p
@@ -114,33 +165,147 @@ func (c *Conn) Close() error { return c.pc.Close() }
 
 // Send sends one VRRP payload from src to dst with TTL / hop limit 255.
 func (c *Conn) Send(payload []byte, src, dst netip.Addr) error {
+	return c.SendTTL(payload, src, dst, defaultTTL)
+}
+
+// SendTTL sends one VRRP payload from src (invalid: the kernel chooses) to
+// dst with TTL / hop limit ttl (0: 255). It is safe for concurrent use and
+// allocates nothing.
+func (c *Conn) SendTTL(payload []byte, src, dst netip.Addr, ttl int) error {
+	if ttl <= 0 || ttl > 255 {
+		ttl = defaultTTL
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	if c.v6 {
-		cm := &ipv6.ControlMessage{HopLimit: 255, IfIndex: c.ifi.Index}
-		if src.IsValid() {
-			cm.Src = src.AsSlice()
+		if !dst.Is6() || dst.Is4In6() {
+			return fmt.Errorf("vrrp: send to %s on an IPv6 socket", dst)
 		}
-		zone := ""
-		if dst.IsLinkLocalUnicast() || dst.IsLinkLocalMulticast() || dst.IsInterfaceLocalMulticast() {
-			// By index: a name would be looked up in the calling
-			// thread's network namespace.
-			zone = strconv.Itoa(c.ifi.Index)
+		c.wpkt = payload
+		c.woob = putCmsg6(c.woob[:0], src, c.ifi.Index, ttl)
+		c.wsa6.Addr = dst.As16()
+		c.wsa6.ZoneId = 0
+		if scopedDst(dst) {
+			c.wsa6.ZoneId = uint32(c.ifi.Index)
 		}
-		_, err := c.p6.WriteTo(payload, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: zone})
+	} else {
+		if !dst.Is4() {
+			return fmt.Errorf("vrrp: send to %s on an IPv4 socket", dst)
+		}
+		c.wpkt = putIPv4Header(c.wpkt[:0], src, dst, ttl, len(payload))
+		c.wpkt = append(c.wpkt, payload...)
+		c.wsa4.Addr = dst.As4()
+	}
+	c.werr = nil
+	err := c.rc.Write(c.write)
+	if c.v6 {
+		c.wpkt = nil // the caller's buffer: do not keep it
+	}
+	if err != nil {
 		return err
 	}
-	h := &ipv4.Header{
-		Version:  ipv4.Version,
-		Len:      ipv4.HeaderLen,
-		TOS:      tosInternetControl,
-		TotalLen: ipv4.HeaderLen + len(payload),
-		TTL:      255,
-		Protocol: IPProtoVRRP,
-		Dst:      dst.AsSlice(),
+	return c.werr
+}
+
+// scopedDst reports whether an IPv6 destination needs the interface as its
+// zone (link-local, or multicast of link or interface scope).
+func scopedDst(dst netip.Addr) bool {
+	return dst.IsLinkLocalUnicast() || dst.IsLinkLocalMulticast() || dst.IsInterfaceLocalMulticast()
+}
+
+// putIPv4Header appends the IPv4 header keepalived puts on an advert
+// (vrrp.c vrrp_build_ip4: TOS internet control, no fragment flags, TTL,
+// protocol 112) for a payload of n bytes. With IP_HDRINCL the kernel fills
+// in the checksum, the ID (left 0) and the source when src is invalid.
+func putIPv4Header(b []byte, src, dst netip.Addr, ttl, n int) []byte {
+	var s4 [4]byte
+	if src.Is4() {
+		s4 = src.As4()
 	}
-	if src.IsValid() {
-		h.Src = src.AsSlice()
+	d4 := dst.As4()
+	total := ipv4.HeaderLen + n
+	return append(b,
+		ipv4.Version<<4|ipv4.HeaderLen>>2, tosInternetControl, byte(total>>8), byte(total),
+		0, 0, 0, 0, // ID, flags and fragment offset
+		byte(ttl), IPProtoVRRP, 0, 0, // checksum: the kernel's
+		s4[0], s4[1], s4[2], s4[3],
+		d4[0], d4[1], d4[2], d4[3])
+}
+
+// putCmsg6 appends the control messages of an IPv6 advert: IPV6_PKTINFO
+// (source address, unspecified when src is invalid, and outgoing
+// interface) and IPV6_HOPLIMIT (hop limit), as keepalived's
+// vrrp_build_ancillary_data does.
+func putCmsg6(b []byte, src netip.Addr, ifindex, hops int) []byte {
+	var a16 [16]byte
+	if src.Is6() && !src.Is4In6() {
+		a16 = src.As16()
 	}
-	return c.r4.WriteTo(h, payload, nil)
+	off := len(b)
+	end := off + unix.CmsgSpace(unix.SizeofInet6Pktinfo) + unix.CmsgSpace(4)
+	if cap(b) < end {
+		b = append(b, make([]byte, end-off)...)
+	}
+	b = b[:end]
+	clear(b[off:])
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[off]))
+	h.Level, h.Type = unix.IPPROTO_IPV6, unix.IPV6_PKTINFO
+	h.SetLen(unix.CmsgLen(unix.SizeofInet6Pktinfo))
+	d := b[off+unix.CmsgLen(0):]
+	copy(d, a16[:])
+	binary.NativeEndian.PutUint32(d[16:], uint32(ifindex))
+	off += unix.CmsgSpace(unix.SizeofInet6Pktinfo)
+	h = (*unix.Cmsghdr)(unsafe.Pointer(&b[off]))
+	h.Level, h.Type = unix.IPPROTO_IPV6, unix.IPV6_HOPLIMIT
+	h.SetLen(unix.CmsgLen(4))
+	binary.NativeEndian.PutUint32(b[off+unix.CmsgLen(0):], uint32(hops))
+	return b
+}
+
+// JoinGroup makes the socket receive adverts to the multicast group g
+// (mcast_dst_ip, vrrp_mcast_group4/6) on its interface. The standard group
+// is always joined.
+func (c *Conn) JoinGroup(g netip.Addr) error {
+	if !g.IsMulticast() || g == c.standardGroup() {
+		return nil
+	}
+	c.gmu.Lock()
+	defer c.gmu.Unlock()
+	if c.groups[g] {
+		return nil
+	}
+	var err error
+	if c.v6 {
+		err = c.p6.JoinGroup(c.ifi, &net.IPAddr{IP: g.AsSlice()})
+	} else {
+		err = c.r4.JoinGroup(c.ifi, &net.IPAddr{IP: g.AsSlice()})
+	}
+	if err != nil {
+		return fmt.Errorf("join multicast group %s on %s: %w", g, c.ifi.Name, err)
+	}
+	c.groups[g] = true
+	return nil
+}
+
+// LeaveGroup undoes JoinGroup (the standard group stays joined).
+func (c *Conn) LeaveGroup(g netip.Addr) error {
+	c.gmu.Lock()
+	defer c.gmu.Unlock()
+	if !c.groups[g] {
+		return nil
+	}
+	delete(c.groups, g)
+	if c.v6 {
+		return c.p6.LeaveGroup(c.ifi, &net.IPAddr{IP: g.AsSlice()})
+	}
+	return c.r4.LeaveGroup(c.ifi, &net.IPAddr{IP: g.AsSlice()})
+}
+
+func (c *Conn) standardGroup() netip.Addr {
+	if c.v6 {
+		return MulticastGroup6
+	}
+	return MulticastGroup4
 }
 
 // Recv reads one packet into buf and returns the VRRP payload (a slice of

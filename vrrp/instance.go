@@ -106,6 +106,12 @@ type InstanceOptions struct {
 	// OnPeerDrop is called (rate-limited, once a minute per peer and
 	// reason) when an advert from a misconfigured peer was dropped.
 	OnPeerDrop func(reason DropReason, peer netip.Addr, detail string)
+	// StartupDelay is keepalived's vrrp_startup_delay, for instances
+	// started with the daemon (not on a reload): the instance stays in
+	// INIT, sending nothing, for this long after Run starts, then starts
+	// (or, with WaitTracking, starts at the first tracking result after
+	// that). Measured on Clock.
+	StartupDelay time.Duration
 }
 
 // InstanceStatus is a snapshot of an instance for the API.
@@ -200,15 +206,22 @@ type Instance struct {
 	onDrop   func(DropReason, netip.Addr, string)
 	gate     Gate
 
-	sender   Sender
-	rxc      atomic.Pointer[rxConfig]
-	expect   RecvExpect // the goroutine's copies of rxc's
-	ckopt    ChecksumOpt
-	vips     []config.VIP // the family of the instance: advertised and added
-	evips    []config.VIP // virtual_ipaddress_excluded and other-family VIPs: added, not advertised
-	allVIPs  []config.VIP // vips then evips: what the plane adds, removes and announces
-	advAddrs []netip.Addr
-	dsts     []netip.Addr
+	sender    Sender
+	ttlSender TTLSender  // sender, when it can set the TTL per packet
+	tr        *Transport // the transport attached to (group changes)
+	// mcastGroup is the multicast group the instance sends to and listens
+	// on (invalid: a unicast instance); ttl the TTL / hop limit of its
+	// adverts (0: the socket's default, 255).
+	mcastGroup netip.Addr
+	ttl        int
+	rxc        atomic.Pointer[rxConfig]
+	expect     RecvExpect // the goroutine's copies of rxc's
+	ckopt      ChecksumOpt
+	vips       []config.VIP // the family of the instance: advertised and added
+	evips      []config.VIP // virtual_ipaddress_excluded and other-family VIPs: added, not advertised
+	allVIPs    []config.VIP // vips then evips: what the plane adds, removes and announces
+	advAddrs   []netip.Addr
+	dsts       []netip.Addr
 
 	rx  chan rxItem
 	ctl chan ctlItem
@@ -223,6 +236,9 @@ type Instance struct {
 	waitTracking bool
 	sendIf       string
 	started      bool
+	startDelay   time.Duration // vrrp_startup_delay
+	startAt      time.Time     // no start-up before then
+	startPending bool          // start-up is due at startAt
 
 	faults    map[string]string // faults in force by key
 	ownFaults int               // faults other than the sync group's hold
@@ -268,6 +284,7 @@ func NewInstance(o InstanceOptions) *Instance {
 		gate:         o.Gate,
 		waitTracking: o.WaitTracking,
 		sendIf:       o.SendInterface,
+		startDelay:   o.StartupDelay,
 		rx:           make(chan rxItem, 16),
 		ctl:          make(chan ctlItem),
 		orderSig:     make(chan struct{}, 1),
@@ -305,15 +322,23 @@ func (i *Instance) configure(c *config.Instance, primary netip.Addr) {
 	}
 	i.evips = append(i.evips, c.ExcludedVIPs...)
 	i.allVIPs = append(append([]config.VIP(nil), i.vips...), i.evips...)
+	i.mcastGroup, i.ttl = netip.Addr{}, 0
 	if len(c.UnicastPeers) > 0 {
 		i.dsts = append(i.dsts, c.UnicastPeers...)
-	} else if i.v6 {
-		i.dsts = []netip.Addr{MulticastGroup6}
+		i.ttl = c.UnicastTTL
 	} else {
-		i.dsts = []netip.Addr{MulticastGroup4}
+		i.mcastGroup = mcastGroup(c.McastGroup, i.v6)
+		i.dsts = []netip.Addr{i.mcastGroup}
 	}
 	i.ckopt = ChecksumOpt{OldUnicastChecksum: c.OldUnicastChecksum}
+	if g := c.McastGroup.Unmap(); len(c.UnicastPeers) > 0 && g.Is4() && g.IsMulticast() {
+		// keepalived sums old_unicast_checksum adverts with
+		// vrrp_mcast_group4 in the pseudo-header (Normalize copies it
+		// into McastGroup).
+		i.ckopt.Group4 = g
+	}
 	i.expect = RecvExpect{
+		Group:           i.mcastGroup,
 		Version:         c.Version,
 		Interval:        c.AdvertInt.D(),
 		Unicast:         len(c.UnicastPeers) > 0,
@@ -329,6 +354,20 @@ func (i *Instance) configure(c *config.Instance, primary netip.Addr) {
 	i.rxc.Store(&rxConfig{expect: i.expect, ckopt: i.ckopt})
 }
 
+// mcastGroup is where a multicast instance sends its adverts: g
+// (mcast_dst_ip or vrrp_mcast_group4/6) when it is a multicast address of
+// the family, else the standard 224.0.0.18 / ff02::12.
+func mcastGroup(g netip.Addr, v6 bool) netip.Addr {
+	g = g.Unmap()
+	if g.IsMulticast() && g.Is6() == v6 {
+		return g.WithZone("")
+	}
+	if v6 {
+		return MulticastGroup6
+	}
+	return MulticastGroup4
+}
+
 // params are the state machine's parameters for c (the effective priority
 // starts at the configured one; tracking changes it).
 func (i *Instance) params(c *config.Instance) Params {
@@ -341,7 +380,9 @@ func (i *Instance) params(c *config.Instance) Params {
 		StartMaster:  c.State == config.StateMaster,
 		Primary:      i.primary,
 
-		DownTimerAdverts: c.DownTimerAdverts,
+		DownTimerAdverts:     c.DownTimerAdverts,
+		LowerPrioNoAdvert:    c.LowerPrioNoAdvert,
+		HigherPrioSendAdvert: c.HigherPrioSendAdvert,
 	}
 	if i.gate != nil {
 		p.Gate = i.askGate
@@ -486,9 +527,16 @@ func (i *Instance) currentState() State {
 	return i.status.State
 }
 
-func (i *Instance) startup() {
+// startup starts the state machine (EvStartup) now, or, within the
+// vrrp_startup_delay, marks it due at startAt (Run's timer).
+func (i *Instance) startup(now time.Time) []Action {
+	if now.Before(i.startAt) {
+		i.startPending = true
+		return nil
+	}
+	i.startPending = false
 	i.started = true
-	i.apply(i.m.Step(i.clock.Now(), Event{Kind: EvStartup}))
+	return i.m.Step(now, Event{Kind: EvStartup})
 }
 
 // Fault keys of the runtime itself; callers use their own (maintenance/<source>, ...).
@@ -510,10 +558,9 @@ func (i *Instance) SetTracking(ctx context.Context, effective int, fault string)
 	return i.do(ctx, func(now time.Time) []Action {
 		acts := i.setPriority(now, effective)
 		acts = append(acts, i.setFault(now, FaultTracking, fault)...)
-		if !i.started {
+		if !i.started && !i.startPending {
 			i.apply(acts)
-			i.started = true
-			return i.m.Step(now, Event{Kind: EvStartup})
+			return i.startup(now)
 		}
 		return acts
 	})
@@ -631,8 +678,17 @@ func (i *Instance) Run(ctx context.Context) {
 	defer close(i.stopped)
 	timer := i.clock.NewTimer(time.Hour)
 	defer timer.Stop()
+	if i.startDelay > 0 {
+		// keepalived vrrp_startup_delay: nothing is sent before then.
+		i.startAt = i.clock.Now().Add(i.startDelay)
+		i.log.Info("delaying start-up (vrrp_startup_delay)", "delay", i.startDelay)
+		i.mu.Lock()
+		i.status.Cause = fmt.Sprintf("start-up delayed by vrrp_startup_delay %s", i.startDelay)
+		i.mu.Unlock()
+		i.publish()
+	}
 	if !i.waitTracking {
-		i.startup()
+		i.apply(i.startup(i.clock.Now()))
 	}
 	for {
 		i.armTimer(timer)
@@ -649,6 +705,9 @@ func (i *Instance) Run(ctx context.Context) {
 			i.runOrders()
 		case <-timer.C():
 			now := i.clock.Now()
+			if i.startPending && !now.Before(i.startAt) {
+				i.apply(i.startup(now))
+			}
 			i.apply(i.m.Step(now, Event{Kind: EvTimer}))
 			i.garpTick(now)
 		}
@@ -658,10 +717,11 @@ func (i *Instance) Run(ctx context.Context) {
 func (i *Instance) armTimer(t Timer) {
 	now := i.clock.Now()
 	next := i.m.NextDeadline()
-	for _, g := range []time.Time{i.nextGarp()} {
-		if !g.IsZero() && (next.IsZero() || g.Before(next)) {
-			next = g
-		}
+	if i.startPending {
+		next = i.startAt // INIT: no machine deadline runs
+	}
+	if g := i.nextGarp(); !g.IsZero() && (next.IsZero() || g.Before(next)) {
+		next = g
 	}
 	d := time.Hour
 	if !next.IsZero() {
@@ -830,7 +890,12 @@ func (i *Instance) sendAdvert(prio uint8) {
 			return
 		}
 		i.buf = b
-		if err := i.sender.Send(b, i.primary, dst); err != nil {
+		if i.ttl > 0 && i.ttlSender != nil {
+			err = i.ttlSender.SendTTL(b, i.primary, dst, i.ttl)
+		} else {
+			err = i.sender.Send(b, i.primary, dst)
+		}
+		if err != nil {
 			i.warnOnce("send"+dst.String(), "cannot send advert", "to", dst, "err", err)
 			continue
 		}
@@ -988,8 +1053,15 @@ func (i *Instance) Update(ctx context.Context, c *config.Instance, primary netip
 	return i.do(ctx, func(now time.Time) []Action {
 		old := i.cfg
 		oldVIPs, oldRoutes := i.allVIPs, old.Routes
+		oldGroup := i.mcastGroup
 		i.configure(c, primary)
 		i.m.Reconfigure(now, i.params(c))
+		if i.mcastGroup != oldGroup && i.tr != nil {
+			// mcast_dst_ip / vrrp_mcast_group changed: listen there.
+			if err := i.tr.regroup(i, i.mcastGroup); err != nil {
+				i.log.Error("cannot join the new multicast group", "group", i.mcastGroup, "err", err)
+			}
+		}
 		if i.holding {
 			ctx, cancel := i.opCtx()
 			added, removed := diffVIPs(oldVIPs, i.allVIPs)

@@ -61,6 +61,16 @@ type Params struct {
 	// DownTimerAdverts is keepalived's down_timer_adverts: how many
 	// advert intervals make the Master_Down_Interval (0: the RFC's 3).
 	DownTimerAdverts int
+	// LowerPrioNoAdvert is keepalived's lower_prio_no_advert: a MASTER
+	// hearing a lower-priority advert does not answer it with one of its
+	// own (nor restart its advert timer); it still refreshes the
+	// neighbours' caches (ActLowerPrioAnnounce, garp_lower_prio_*).
+	LowerPrioNoAdvert bool
+	// HigherPrioSendAdvert is keepalived's higher_prio_send_advert: a
+	// MASTER hearing a higher-priority advert (or an equal priority from a
+	// higher address) sends one advert at its own priority before it
+	// becomes BACKUP.
+	HigherPrioSendAdvert bool
 	// Gate, when set, is asked on every path into MASTER (down timer,
 	// preemption, address owner at start and after a fault, sync group
 	// orders). false keeps the instance in BACKUP: it asks again when its
@@ -216,7 +226,8 @@ func (m *Machine) skew(units int) time.Duration {
 	return time.Duration(units) * time.Second / 256
 }
 
-// MasterDownInterval is 3 * Master_Adver_Interval + Skew_Time.
+// MasterDownInterval is N * Master_Adver_Interval + Skew_Time, N being
+// down_timer_adverts (the RFC's 3 by default).
 func (m *Machine) MasterDownInterval() time.Duration {
 	n := time.Duration(m.p.DownTimerAdverts)
 	if n <= 0 {
@@ -452,8 +463,12 @@ func (m *Machine) preemptHeld(now time.Time) bool {
 
 func (m *Machine) masterAdvert(now time.Time, ev Event) []Action {
 	if ev.Priority == PriorityStop {
-		// Another master is leaving: assert ourselves at once.
-		m.advertAt = now.Add(m.p.AdvertInt)
+		// Another master is leaving: assert ourselves at once. keepalived
+		// restarts its advert timer after an advert received as MASTER
+		// unless lower_prio_no_advert is set (then it keeps its rhythm).
+		if !m.p.LowerPrioNoAdvert {
+			m.advertAt = now.Add(m.p.AdvertInt)
+		}
 		return []Action{{Kind: ActSendAdvert, Priority: m.p.Priority}}
 	}
 	cmp := ev.From.Compare(m.p.Primary)
@@ -471,12 +486,22 @@ func (m *Machine) masterAdvert(now time.Time, ev Event) []Action {
 		if ev.Priority == m.p.Priority {
 			cause = fmt.Sprintf("same priority %d from higher address %s", ev.Priority, ev.From)
 		}
-		acts := []Action{{Kind: ActRelease}}
+		acts := make([]Action, 0, 3)
+		if m.p.HigherPrioSendAdvert {
+			// higher_prio_send_advert: one advert at our priority first,
+			// so the new master (and anyone listening) hears us go.
+			acts = append(acts, Action{Kind: ActSendAdvert, Priority: m.p.Priority})
+		}
+		acts = append(acts, Action{Kind: ActRelease})
 		return append(acts, m.toBackup(now, m.MasterDownInterval(), CauseHigherPriority, cause)...)
 	}
 	// A lower priority (or equal priority, lower address) router thinks it
-	// is master: keepalived answers at once to force a new election and
-	// refreshes the neighbours' ARP/ND caches.
+	// is master: keepalived answers at once to force a new election (not
+	// with lower_prio_no_advert) and refreshes the neighbours' ARP/ND
+	// caches either way.
+	if m.p.LowerPrioNoAdvert {
+		return []Action{{Kind: ActLowerPrioAnnounce}}
+	}
 	m.advertAt = now.Add(m.p.AdvertInt)
 	return []Action{{Kind: ActSendAdvert, Priority: m.p.Priority}, {Kind: ActLowerPrioAnnounce}}
 }

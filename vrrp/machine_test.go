@@ -125,6 +125,8 @@ func smFmtAction(a Action) string {
 		return "release"
 	case ActTransition:
 		return fmt.Sprintf("%s->%s", a.From, a.To)
+	case ActLowerPrioAnnounce:
+		return "lower-prio-announce"
 	}
 	return fmt.Sprintf("Action(%d)", a.Kind)
 }
@@ -642,6 +644,131 @@ func TestMasterAnswersLowerPriorityAdvertAtOnce(t *testing.T) {
 	}
 }
 
+func TestLowerPrioNoAdvertMasterStaysQuietButRefreshesCaches(t *testing.T) {
+	// keepalived lower_prio_no_advert (vrrp.c vrrp_state_master_rx): no
+	// advert in answer to a lower priority, the garp_lower_prio_* refresh
+	// still runs, and the advert timer keeps its rhythm (vrrp_scheduler.c
+	// does not restart a MASTER's advert timer after an advert it received
+	// when lower_prio_no_advert is set).
+	lpna := func(p Params) Params { p.LowerPrioNoAdvert = true; return p }
+	tests := []struct {
+		name string
+		p    Params
+		mdi  time.Duration
+		ev   Event
+		want []Action
+	}{
+		{"v2 lower priority", lpna(smV2(100)), v2MDI100, smAdv(smHigher, 50, time.Second),
+			[]Action{{Kind: ActLowerPrioAnnounce}}},
+		{"v2 equal priority from a lower address", lpna(smV2(100)), v2MDI100, smAdv(smLower, 100, time.Second),
+			[]Action{{Kind: ActLowerPrioAnnounce}}},
+		{"v3 priority 1", lpna(smV3(100, 100*time.Millisecond)), v3MDI100, smAdv(smHigher, 1, 100*time.Millisecond),
+			[]Action{{Kind: ActLowerPrioAnnounce}}},
+		// A leaving master is still answered (hd->priority == 0 sends).
+		{"v2 priority 0 is still answered", lpna(smV2(100)), v2MDI100, smAdv(smLower, 0, time.Second),
+			[]Action{smSend(100)}},
+		// Without the option: answered at once, timer restarted.
+		{"v2 default answers", smV2(100), v2MDI100, smAdv(smHigher, 50, time.Second), smAnswerLower(100)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			iv := tc.p.AdvertInt
+			at := tc.mdi + iv/2
+			next := tc.mdi + iv // the timer armed by the takeover
+			if !tc.p.LowerPrioNoAdvert {
+				next = at + iv
+			}
+			smRun(t, NewMachine(tc.p), smCat(smMasterAt(tc.p, tc.mdi), []smStep{
+				{at: at, ev: tc.ev, want: tc.want, state: StateMaster, deadline: next},
+				{at: next, ev: smTimer, want: []Action{smSend(100)}, state: StateMaster, deadline: next + iv},
+			}))
+		})
+	}
+}
+
+func TestHigherPrioSendAdvertMasterAdvertisesBeforeBackup(t *testing.T) {
+	// keepalived higher_prio_send_advert: one advert at our priority, then
+	// BACKUP as usual.
+	hpsa := func(p Params) Params { p.HigherPrioSendAdvert = true; return p }
+	v2At := v2MDI100 + 500*time.Millisecond // the peer's advert, half an interval after our takeover
+	v3At := v3MDI100 + 50*time.Millisecond  // same at 100 ms
+	tests := []struct {
+		name string
+		p    Params
+		mdi  time.Duration
+		at   time.Duration
+		ev   Event
+		want []Action
+		st   State
+		dl   time.Duration
+	}{
+		{"v2 higher priority", hpsa(smV2(100)), v2MDI100, v2At, smAdv(smPeer2, 150, time.Second),
+			[]Action{smSend(100), smRelease, smTrans(StateMaster, StateBackup, "higher priority 150 from 10.0.0.2")},
+			StateBackup, v2At + v2MDI100},
+		{"v3 equal priority from a higher address", hpsa(smV3(100, 100*time.Millisecond)), v3MDI100, v3At, smAdv(smHigher, 100, 100*time.Millisecond),
+			[]Action{smSend(100), smRelease, smTrans(StateMaster, StateBackup, "same priority 100 from higher address")},
+			StateBackup, v3At + v3MDI100},
+		{"without the option no advert", smV2(100), v2MDI100, v2At, smAdv(smPeer2, 150, time.Second),
+			[]Action{smRelease, smTrans(StateMaster, StateBackup, "higher priority 150")},
+			StateBackup, v2At + v2MDI100},
+		// Lower priorities are unaffected by it: answered, timer restarted.
+		{"lower priority still answered", hpsa(smV2(100)), v2MDI100, v2At, smAdv(smPeer2, 50, time.Second),
+			smAnswerLower(100), StateMaster, v2At + time.Second},
+		// Our own address at our priority: neither higher nor lower.
+		{"own advert ignored", hpsa(smV2(100)), v2MDI100, v2At, smAdv(smSelf, 100, time.Second),
+			nil, StateMaster, v2MDI100 + time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			smRun(t, NewMachine(tc.p), smCat(smMasterAt(tc.p, tc.mdi), []smStep{
+				{at: tc.at, ev: tc.ev, want: tc.want, state: tc.st, deadline: tc.dl},
+			}))
+		})
+	}
+}
+
+func TestDownTimerAdvertsSetsMasterDownInterval(t *testing.T) {
+	// keepalived down_timer_adverts N: ms_down_timer = N * master_adver_int
+	// + skew (VRRP_MS_DOWN_TIMER), at start-up, after an advert and with a
+	// learned v3 interval.
+	n5 := func(p Params) Params { p.DownTimerAdverts = 5; return p }
+	tests := []struct {
+		name    string
+		p       Params
+		skew    time.Duration
+		mdi     time.Duration
+		masterV time.Duration // the master's advert interval (v3: learned)
+		learned time.Duration // MasterDownInterval after the master's advert
+	}{
+		{"v2 priority 100 at 1s", n5(smV2(100)), v2Skew100, 5*time.Second + v2Skew100, time.Second, 5*time.Second + v2Skew100},
+		{"v3 priority 100 at 100ms", n5(smV3(100, 100*time.Millisecond)), v3Skew100, 500*time.Millisecond + v3Skew100,
+			100 * time.Millisecond, 500*time.Millisecond + v3Skew100},
+		// v3: the master's 1s interval scales both N*interval and the skew.
+		{"v3 learns a 1s master interval", n5(smV3(100, 100*time.Millisecond)), v3Skew100, 500*time.Millisecond + v3Skew100,
+			time.Second, 5*time.Second + v3Skew100s},
+		{"default 3 for comparison", smV2(100), v2Skew100, v2MDI100, time.Second, v2MDI100},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMachine(tc.p)
+			if got := m.SkewTime(); got != tc.skew {
+				t.Errorf("SkewTime = %v, want %v", got, tc.skew)
+			}
+			if got := m.MasterDownInterval(); got != tc.mdi {
+				t.Errorf("MasterDownInterval = %v, want %v", got, tc.mdi)
+			}
+			heard := time.Second / 4
+			smRun(t, m, []smStep{
+				{at: 0, ev: smStartup, want: smStartBackup("start-up"), state: StateBackup, deadline: tc.mdi},
+				{at: heard, ev: smAdv(smHigher, 150, tc.masterV), state: StateBackup, deadline: heard + tc.learned},
+				// One nanosecond early nothing happens; then the takeover.
+				{at: heard + tc.learned - 1, ev: smTimer, state: StateBackup, deadline: heard + tc.learned},
+				{at: heard + tc.learned, ev: smTimer, want: smTakeOver(100), state: StateMaster, deadline: heard + tc.learned + tc.p.AdvertInt},
+			})
+		})
+	}
+}
+
 func TestFaultFromMasterSendsPriorityZeroAndReleases(t *testing.T) {
 	p := smV2(100)
 	at := 4 * time.Second
@@ -903,6 +1030,10 @@ func TestMachineRandomEventSequencesKeepInvariants(t *testing.T) {
 			StartMaster:  rng.IntN(3) == 0,
 			PreemptDelay: []time.Duration{0, 0, 500 * time.Millisecond, 5 * time.Second}[rng.IntN(4)],
 			Primary:      smSelf,
+
+			DownTimerAdverts:     []int{0, 3, 1, 5, 100}[rng.IntN(5)],
+			LowerPrioNoAdvert:    rng.IntN(3) == 0,
+			HigherPrioSendAdvert: rng.IntN(3) == 0,
 		}
 		m := NewMachine(p)
 		now := smT0
@@ -958,7 +1089,10 @@ func TestMachineRandomEventSequencesKeepInvariants(t *testing.T) {
 					if a.Priority == PriorityStop && before != StateMaster {
 						fail("priority 0 advert sent from %s", before)
 					}
-					if a.Priority != PriorityStop && (after != StateMaster || a.Priority != m.Params().Priority) {
+					// higher_prio_send_advert: a MASTER's last advert as it
+					// yields to a higher priority.
+					yielding := p.HigherPrioSendAdvert && before == StateMaster && ev.Kind == EvAdvert
+					if a.Priority != PriorityStop && ((after != StateMaster && !yielding) || a.Priority != m.Params().Priority) {
 						fail("advert priority %d in %s, effective priority %d", a.Priority, after, m.Params().Priority)
 					}
 				}

@@ -72,6 +72,17 @@ type ChecksumOpt struct {
 	// <= 1.3.6 did this). AppendMarshal then sends that form; Parse accepts
 	// both forms.
 	OldUnicastChecksum bool
+	// Group4 is the multicast group keepalived puts in that pseudo-header:
+	// the global vrrp_mcast_group4 (invalid: 224.0.0.18).
+	Group4 netip.Addr
+}
+
+// oldGroup is the pseudo-header destination of the old_unicast_checksum form.
+func (o ChecksumOpt) oldGroup() netip.Addr {
+	if o.Group4.Is4() {
+		return o.Group4
+	}
+	return MulticastGroup4
 }
 
 // DropReason says why a received advert was discarded. The values are short
@@ -218,8 +229,8 @@ func pktExpectedLen(version, fam, count int) int {
 // a pseudo-header (RFC 5798 5.2.8), so they are required there; a VRRPv2
 // IPv4 advert needs neither (the family then comes from a.Addrs). With
 // opt.OldUnicastChecksum a VRRPv3 IPv4 advert to a unicast dst is summed
-// with 224.0.0.18 as the pseudo-header destination, as keepalived's
-// old_unicast_checksum does. It does not allocate when b has room.
+// with 224.0.0.18 (or opt.Group4) as the pseudo-header destination, as
+// keepalived's old_unicast_checksum does. It does not allocate when b has room.
 func (a *Advert) AppendMarshal(b []byte, src, dst netip.Addr, opt ChecksumOpt) ([]byte, error) {
 	if a.Version != 2 && a.Version != 3 {
 		return b, fmt.Errorf("vrrp: marshal advert: version %d: must be 2 or 3", a.Version)
@@ -288,7 +299,7 @@ func (a *Advert) AppendMarshal(b []byte, src, dst netip.Addr, opt ChecksumOpt) (
 	if a.Version == 3 || fam == 6 {
 		pdst := dst
 		if opt.OldUnicastChecksum && a.Version == 3 && fam == 4 && !dst.IsMulticast() {
-			pdst = MulticastGroup4
+			pdst = opt.oldGroup()
 		}
 		sum = pktPseudoSum(src, pdst, len(pkt))
 	}
@@ -353,9 +364,9 @@ func Parse(b []byte, src, dst netip.Addr, opt ChecksumOpt) (*Advert, error) {
 	default:
 		ok = pktFold(pktSum(pktPseudoSum(src, dst, len(b)), b)) == 0
 		if !ok && version == 3 && fam == 4 && !dst.IsMulticast() &&
-			pktFold(pktSum(pktPseudoSum(src, MulticastGroup4, len(b)), b)) == 0 {
+			pktFold(pktSum(pktPseudoSum(src, opt.oldGroup(), len(b)), b)) == 0 {
 			if !opt.OldUnicastChecksum {
-				return nil, pktDrop(DropOldUnicastChecksum, "VRRPv3 checksum %#04x from %s verifies only with 224.0.0.18 in the pseudo-header (old_unicast_checksum)", binary.BigEndian.Uint16(b[6:8]), src)
+				return nil, pktDrop(DropOldUnicastChecksum, "VRRPv3 checksum %#04x from %s verifies only with %s in the pseudo-header (old_unicast_checksum)", binary.BigEndian.Uint16(b[6:8]), src, opt.oldGroup())
 			}
 			ok = true
 		}

@@ -34,6 +34,13 @@ type RecvExpect struct {
 	// only unicast adverts, otherwise only multicast ones.
 	Unicast      bool
 	UnicastPeers []netip.Addr
+	// Group is a multicast instance's group (mcast_dst_ip,
+	// vrrp_mcast_group4/6). keepalived's socket is bound to it, so an
+	// advert to another group never reaches the instance; the shared
+	// socket here gets every group joined on the interface, so a
+	// multicast advert to another group is dropped as
+	// mcast_unicast_mismatch. Invalid: any multicast destination.
+	Group netip.Addr
 	// CheckUnicastSrc is check_unicast_src / vrrp_check_unicast_src: a
 	// unicast advert must come from one of UnicastPeers.
 	CheckUnicastSrc bool
@@ -72,8 +79,9 @@ type RecvResult struct {
 //   - v2: an auth type other than ours: auth_type; a PASS password other
 //     than ours: auth_pass; an Adver Int other than ours: interval_mismatch
 //     (v3: accepted, IntervalMismatch set);
-//   - a multicast destination on a unicast instance or the reverse:
-//     mcast_unicast_mismatch (skipped when Dst is unknown);
+//   - a multicast destination on a unicast instance or the reverse, or a
+//     multicast destination other than Group: mcast_unicast_mismatch
+//     (skipped when Dst is unknown);
 //   - with CheckUnicastSrc, a unicast source not in UnicastPeers: unicast_src;
 //   - addresses of the other family than our VIPs: family.
 //
@@ -119,6 +127,10 @@ func CheckRecv(a *Advert, m RecvMeta, e RecvExpect) RecvResult {
 		} else {
 			r.Drop = pktDrop(DropMcastUnicastMismatch, "unicast advert from %s to %s on a multicast instance", src, m.Dst)
 		}
+		return r
+	}
+	if !e.Unicast && e.Group.IsValid() && m.Dst.IsValid() && m.Dst.WithZone("") != e.Group {
+		r.Drop = pktDrop(DropMcastUnicastMismatch, "multicast advert from %s to %s, our group is %s", src, m.Dst, e.Group)
 		return r
 	}
 	if e.Unicast && e.CheckUnicastSrc && !pktContains(e.UnicastPeers, src) {

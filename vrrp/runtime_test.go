@@ -3,6 +3,7 @@ package vrrp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vipd/vipd/config"
+	"github.com/vipd/vipd/internal/clock"
 )
 
 // wire is an in-memory L2 segment: what one conn sends, every other conn on
@@ -530,4 +532,110 @@ func TestGARPBurstIsSpreadByGarpInterval(t *testing.T) {
 		t.Fatalf("%d announcements at once, want 1 (the rest 500 ms apart)", got)
 	}
 	eventually(t, "the whole burst of 4", func() bool { return a.plane.announced() == 4 })
+}
+
+// delayedNode runs one instance on a fake clock with a vrrp_startup_delay.
+type delayedNode struct {
+	inst   *Instance
+	clk    *clock.Fake
+	t0     time.Time
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startDelayed(t *testing.T, delay time.Duration, waitTracking bool, prio int) *delayedNode {
+	t.Helper()
+	w := &wire{}
+	conn := w.open()
+	tr := NewTransportWith(nil, func(string, bool) (PacketConn, error) { return conn, nil })
+	t0 := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	d := &delayedNode{clk: clock.NewFake(t0), t0: t0, done: make(chan struct{})}
+	ic := &config.Instance{Name: "VI_1", Interface: "eth0", VRID: 51, Priority: prio, Version: 3,
+		AdvertInt: config.Duration(100 * time.Millisecond),
+		VIPs:      []config.VIP{{Prefix: netip.MustParsePrefix("10.0.0.100/24")}}}
+	d.inst = NewInstance(InstanceOptions{Config: ic, Primary: netip.MustParseAddr("10.0.0.1"), Plane: &fakePlane{},
+		Clock: d.clk, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), WaitTracking: waitTracking, StartupDelay: delay})
+	if err := tr.Attach(d.inst); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	go func() { defer close(d.done); d.inst.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-d.done; tr.Close() })
+	return d
+}
+
+// armedAt waits until the instance took every timer firing and armed its
+// timer for t0+at.
+func (d *delayedNode) armedAt(t *testing.T, at time.Duration) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("timer armed for +%v", at), func() bool {
+		next, ok := d.clk.NextDeadline()
+		return d.clk.Fired() == 0 && ok && next.Equal(d.t0.Add(at))
+	})
+}
+
+func TestStartupDelayHoldsInitThenStarts(t *testing.T) {
+	const delay = 5 * time.Second
+	mdi := 360937500 * time.Nanosecond // v3 priority 100 at 100 ms
+	d := startDelayed(t, delay, false, 100)
+	d.armedAt(t, delay)
+	st := d.inst.Status()
+	if st.State != StateInit || !strings.Contains(st.Cause, "vrrp_startup_delay") {
+		t.Fatalf("during the delay: %v %q, want INIT naming vrrp_startup_delay", st.State, st.Cause)
+	}
+	d.clk.Advance(delay - time.Nanosecond)
+	d.armedAt(t, delay)
+	if s := d.inst.Status().State; s != StateInit {
+		t.Fatalf("a nanosecond before the end of the delay: %v, want INIT", s)
+	}
+	// The delay ends: start-up as usual, the down timer counted from here.
+	d.clk.Advance(time.Nanosecond)
+	d.armedAt(t, delay+mdi)
+	if s := d.inst.Status().State; s != StateBackup {
+		t.Fatalf("after the delay: %v, want BACKUP", s)
+	}
+	if n := d.inst.Counters().AdvertsSent; n != 0 {
+		t.Fatalf("%d adverts sent before MASTER", n)
+	}
+	d.clk.Advance(mdi)
+	eventually(t, "MASTER", func() bool { return d.inst.Status().State == StateMaster })
+	if d.inst.Counters().AdvertsSent == 0 {
+		t.Fatal("no advert as MASTER")
+	}
+}
+
+func TestStartupDelayHoldsAnOwnerAndTrackedInstancesToo(t *testing.T) {
+	const delay = 2 * time.Second
+	// The address owner goes MASTER at start-up: not before the delay.
+	owner := startDelayed(t, delay, false, 255)
+	owner.armedAt(t, delay)
+	if s := owner.inst.Status().State; s != StateInit || owner.inst.Counters().AdvertsSent != 0 {
+		t.Fatalf("owner during the delay: %v, %d adverts", s, owner.inst.Counters().AdvertsSent)
+	}
+	owner.clk.Advance(delay)
+	eventually(t, "owner MASTER", func() bool { return owner.inst.Status().State == StateMaster })
+
+	// WaitTracking: a first result within the delay does not start it.
+	tracked := startDelayed(t, delay, true, 100)
+	tracked.armedAt(t, time.Hour) // nothing due: waiting for tracking
+	ctx := context.Background()
+	if err := tracked.inst.SetTracking(ctx, 100, ""); err != nil {
+		t.Fatal(err)
+	}
+	tracked.armedAt(t, delay)
+	if s := tracked.inst.Status().State; s != StateInit {
+		t.Fatalf("tracked instance with its first result inside the delay: %v, want INIT", s)
+	}
+	tracked.clk.Advance(delay)
+	eventually(t, "tracked BACKUP after the delay", func() bool { return tracked.inst.Status().State == StateBackup })
+
+	// No delay: WaitTracking alone behaves as before.
+	plain := startDelayed(t, 0, true, 100)
+	if err := plain.inst.SetTracking(ctx, 100, ""); err != nil {
+		t.Fatal(err)
+	}
+	if s := plain.inst.Status().State; s != StateBackup {
+		t.Fatalf("without a delay the first result starts it: %v, want BACKUP", s)
+	}
 }

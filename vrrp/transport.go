@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,20 @@ type muxConn struct {
 	mu      sync.RWMutex
 	byVRID  map[uint8]*Instance
 	senders int // instances that only send through this socket (vmac_xmit_base)
+
+	// groups counts the attached instances per multicast group they
+	// listen on, joined holds each attached instance's group; both under
+	// Transport.mu.
+	groups map[netip.Addr]int
+	joined map[*Instance]netip.Addr
+}
+
+// GroupJoiner is a PacketConn that joins multicast groups (*Conn). The
+// transport joins every group an attached instance listens on, once, and
+// leaves it when the last of them detaches.
+type GroupJoiner interface {
+	JoinGroup(g netip.Addr) error
+	LeaveGroup(g netip.Addr) error
 }
 
 // NewTransport returns a transport opening real raw sockets.
@@ -153,6 +168,14 @@ func (t *Transport) Attach(inst *Instance) error {
 	}
 	mc.byVRID[vrid] = inst
 	mc.mu.Unlock()
+	if err := t.joinLocked(mc, inst, inst.mcastGroup); err != nil {
+		mc.mu.Lock()
+		delete(mc.byVRID, vrid)
+		mc.mu.Unlock()
+		t.releaseLocked(key, mc)
+		return err
+	}
+	inst.tr = t
 	inst.sender = mc.conn
 	if inst.sendIf != "" && inst.sendIf != key.ifname {
 		// vmac_xmit_base: adverts leave from the base interface, they
@@ -163,6 +186,7 @@ func (t *Transport) Attach(inst *Instance) error {
 			mc.mu.Lock()
 			delete(mc.byVRID, vrid)
 			mc.mu.Unlock()
+			t.leaveLocked(mc, inst)
 			t.releaseLocked(key, mc)
 			return err
 		}
@@ -171,7 +195,99 @@ func (t *Transport) Attach(inst *Instance) error {
 		smc.mu.Unlock()
 		inst.sender = smc.conn
 	}
+	inst.ttlSender, _ = inst.sender.(TTLSender)
 	return nil
+}
+
+// joinLocked records that inst listens on multicast group g (invalid: none,
+// a unicast instance) and joins g on the socket if inst is its first
+// listener. t.mu is held.
+func (t *Transport) joinLocked(mc *muxConn, inst *Instance, g netip.Addr) error {
+	if _, ok := mc.joined[inst]; ok || !g.IsValid() {
+		return nil // attached again, or unicast
+	}
+	if mc.groups[g] == 0 {
+		if j, ok := mc.conn.(GroupJoiner); ok {
+			if err := j.JoinGroup(g); err != nil {
+				return err
+			}
+		}
+	}
+	mc.groups[g]++
+	mc.joined[inst] = g
+	return nil
+}
+
+// leaveLocked forgets inst's group, leaving it on the socket when inst was
+// its last listener. t.mu is held.
+func (t *Transport) leaveLocked(mc *muxConn, inst *Instance) {
+	g, ok := mc.joined[inst]
+	if !ok {
+		return
+	}
+	delete(mc.joined, inst)
+	if mc.groups[g]--; mc.groups[g] > 0 {
+		return
+	}
+	delete(mc.groups, g)
+	if j, ok := mc.conn.(GroupJoiner); ok {
+		if err := j.LeaveGroup(g); err != nil {
+			t.log.Debug("vrrp socket: leave multicast group", "group", g, "err", err)
+		}
+	}
+}
+
+// regroup moves an attached instance to multicast group g (a live update
+// of mcast_dst_ip): the new group is joined before the old one is left.
+func (t *Transport) regroup(inst *Instance, g netip.Addr) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	mc, ok := t.conns[connKey{inst.ifname, inst.v6}]
+	if !ok {
+		return nil
+	}
+	old, had := mc.joined[inst]
+	if !had {
+		mc.mu.RLock()
+		attached := mc.byVRID[uint8(inst.vrid)] == inst
+		mc.mu.RUnlock()
+		if !attached {
+			return nil
+		}
+	}
+	if had && old == g {
+		return nil
+	}
+	if g.IsValid() {
+		// Counted before the old one is left, so a shared group stays.
+		if mc.groups[g] == 0 {
+			if j, ok := mc.conn.(GroupJoiner); ok {
+				if err := j.JoinGroup(g); err != nil {
+					return err
+				}
+			}
+		}
+		mc.groups[g]++
+	}
+	t.leaveLocked(mc, inst)
+	if g.IsValid() {
+		mc.joined[inst] = g
+	}
+	return nil
+}
+
+// Groups returns the multicast groups joined on ifname for the family, with
+// how many attached instances listen on each (status and tests).
+func (t *Transport) Groups(ifname string, v6 bool) map[netip.Addr]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[netip.Addr]int{}
+	if mc, ok := t.conns[connKey{ifname, v6}]; ok {
+		for g, n := range mc.groups {
+			out[g] = n
+		}
+	}
+	return out
 }
 
 // connLocked returns the socket for key, opening it (and its reader) if
@@ -184,7 +300,8 @@ func (t *Transport) connLocked(key connKey) (*muxConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	mc := &muxConn{conn: c, done: make(chan struct{}), byVRID: map[uint8]*Instance{}}
+	mc := &muxConn{conn: c, done: make(chan struct{}), byVRID: map[uint8]*Instance{},
+		groups: map[netip.Addr]int{}, joined: map[*Instance]netip.Addr{}}
 	t.conns[key] = mc
 	go t.read(key, mc)
 	return mc, nil
@@ -216,6 +333,7 @@ func (t *Transport) Detach(inst *Instance) {
 			delete(mc.byVRID, uint8(inst.vrid))
 		}
 		mc.mu.Unlock()
+		t.leaveLocked(mc, inst)
 		if t.releaseLocked(key, mc) {
 			closed = append(closed, mc)
 		}
