@@ -513,7 +513,9 @@ func (v *validator) addresses(in *Instance, v6 bool) {
 	for _, r := range in.Routes {
 		if !r.Dst.IsValid() {
 			v.ds.Errorf(or(r.Pos, p), "virtual_routes: missing or invalid destination")
+			continue
 		}
+		v.route(or(r.Pos, p), r)
 	}
 	for _, a := range []struct {
 		kw   string
@@ -531,6 +533,39 @@ func (v *validator) addresses(in *Instance, v6 bool) {
 		if peer.Unmap().Is6() != v6 {
 			v.ds.Errorf(v.at(in, p, "unicast_peer "+peer.String(), "unicast_peer"), "unicast_peer %s: address family must match the instance's (%s)", peer, fam)
 		}
+	}
+}
+
+// route checks a virtual route against what vipd (and the kernel) can
+// install; the keepalived parser has already refused what keepalived refuses.
+func (v *validator) route(p Pos, r Route) {
+	name := r.RawSource
+	if name == "" {
+		name = r.Dst.String()
+	}
+	is6 := r.Dst.Addr().Unmap().Is6()
+	switch r.Type {
+	case "", "unicast":
+	case "blackhole", "unreachable", "prohibit", "throw":
+		// fib_create_info: "Gateway, device and multipath can not be
+		// specified for this route type". keepalived -t accepts the line
+		// and then fails to add the route.
+		if r.Dev != "" || r.Via.IsValid() {
+			v.ds.Errorf(p, "virtual_routes %s: a route of type %s takes no dev and no via (the kernel refuses it)", name, r.Type)
+		}
+	default:
+		v.ds.Errorf(p, "virtual_routes %s: type %s is not implemented by vipd (it installs unicast, blackhole, unreachable, prohibit and throw routes)", name, r.Type)
+	}
+	for _, a := range []struct {
+		kw   string
+		addr netip.Addr
+	}{{"via", r.Via}, {"src", r.Src}} {
+		if a.addr.IsValid() && a.addr.Unmap().Is6() != is6 {
+			v.ds.Errorf(p, "virtual_routes %s: %s %s: cannot mix IPv4 and IPv6 in a route", name, a.kw, a.addr)
+		}
+	}
+	if r.Dev != "" && v.opts.InterfaceExists != nil && !v.opts.InterfaceExists(r.Dev) {
+		v.ds.Warnf(p, "virtual_routes %s: dev %s: interface does not exist on this host (keepalived drops the route)", name, r.Dev)
 	}
 }
 

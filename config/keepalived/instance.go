@@ -2,8 +2,6 @@ package keepalived
 
 import (
 	"math"
-	"net/netip"
-	"strconv"
 	"strings"
 
 	"github.com/vipd/vipd/config"
@@ -66,9 +64,17 @@ func (p *parser) instance(n *node) {
 		},
 		"virtual_routes": func(c *node) {
 			for _, l := range p.valueBlock(c) {
-				if r, ok := p.route(l); ok {
+				if r, ok := p.route(c.kw(), l, false); ok {
 					in.Routes = append(in.Routes, r)
 				}
+			}
+		},
+		// vipd does not install virtual_rules (a warning says so); each
+		// line is checked as keepalived checks it.
+		"virtual_rules": func(c *node) {
+			p.notImplemented(c)
+			for _, l := range p.valueBlock(c) {
+				p.rule(c.kw(), l, false)
 			}
 		},
 		"mcast_src_ip": func(c *node) {
@@ -310,9 +316,30 @@ func (p *parser) vip(kw string, l *node) (config.VIP, bool) {
 			w = w[2:]
 			return val, true
 		}
+		static := kw == "static_ipaddress"
+		switch {
+		case opt == "track_group" && static:
+			// vrrp_ipaddress.c alloc_ipaddress: looked up while parsing;
+			// one not (yet) defined is reported and ignored.
+			if val, got := needVal(); got && !p.trackGroups[val] {
+				p.warnf(l, "%s %s: track_group %s not found (keepalived ignores it; keepalived -t reports it)", kw, first, val)
+			}
+			continue
+		case opt == "use_vmac" && static:
+			p.errorf(l, "%s %s: unknown option use_vmac (not for static addresses)", kw, first)
+			ok = false
+			w = nil
+			continue
+		}
 		switch opt {
 		case "dev":
 			if val, got := needVal(); got {
+				// keepalived drops the address: "Cannot specify ipaddress
+				// device more than once".
+				if v.Dev != "" {
+					p.errorf(l, "%s %s: dev given twice", kw, first)
+					ok = false
+				}
 				v.Dev = val
 			}
 		case "scope":
@@ -326,6 +353,13 @@ func (p *parser) vip(kw string, l *node) (config.VIP, bool) {
 			}
 		case "brd", "broadcast":
 			if val, got := needVal(); got {
+				if pfx.Addr().Unmap().Is6() {
+					// keepalived: "VRRP is trying to assign a broadcast ...
+					// to the IPv6 address ... skipping VIP".
+					p.errorf(l, "%s %s: brd on an IPv6 address", kw, first)
+					ok = false
+					continue
+				}
 				switch val {
 				case "-":
 				case "+":
@@ -342,6 +376,12 @@ func (p *parser) vip(kw string, l *node) (config.VIP, bool) {
 			}
 		case "label":
 			if val, got := needVal(); got {
+				// keepalived: "Address label ... is longer than maximum
+				// length 15 - removing address".
+				if len(val) > 15 {
+					p.errorf(l, "%s %s: label %s: longer than 15 characters", kw, first, val)
+					ok = false
+				}
 				v.Label = val
 			}
 		default:
@@ -369,6 +409,11 @@ func (p *parser) vip(kw string, l *node) (config.VIP, bool) {
 		p.warnf(l, "%s %s: scope is not settable on an IPv6 address; ignored (as keepalived does)", kw, first)
 		v.Scope = ""
 	}
+	// "Cannot specify label for IPv6 addresses - ignoring label".
+	if v.Label != "" && pfx.Addr().Unmap().Is6() {
+		p.warnf(l, "%s %s: label is not settable on an IPv6 address; ignored (as keepalived does)", kw, first)
+		v.Label = ""
+	}
 	return v, ok
 }
 
@@ -387,167 +432,4 @@ func scopeName(s string) (string, bool) {
 		return "nowhere", true
 	}
 	return "", false
-}
-
-// Route options vipd does not implement, with the number of values each takes.
-var routeOptsNotImpl = map[string]int{
-	"tos": 1, "dsfield": 1, "protocol": 1, "expires": 1, "mtu": 1, "hoplimit": 1,
-	"advmss": 1, "rtt": 1, "rttvar": 1, "reordering": 1, "window": 1, "cwnd": 1,
-	"ssthresh": 1, "realms": 1, "rto_min": 1, "initcwnd": 1, "initrwnd": 1,
-	"features": 1, "quickack": 1, "congctl": 1, "pref": 1, "ttl-propagate": 1,
-	"as": 1, "from": 1, "vrf": 1, "track_group": 1,
-	"fastopen_no_cookie": 0, "no_track": 0, "add": 0, "prepend": 0, "append": 0,
-}
-
-// routeTypes are the route types that may precede the destination.
-var routeTypes = wordSet("unicast blackhole unreachable prohibit local broadcast throw nat anycast multicast")
-
-// route reads one virtual_routes line:
-// [src X] [to] [TYPE] DST [via|gw Y] [dev IF] [metric N] [table N] [scope S] [onlink].
-func (p *parser) route(l *node) (config.Route, bool) {
-	r := config.Route{Pos: l.pos, RawSource: l.line()}
-	w := l.words
-	ok := true
-	bad := func(format string, args ...any) {
-		p.errorf(l, "virtual_routes %s: "+format, append([]any{r.RawSource}, args...)...)
-		ok = false
-		w = nil
-	}
-	val := func(opt string) (string, bool) {
-		if len(w) < 2 {
-			bad("%s without value", opt)
-			return "", false
-		}
-		v := w[1].text
-		w = w[2:]
-		return v, true
-	}
-	for len(w) > 0 {
-		opt := w[0].text
-		switch opt {
-		case "inet", "inet6":
-			w = w[1:]
-		case "src":
-			if v, got := val(opt); got {
-				a, err := parseAddr(v)
-				if err != nil {
-					bad("src %s: not an IP address", v)
-					continue
-				}
-				r.Src = a
-			}
-		case "via", "gw":
-			if len(w) > 1 && (w[1].text == "inet" || w[1].text == "inet6") {
-				w = w[1:]
-			}
-			if v, got := val(opt); got {
-				a, err := parseAddr(v)
-				if err != nil {
-					bad("%s %s: not an IP address", opt, v)
-					continue
-				}
-				r.Via = a
-			}
-		case "dev", "oif":
-			if v, got := val(opt); got {
-				r.Dev = v
-			}
-		case "metric", "priority", "preference":
-			if v, got := val(opt); got {
-				n, err := strconv.ParseUint(v, 10, 32)
-				if err != nil {
-					bad("%s %s: not a number", opt, v)
-					continue
-				}
-				r.Metric = int(n)
-			}
-		case "table":
-			if v, got := val(opt); got {
-				t, good := routeTable(v)
-				if !good {
-					bad("table %s: not a table number", v)
-					continue
-				}
-				r.Table = t
-			}
-		case "scope":
-			if v, got := val(opt); got {
-				s, good := scopeName(v)
-				if !good {
-					bad("scope %s: must be global, site, link, host or nowhere", v)
-					continue
-				}
-				r.Scope = s
-			}
-		case "onlink":
-			r.Onlink = true
-			w = w[1:]
-		case "nexthop", "encap", "or":
-			// "or" is keepalived's deprecated spelling of a second
-			// nexthop (vrrp_iproute.c: "\"or\" for routes is deprecated").
-			p.warnf(l, "virtual_routes %s: %s is not implemented by vipd, rest of line ignored", r.RawSource, opt)
-			w = nil
-		default:
-			if nargs, known := routeOptsNotImpl[opt]; known {
-				p.warnf(l, "virtual_routes %s: option %s is not implemented by vipd", r.RawSource, opt)
-				if len(w) < 1+nargs {
-					w = nil
-				} else {
-					w = w[1+nargs:]
-				}
-				continue
-			}
-			if opt == "to" {
-				w = w[1:]
-			}
-			if len(w) > 0 && routeTypes[w[0].text] {
-				if w[0].text != "unicast" {
-					r.Type = w[0].text
-				}
-				w = w[1:]
-			}
-			if len(w) == 0 {
-				bad("missing destination")
-				continue
-			}
-			dst, err := routeDst(w[0].text)
-			if err != nil {
-				bad("unknown route keyword %s", w[0].text)
-				continue
-			}
-			r.Dst = dst
-			w = w[1:]
-		}
-	}
-	if ok && !r.Dst.IsValid() {
-		p.errorf(l, "virtual_routes %s: no destination", r.RawSource)
-		ok = false
-	}
-	return r, ok
-}
-
-func routeDst(s string) (netip.Prefix, error) {
-	switch s {
-	case "default", "any", "all":
-		return netip.PrefixFrom(netip.IPv4Unspecified(), 0), nil
-	case "default6":
-		return netip.PrefixFrom(netip.IPv6Unspecified(), 0), nil
-	}
-	return parsePrefix(s)
-}
-
-func routeTable(s string) (int, bool) {
-	switch s {
-	case "main":
-		return 254, true
-	case "local":
-		return 255, true
-	case "default":
-		return 253, true
-	}
-	n, err := strconv.ParseUint(s, 10, 32)
-	if err != nil {
-		return 0, false
-	}
-	return int(n), true
 }

@@ -96,3 +96,30 @@ func TestParseSeconds(t *testing.T) {
 		})
 	}
 }
+
+// TestCStrtoul: C strtoul as keepalived uses it for table, scope, protocol,
+// realm and TOS numbers.
+func TestCStrtoul(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		base int
+		v    uint64
+		n    int
+		ok   bool
+	}{
+		{"16", 0, 16, 2, true},
+		{"0x10", 0, 16, 4, true},
+		{"010", 0, 8, 3, true},
+		{"0x", 0, 0, 1, true},
+		{"-1", 0, 1<<64 - 1, 2, true},
+		{"99999999999999999999999", 0, 1<<64 - 1, 23, true},
+		{"0x10", 10, 0, 1, true},
+		{"x", 0, 0, 0, false},
+		{"", 10, 0, 0, false},
+	} {
+		v, n, ok := cStrtoul(tt.in, tt.base)
+		if v != tt.v || n != tt.n || ok != tt.ok {
+			t.Errorf("cStrtoul(%q, %d) = %d, %d, %v; want %d, %d, %v", tt.in, tt.base, v, n, ok, tt.v, tt.n, tt.ok)
+		}
+	}
+}

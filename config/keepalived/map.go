@@ -21,8 +21,8 @@ var rootKeywords = wordSet(`global_defs vrrp_script vrrp_instance vrrp_sync_grou
 var (
 	notImplRoot = wordSet(`SSL bfd_instance child_wait_time garp_group instance
 		interface_up_down_delays linkbeat_interfaces linkbeat_use_polling
-		namespace_with_ipsets net_namespace net_namespace_ipvs static_ipaddress
-		static_routes static_rules track_group use_pid_dir vrrp_track_process`)
+		namespace_with_ipsets net_namespace net_namespace_ipvs use_pid_dir
+		vrrp_track_process`)
 	notImplGlobal = wordSet(`linkbeat_use_polling net_namespace net_namespace_ipvs
 		namespace_with_ipsets use_pid_dir instance child_wait_time process_names
 		process_name vrrp_process_name checker_process_name lvs_process_name
@@ -55,7 +55,7 @@ var (
 		log_unknown_vrids vmac_prefix vmac_addr_prefix umask random_seed
 		reload_check_config reload_time_file reload_repeat reload_file
 		include_check config_save_dir tmp_config_directory data_use_instance`)
-	notImplInstance = wordSet(`promote_secondaries linkbeat_use_polling virtual_rules
+	notImplInstance = wordSet(`promote_secondaries linkbeat_use_polling
 		debug notify_deleted notify_master_rx_lower_pri
 		smtp_alert notify_priority_changes lvs_sync_daemon_interface
 		kernel_rx_buf_size`)
@@ -186,6 +186,10 @@ func (p *parser) rootNode(n *node) {
 		p.virtualServerGroup(n)
 	case k == "virtual_server":
 		p.virtualServer(n)
+	case k == "static_ipaddress" || k == "static_routes" || k == "static_rules":
+		p.staticBlock(n)
+	case k == "track_group":
+		p.trackGroup(n)
 	case notImplRoot[k]:
 		p.notImplemented(n)
 	default:

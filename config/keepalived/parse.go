@@ -34,6 +34,10 @@ type Options struct {
 	Defines map[string]string
 	// ConfigIDs are the active @ids for conditional lines (keepalived --config-id); default: short hostname.
 	ConfigIDs []string
+	// IPRoute2Dir is where the iproute2 name tables (rt_tables, rt_protos,
+	// ...) are read, as keepalived does for table, protocol, scope, realms,
+	// tos and group names; default DefaultIPRoute2Dir.
+	IPRoute2Dir string
 }
 
 func (o Options) withDefaults() Options {
@@ -76,7 +80,7 @@ func parse(name string, src []byte, opts Options) (*config.Model, config.Diagnos
 	r := newReader(opts, &diags)
 	r.readFile(name, src, 0)
 	nodes := buildTree(r.out, &diags)
-	p := &parser{m: &config.Model{}, diags: &diags}
+	p := &parser{m: &config.Model{}, diags: &diags, opts: opts}
 	p.root(nodes)
 	p.dropTracksOfEmptyScripts()
 	p.checkExplicitFalse()

@@ -82,7 +82,7 @@ func TestParseFixturesMapsEveryKeywordToTheModel(t *testing.T) {
 							RawSource: "src 192.168.100.1 to 192.168.109.0/24 via 192.168.200.254 dev eth1"},
 						{Pos: at("sample.conf", 70), Dst: pfx("192.168.110.0/24"), Via: addr("192.168.200.254"), Dev: "eth1", Metric: 10, Table: 100,
 							RawSource: "192.168.110.0/24 via 192.168.200.254 dev eth1 metric 10 table 100"},
-						{Pos: at("sample.conf", 71), Dst: pfx("192.168.111.0/24"), Dev: "eth1", Type: "blackhole", RawSource: "blackhole 192.168.111.0/24 dev eth1"},
+						{Pos: at("sample.conf", 71), Dst: pfx("192.168.111.0/24"), Type: "blackhole", RawSource: "blackhole 192.168.111.0/24 no_track"},
 						{Pos: at("sample.conf", 72), Dst: pfx("0.0.0.0/0"), Via: addr("192.168.200.1"), Dev: "eth0", Onlink: true,
 							RawSource: "default via 192.168.200.1 dev eth0 onlink"},
 					},

@@ -43,9 +43,15 @@ func TestRealWorldPatterns(t *testing.T) {
 			},
 		},
 		{
+			// keepalived -t: exit 5, "\"or\" for routes is deprecated" and
+			// "cannot track route ... with no interface specified"; keepalived
+			// runs it.
 			name: "deprecated 'or' in virtual_routes is a warning like nexthop",
 			src:  instanceBlock("    virtual_routes {\n        10.3.0.0/24 via 10.0.0.252 or 10.0.0.253\n    }\n"),
-			want: []string{"k.conf:5: warning: virtual_routes 10.3.0.0/24 via 10.0.0.252 or 10.0.0.253: or is not implemented by vipd, rest of line ignored"},
+			want: []string{
+				`k.conf:5: warning: virtual_routes 10.3.0.0/24 via 10.0.0.252 or 10.0.0.253: or 10.0.0.253: a second gateway is not implemented by vipd (keepalived -t reports "or" as deprecated; use nexthop); ignored`,
+				`k.conf:5: warning: virtual_routes 10.3.0.0/24 via 10.0.0.252 or 10.0.0.253: no dev: keepalived -t fails on it ("cannot track route ... with no interface specified") and keepalived runs the route untracked; vipd accepts it (add dev, or no_track)`,
+			},
 			check: func(t *testing.T, m *config.Model) {
 				r := m.Instances[0].Routes
 				if len(r) != 1 || r[0].Dst != pfx("10.3.0.0/24") || r[0].Via.String() != "10.0.0.252" {

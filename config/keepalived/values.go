@@ -22,6 +22,13 @@ type parser struct {
 	// explicitFalse are instance keywords set to false whose global
 	// default may be true (lower_prio_no_advert ...).
 	explicitFalse map[*config.Instance][]*node
+	opts          Options
+	// rtCache holds the iproute2 name tables read so far.
+	rtCache map[*rtTable][]rtName
+	// trackGroups are the track_group blocks seen so far: keepalived looks
+	// a static entry's track_group up while parsing, so only earlier ones
+	// count.
+	trackGroups map[string]bool
 }
 
 func (p *parser) errorf(n *node, format string, args ...any) {
