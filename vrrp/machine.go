@@ -276,6 +276,7 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 			// keepalived vrrp_sync_backup: leave MASTER quietly (no
 			// priority 0), dropping the VIPs.
 			acts := []Action{{Kind: ActRelease}}
+			m.master, m.masterPrio = netip.Addr{}, 0 // not us any more; nobody heard yet
 			return append(acts, m.toBackup(now, m.MasterDownInterval(), CauseSyncGroup, ev.Cause)...)
 		}
 	case EvForceMaster:
@@ -289,6 +290,7 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 	case EvDemote:
 		if m.state == StateMaster {
 			acts := []Action{{Kind: ActSendAdvert, Priority: PriorityStop}, {Kind: ActRelease}}
+			m.master, m.masterPrio = netip.Addr{}, 0 // not us any more; nobody heard yet
 			return append(acts, m.toBackup(now, m.MasterDownInterval(), CauseDemote, ev.Cause)...)
 		}
 	}

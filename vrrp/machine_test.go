@@ -1005,6 +1005,41 @@ func TestForceBackupLeavesMasterQuietly(t *testing.T) {
 	}))
 }
 
+func TestLeavingMasterWithoutAnAdvertHeardKnowsNoMaster(t *testing.T) {
+	// Demote and a sync group's order leave MASTER with nobody heard yet:
+	// Master() must not go on naming ourselves, and the takeover after the
+	// down timer is a plain "master down timer expired".
+	tests := []struct {
+		name  string
+		ev    Event
+		want  []Action
+		cause string
+	}{
+		{"demote", Event{Kind: EvDemote, Cause: "arbiter says so"},
+			[]Action{smSend(PriorityStop), smRelease, smTrans(StateMaster, StateBackup, "arbiter says so")}, "arbiter"},
+		{"sync group order", smForceBackup("sync group VG_1 member VI_2 went BACKUP"),
+			[]Action{smRelease, smTrans(StateMaster, StateBackup, "sync group VG_1")}, "sync group"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := smV2(100)
+			at := 4 * time.Second
+			m := NewMachine(p)
+			smRun(t, m, smCat(smMasterAt(p, v2MDI100), []smStep{
+				{at: at, ev: tc.ev, want: tc.want, state: StateBackup, deadline: at + v2MDI100},
+			}))
+			if addr, prio := m.Master(); addr.IsValid() || prio != 0 {
+				t.Errorf("Master() = %s %d after leaving MASTER, want none", addr, prio)
+			}
+			acts := m.Step(smT0.Add(at+v2MDI100), smTimer)
+			smCheckActions(t, "takeover", acts, smTakeOver(100))
+			if tr := acts[len(acts)-1]; tr.CauseKind != CauseMasterDown || strings.Contains(tr.Cause, smSelf.String()) {
+				t.Errorf("takeover %s %q, want master_down without our own address", tr.CauseKind, tr.Cause)
+			}
+		})
+	}
+}
+
 func TestUnknownEventIsIgnored(t *testing.T) {
 	p := smV2(100)
 	smRun(t, NewMachine(p), smCat(smMasterAt(p, v2MDI100), []smStep{
