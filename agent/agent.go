@@ -369,7 +369,7 @@ func (a *Agent) applyLocked(m *config.Model) Plan {
 	a.mu.Unlock()
 
 	p := plan(cur, m)
-	a.execute(p, m)
+	a.execute(p, m, oldModel == nil)
 	a.mu.Lock()
 	// Script settings changed: rebuild the notifiers of the instances that
 	// kept running, so every notify script runs under the new settings.
@@ -511,7 +511,7 @@ func (a *Agent) notifyOptions(g config.Global, kind, name string) notify.Options
 		}}
 }
 
-func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global config.Global) *runningInstance {
+func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global config.Global, startupDelay time.Duration) *runningInstance {
 	ri := &runningInstance{cfg: ic, done: make(chan struct{}), since: time.Now()}
 	log := a.log
 	a.hub.setAgent(ri, func(p *agentPart) {
@@ -554,6 +554,7 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 		Log:           log,
 		WaitTracking:  a.tracker != nil,
 		SendInterface: sendIf,
+		StartupDelay:  startupDelay,
 		Gate:          a,
 		OnTransition: func(tr vrrp.Transition) {
 			a.hub.transition(ri, ri.inst.Status(), tr)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/vipd/vipd/config"
 	"github.com/vipd/vipd/vrrp"
@@ -13,7 +14,7 @@ import (
 // a.mu while it waits for an instance (stopping one takes up to the
 // shutdown budget), so the control socket and the state stream answer
 // throughout.
-func (a *Agent) execute(p Plan, m *config.Model) {
+func (a *Agent) execute(p Plan, m *config.Model, first bool) {
 	want := map[string]*config.Instance{}
 	for _, ic := range m.Instances {
 		want[ic.Name] = ic
@@ -96,7 +97,11 @@ func (a *Agent) execute(p Plan, m *config.Model) {
 				g = sg.g
 			}
 			a.mu.Unlock()
-			ri := a.startInstance(ic, g, m.Global)
+			var delay time.Duration
+			if first {
+				delay = m.Global.StartupDelay.D() // vrrp_startup_delay: the daemon's start only
+			}
+			ri := a.startInstance(ic, g, m.Global, delay)
 			a.mu.Lock()
 			if g != nil {
 				ri.group = gname

@@ -256,6 +256,11 @@ type Instance struct {
 
 	cnt counters
 
+	// lastDropReport rate-limits drops handed to the instance for logging
+	// (unix nanoseconds): a flood of bad packets must not crowd valid
+	// adverts out of its queue.
+	lastDropReport atomic.Int64
+
 	mu     sync.Mutex
 	status InstanceStatus
 }
@@ -452,6 +457,21 @@ func (i *Instance) publish() {
 	s := i.statusLocked()
 	i.mu.Unlock()
 	i.onStatus(s)
+}
+
+// dropReportEvery is how often at most the transport hands the instance a
+// misconfigured peer's drop to log.
+const dropReportEvery = time.Second
+
+// mayReportDrop reports whether a drop may be handed over now (called by
+// the transport's reader).
+func (i *Instance) mayReportDrop() bool {
+	now := time.Now().UnixNano()
+	last := i.lastDropReport.Load()
+	if now-last < int64(dropReportEvery) {
+		return false
+	}
+	return i.lastDropReport.CompareAndSwap(last, now)
 }
 
 // deliver hands a received packet to the instance without blocking the

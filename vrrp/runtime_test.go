@@ -639,3 +639,65 @@ func TestStartupDelayHoldsAnOwnerAndTrackedInstancesToo(t *testing.T) {
 		t.Fatalf("without a delay the first result starts it: %v, want BACKUP", s)
 	}
 }
+
+// TestMisconfiguredPeersDropsAreReportedRateLimited: a peer whose adverts
+// fail the checksum (a peer computing it another way) or carry a wrong
+// address count is reported (logged, and on the stream), at most once a
+// second however many arrive, and a flood of them never crowds out the
+// valid adverts that keep the backup a backup.
+func TestMisconfiguredPeersDropsAreReportedRateLimited(t *testing.T) {
+	w := &wire{}
+	var mu sync.Mutex
+	reports := map[DropReason]int{}
+	b := &testNode{plane: &fakePlane{}, conn: w.open(), done: make(chan struct{})}
+	b.tr = NewTransportWith(nil, func(string, bool) (PacketConn, error) { return b.conn, nil })
+	ic := &config.Instance{Name: "VI_1", Interface: "eth0", VRID: 51, Priority: 100, Version: 3,
+		AdvertInt: config.Duration(20 * time.Millisecond), State: config.StateBackup,
+		VIPs: []config.VIP{{Prefix: netip.MustParsePrefix("10.0.0.100/24")}}}
+	b.inst = NewInstance(InstanceOptions{Config: ic, Primary: netip.MustParseAddr("10.0.0.2"), Plane: b.plane,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OnPeerDrop: func(r DropReason, _ netip.Addr, _ string) { mu.Lock(); reports[r]++; mu.Unlock() }})
+	if err := b.tr.Attach(b.inst); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+	go func() { defer close(b.done); b.inst.Run(ctx) }()
+	t.Cleanup(b.stop)
+	master := startNode(t, w, "10.0.0.1", 200, nil)
+	eventually(t, "b BACKUP behind the master", func() bool {
+		return b.state() == StateBackup && master.state() == StateMaster
+	})
+	adv := Advert{Version: 3, VRID: 51, Priority: 150, Interval: 20 * time.Millisecond, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.100")}}
+	src, dst := netip.MustParseAddr("10.0.0.9"), MulticastGroup4
+	pkt, err := adv.AppendMarshal(nil, src, dst, ChecksumOpt{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt[6] ^= 0xff // the checksum
+	bad := b.conn
+	for k := 0; k < 500; k++ {
+		for _, o := range w.conns {
+			if o != bad {
+				continue
+			}
+			select {
+			case o.in <- wirePkt{append([]byte(nil), pkt...), src, dst}:
+			default:
+			}
+		}
+		if k%50 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	eventually(t, "bad_checksum reported", func() bool { mu.Lock(); defer mu.Unlock(); return reports[DropBadChecksum] > 0 })
+	mu.Lock()
+	n := reports[DropBadChecksum]
+	mu.Unlock()
+	if n > 2 {
+		t.Errorf("500 bad adverts within well under 2 s reported %d times; want at most one a second", n)
+	}
+	if b.state() != StateBackup || DropTotals(b.tr.Drops())[DropBadChecksum] < 400 {
+		t.Errorf("after the flood: state %v, bad_checksum counted %d", b.state(), DropTotals(b.tr.Drops())[DropBadChecksum])
+	}
+}

@@ -404,13 +404,16 @@ func (t *Transport) dispatch(mc *muxConn, payload []byte, meta RecvMeta) {
 		var de *DropError
 		if errors.As(err, &de) {
 			mc.drop(vrid, de.Reason)
+			if peerMisconfigured(de.Reason) && inst.mayReportDrop() {
+				inst.deliver(rxItem{meta: meta, drop: de})
+			}
 		}
 		return
 	}
 	res := CheckRecv(adv, meta, rc.expect)
 	if res.Drop != nil {
 		mc.drop(vrid, res.Drop.Reason)
-		if peerMisconfigured(res.Drop.Reason) {
+		if peerMisconfigured(res.Drop.Reason) && inst.mayReportDrop() {
 			inst.deliver(rxItem{adv: adv, meta: meta, drop: res.Drop})
 		}
 		return
@@ -421,11 +424,11 @@ func (t *Transport) dispatch(mc *muxConn, payload []byte, meta RecvMeta) {
 }
 
 // peerMisconfigured reports whether a drop says a peer in our VRID is
-// configured differently (the instance logs those); other drops (garbage,
-// floods) are only counted, without waking the instance.
+// configured (or built) differently: the instance logs those, at most once
+// a minute per peer and reason. Other drops are only counted.
 func peerMisconfigured(r DropReason) bool {
 	switch r {
-	case DropIntervalMismatch, DropAuthType, DropAuthPass, DropBadVersion:
+	case DropIntervalMismatch, DropAuthType, DropAuthPass, DropBadVersion, DropBadChecksum, DropAddrCount:
 		return true
 	}
 	return false
