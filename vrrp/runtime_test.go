@@ -655,7 +655,7 @@ func TestMisconfiguredPeersDropsAreReportedRateLimited(t *testing.T) {
 		AdvertInt: config.Duration(20 * time.Millisecond), State: config.StateBackup,
 		VIPs: []config.VIP{{Prefix: netip.MustParsePrefix("10.0.0.100/24")}}}
 	b.inst = NewInstance(InstanceOptions{Config: ic, Primary: netip.MustParseAddr("10.0.0.2"), Plane: b.plane,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 		OnPeerDrop: func(r DropReason, _ netip.Addr, _ string) { mu.Lock(); reports[r]++; mu.Unlock() }})
 	if err := b.tr.Attach(b.inst); err != nil {
 		t.Fatal(err)
