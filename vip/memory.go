@@ -52,9 +52,10 @@ type Op struct {
 // so a VIP that Netlink would refuse fails here too. Any interface name
 // exists, and is up until SetLink says otherwise. Safe for concurrent use.
 //
-// Memory is also a Watcher: its own AddAddrs and DelAddrs, and the changes
-// made "behind its back" with AddBehindBack, RemoveBehindBack, SetLink and
-// Overflow, reach every Watch as the kernel's events would.
+// Memory is also a Watcher: its own AddAddrs, DelAddrs, AddRoutes and
+// DelRoutes, and the changes made "behind its back" with AddBehindBack,
+// RemoveBehindBack, RemoveRouteBehindBack, SetLink and Overflow, reach every
+// Watch as the kernel's events would.
 type Memory struct {
 	mu     sync.Mutex
 	addrs  map[string][]netip.Prefix // per interface, in insertion order
@@ -183,6 +184,7 @@ func (m *Memory) AddRoutes(ctx context.Context, defaultDev string, routes []conf
 			return true
 		}
 		m.routes = append(m.routes, s)
+		m.emitLocked(m.routeEventLocked(RouteAdded, s))
 		return false
 	})
 }
@@ -190,13 +192,48 @@ func (m *Memory) AddRoutes(ctx context.Context, defaultDev string, routes []conf
 // DelRoutes implements Plane.
 func (m *Memory) DelRoutes(ctx context.Context, defaultDev string, routes []config.Route) error {
 	return m.eachRoute(ctx, OpDelRoute, defaultDev, routes, func(s routeSpec) bool {
-		i := slices.IndexFunc(m.routes, s.sameKey)
-		if i < 0 {
-			return true
-		}
-		m.routes = slices.Delete(m.routes, i, i+1)
-		return false
+		return !m.delRouteLocked(s)
 	})
+}
+
+// RemoveRouteBehindBack takes the route AddRoutes(ctx, defaultDev, route)
+// would make out of its table as "ip route del" by someone else would: no
+// transcript entry, a RouteRemoved event describing the route that was
+// there. It reports false (and emits nothing) when no such route was there
+// or AddRoutes would refuse route.
+func (m *Memory) RemoveRouteBehindBack(route config.Route, defaultDev string) bool {
+	s, err := routeSpecOf(defaultDev, route)
+	if err != nil {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.delRouteLocked(s)
+}
+
+// delRouteLocked removes the route with s's key and emits RouteRemoved for
+// it; false when there was none. m.mu must be held.
+func (m *Memory) delRouteLocked(s routeSpec) bool {
+	i := slices.IndexFunc(m.routes, s.sameKey)
+	if i < 0 {
+		return false
+	}
+	gone := m.routes[i]
+	m.routes = slices.Delete(m.routes, i, i+1)
+	m.emitLocked(m.routeEventLocked(RouteRemoved, gone))
+	return true
+}
+
+// routeEventLocked is the event of a route of Memory: RouteInfo as the
+// kernel would report it, the interface of Route.Dev or the default (none,
+// Ifindex 0, for a route with a gateway and no device, which the kernel
+// would resolve). m.mu must be held.
+func (m *Memory) routeEventLocked(kind AddrEventKind, s routeSpec) AddrEvent {
+	ev := AddrEvent{Kind: kind, Ifname: s.Dev, Route: routeInfoOf(s)}
+	if s.Dev != "" {
+		ev.Ifindex = m.ifindexLocked(s.Dev)
+	}
+	return ev
 }
 
 // sameKey reports whether two routes are the same kernel route (destination,
@@ -264,8 +301,9 @@ type memWatch struct {
 
 // Watch implements Watcher: fn sees a Resync first, then every address
 // added or removed by AddAddrs, DelAddrs, AddBehindBack and
-// RemoveBehindBack, every link change of SetLink and a Resync per Overflow,
-// in the order they happened. Any number of Watch calls may run at once;
+// RemoveBehindBack, every route added or removed by AddRoutes, DelRoutes
+// and RemoveRouteBehindBack, every link change of SetLink and a Resync per
+// Overflow, in the order they happened. Any number of Watch calls may run at once;
 // each sees every event.
 func (m *Memory) Watch(ctx context.Context, fn func(AddrEvent)) error {
 	w := &memWatch{queue: []AddrEvent{{Kind: Resync}}, wake: make(chan struct{}, 1)}

@@ -4,6 +4,7 @@ package vip
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -21,14 +22,15 @@ import (
 var _ Watcher = (*NetlinkWatcher)(nil)
 
 // NetlinkWatcher is the Watcher of the kernel: it subscribes to rtnetlink's
-// address (IPv4 and IPv6) and link multicast groups of one network
+// address, link and route (IPv4 and IPv6) multicast groups of one network
 // namespace, the one of the thread that called NewNetlinkWatcher, and stays
 // bound to it, resubscriptions included. Safe for concurrent use; every
 // Watch has its own subscriptions.
 //
-// Addresses and links come on two netlink sockets: events of one kind are in
-// the kernel's order, but an address event and a link event that happen
-// close together may be delivered in either order.
+// Addresses, links and routes come on three netlink sockets: events of one
+// kind are in the kernel's order, but events of two kinds that happen close
+// together may be delivered in either order (the connected route of an
+// address removed may come before or after the address).
 type NetlinkWatcher struct {
 	log *slog.Logger
 	ns  netns.NsHandle
@@ -139,26 +141,18 @@ func (w *NetlinkWatcher) Watch(ctx context.Context, fn func(AddrEvent)) error {
 	lost := make(chan struct{}, 1)
 	var addrs *subscription[netlink.AddrUpdate]
 	var links *subscription[netlink.LinkUpdate]
+	var routes *subscription[netlink.RouteUpdate]
 	defer func() {
 		addrs.stop()
 		links.stop()
+		routes.stop()
 	}()
+	// subscribe opens the subscriptions that are down (all at start).
 	subscribe := func() error {
-		if addrs == nil {
-			s, err := w.subscribeAddrs(ns, lost)
-			if err != nil {
-				return fmt.Errorf("subscribe to address events: %w", err)
-			}
-			addrs = s
-		}
-		if links == nil {
-			s, err := w.subscribeLinks(ns, lost)
-			if err != nil {
-				return fmt.Errorf("subscribe to link events: %w", err)
-			}
-			links = s
-		}
-		return nil
+		return errors.Join(
+			subscribeOnce(w, ns, &addrs, "address", lost, netlink.AddrSubscribeWithOptions),
+			subscribeOnce(w, ns, &links, "link", lost, netlink.LinkSubscribeWithOptions),
+			subscribeOnce(w, ns, &routes, "route", lost, netlink.RouteSubscribeWithOptions))
 	}
 	if err := subscribe(); err != nil {
 		return fmt.Errorf("vip: watch: %w", err)
@@ -181,13 +175,13 @@ func (w *NetlinkWatcher) Watch(ctx context.Context, fn func(AddrEvent)) error {
 			}
 		}
 		if err != nil {
-			w.log.Warn("netlink address/link events: resubscribe failed; retrying", "err", err, "retry_in", backoff)
+			w.log.Warn("netlink address/link/route events: resubscribe failed; retrying", "err", err, "retry_in", backoff)
 			retry = time.After(backoff)
 			backoff = min(2*backoff, watchRetryMax)
 			return
 		}
 		retry, backoff = nil, watchRetryMin
-		w.log.Info("netlink address/link events: resubscribed; re-checking everything")
+		w.log.Info("netlink address/link/route events: resubscribed; re-checking everything")
 		fn(AddrEvent{Kind: Resync})
 	}
 	for {
@@ -215,8 +209,22 @@ func (w *NetlinkWatcher) Watch(ctx context.Context, fn func(AddrEvent)) error {
 			for _, ev := range cache.update(u) {
 				fn(ev)
 			}
+		case u, ok := <-routes.updates():
+			if !ok {
+				routes.stop()
+				routes = nil
+				heal()
+				continue
+			}
+			if ev, ok := routeEvent(u); ok {
+				if ev.Ifindex > 0 {
+					ev.Ifname = cache.name(h, ev.Ifindex)
+					ev.Route.Ifname = ev.Ifname
+				}
+				fn(ev)
+			}
 		case <-lost:
-			w.log.Warn("netlink address/link events: a notification could not be read; re-checking everything")
+			w.log.Warn("netlink address/link/route events: a notification could not be read; re-checking everything")
 			fn(AddrEvent{Kind: Resync})
 		case <-retry:
 			heal()
@@ -246,40 +254,49 @@ func inNamespace(ns netns.NsHandle, open func(at *netns.NsHandle) error) error {
 // Watch; the socket's receive buffer does the real buffering.
 const watchChanLen = 64
 
-func (w *NetlinkWatcher) subscribeAddrs(ns netns.NsHandle, lost chan<- struct{}) (*subscription[netlink.AddrUpdate], error) {
-	s := newSubscription[netlink.AddrUpdate](w.log, "address", lost)
-	err := inNamespace(ns, func(at *netns.NsHandle) error {
-		return netlink.AddrSubscribeWithOptions(s.ch, s.done, netlink.AddrSubscribeOptions{
-			Namespace:              at,
-			ErrorCallback:          s.onError,
-			ListExisting:           false,
-			ReceiveBufferSize:      w.rcvbuf,
-			ReceiveBufferForceSize: w.rcvforce,
-		})
-	})
-	if err != nil {
-		close(s.done)
-		return nil, err
-	}
-	return s, nil
+// subscribeOptions are the library's options of a subscription, one type
+// per kind with the same fields.
+type subscribeOptions interface {
+	netlink.AddrSubscribeOptions | netlink.LinkSubscribeOptions | netlink.RouteSubscribeOptions
 }
 
-func (w *NetlinkWatcher) subscribeLinks(ns netns.NsHandle, lost chan<- struct{}) (*subscription[netlink.LinkUpdate], error) {
-	s := newSubscription[netlink.LinkUpdate](w.log, "link", lost)
+// watchOptions has the fields of every subscribeOptions type, so that it
+// converts to each.
+type watchOptions struct {
+	Namespace              *netns.NsHandle
+	ErrorCallback          func(error)
+	ListExisting           bool
+	ReceiveBufferSize      int
+	ReceiveBufferForceSize bool
+	ReceiveTimeout         *unix.Timeval
+}
+
+// subscribeOnce opens the subscription *s to one kind of event (what names
+// it in logs and errors) in ns with the library's function for that kind,
+// unless *s is already open. Events already in the kernel are not listed,
+// receive errors go to the subscription's onError, and the socket gets the
+// watcher's receive buffer.
+func subscribeOnce[T any, O subscribeOptions](w *NetlinkWatcher, ns netns.NsHandle, s **subscription[T], what string, lost chan<- struct{},
+	subscribe func(ch chan<- T, done <-chan struct{}, opts O) error) error {
+	if *s != nil {
+		return nil
+	}
+	sub := newSubscription[T](w.log, what, lost)
 	err := inNamespace(ns, func(at *netns.NsHandle) error {
-		return netlink.LinkSubscribeWithOptions(s.ch, s.done, netlink.LinkSubscribeOptions{
+		return subscribe(sub.ch, sub.done, O(watchOptions{
 			Namespace:              at,
-			ErrorCallback:          s.onError,
+			ErrorCallback:          sub.onError,
 			ListExisting:           false,
 			ReceiveBufferSize:      w.rcvbuf,
 			ReceiveBufferForceSize: w.rcvforce,
-		})
+		}))
 	})
 	if err != nil {
-		close(s.done)
-		return nil, err
+		close(sub.done)
+		return fmt.Errorf("subscribe to %s events: %w", what, err)
 	}
-	return s, nil
+	*s = sub
+	return nil
 }
 
 // subscription is one netlink subscription: the library's reader goroutine
@@ -361,6 +378,50 @@ func addrEvent(u netlink.AddrUpdate, ifname string) (AddrEvent, bool) {
 		kind = AddrAdded
 	}
 	return AddrEvent{Kind: kind, Ifname: ifname, Ifindex: u.LinkIndex, Prefix: p}, true
+}
+
+// routeEvent converts a route notification, dropping what a virtual route
+// never is: routes of table local (the kernel's own, one per address),
+// types other than unicast, blackhole, unreachable, prohibit and throw,
+// routes cloned into the cache, families other than IPv4 and IPv6. The
+// interface name is left for the caller to fill in.
+func routeEvent(u netlink.RouteUpdate) (AddrEvent, bool) {
+	var kind AddrEventKind
+	switch u.Type {
+	case unix.RTM_NEWROUTE:
+		kind = RouteAdded
+	case unix.RTM_DELROUTE:
+		kind = RouteRemoved
+	default:
+		return AddrEvent{}, false
+	}
+	typ, ok := routeTypeName(u.Route.Type)
+	if !ok || u.Table == unix.RT_TABLE_LOCAL || u.Flags&unix.RTM_F_CLONED != 0 {
+		return AddrEvent{}, false
+	}
+	var dst netip.Prefix
+	switch {
+	case u.Dst != nil:
+		ip, ok := netip.AddrFromSlice(u.Dst.IP)
+		if !ok {
+			return AddrEvent{}, false
+		}
+		ones, _ := u.Dst.Mask.Size()
+		dst = netip.PrefixFrom(ip.Unmap(), ones)
+	case u.Family == unix.AF_INET:
+		dst = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+	case u.Family == unix.AF_INET6:
+		dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+	}
+	if !dst.IsValid() || (u.Family == unix.AF_INET) != dst.Addr().Is4() || (u.Family != unix.AF_INET && u.Family != unix.AF_INET6) {
+		return AddrEvent{}, false
+	}
+	ip := func(b []byte) netip.Addr {
+		a, _ := netip.AddrFromSlice(b)
+		return a.Unmap()
+	}
+	r := RouteInfo{Dst: dst.Masked(), Gateway: ip(u.Gw), Src: ip(u.Src), Table: u.Table, Metric: u.Priority, Type: typ, Protocol: int(u.Protocol)}
+	return AddrEvent{Kind: kind, Ifindex: u.LinkIndex, Route: r}, true
 }
 
 // linkCache maps ifindex to name and last reported state. Entries of removed

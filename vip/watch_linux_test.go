@@ -19,6 +19,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/vipd/vipd/config"
 )
 
 var testNetnsSeq atomic.Int64
@@ -363,6 +365,141 @@ func TestAddrEventFromNetlinkUpdateKeepsPrefixLength(t *testing.T) {
 		e, ok := addrEvent(u, "eth0")
 		if !ok || e.Prefix != netip.MustParsePrefix(c.want) || e.Kind != AddrRemoved || e.Ifname != "eth0" || e.Ifindex != 3 {
 			t.Errorf("addrEvent(%v/%d) = %v, %v; want addr-removed %s dev eth0 (3)", c.ip, c.bits, e, ok, c.want)
+		}
+	}
+}
+
+func TestNetlinkWatcherReportsRoutesAddedAndRemoved(t *testing.T) {
+	ns, h := testNetns(t)
+	wr0 := testVeth(t, h, "wr0", "wr1")
+	idx := wr0.Attrs().Index
+	addr(t, h, wr0, "10.99.0.1/24", true)
+	addr(t, h, wr0, "fd00:99::1/64", true)
+
+	events := watchIn(t, ns, nil)
+	var seen []AddrEvent // every event, to check what was filtered out
+	wait := func(what string, match func(AddrEvent) bool) AddrEvent {
+		t.Helper()
+		return waitEvent(t, events, what, func(e AddrEvent) bool {
+			seen = append(seen, e)
+			return match(e)
+		})
+	}
+	p, a := netip.MustParsePrefix, netip.MustParseAddr
+	for _, c := range []struct {
+		route   config.Route
+		ifname  string // the route's output interface, as the kernel reports it
+		gateway string
+		table   int
+	}{
+		{config.Route{Dst: p("10.98.0.0/24"), Via: a("10.99.0.2")}, "wr0", "10.99.0.2", 254},
+		{config.Route{Dst: p("10.97.0.0/16"), Dev: "wr0", Table: 100, Metric: 7}, "wr0", "", 100},
+		{config.Route{Dst: p("fd00:98::/64"), Via: a("fd00:99::2"), Dev: "wr0"}, "wr0", "fd00:99::2", 254},
+		{config.Route{Dst: p("192.0.2.0/24"), Type: "blackhole"}, "", "", 254},
+	} {
+		s, err := routeSpecOf("wr0", c.route)
+		if err != nil {
+			t.Fatal(err)
+		}
+		oif := 0
+		if s.Dev != "" {
+			oif = idx
+		}
+		// Added as vipd adds a virtual route.
+		if err := h.RouteAdd(toNetlinkRoute(s, oif, false)); err != nil {
+			t.Fatalf("add route %s: %v", s, err)
+		}
+		e := wait("route-added "+s.String(), func(e AddrEvent) bool {
+			return e.Kind == RouteAdded && e.Route.Matches(c.route, "wr0")
+		})
+		wantIdx := 0
+		if c.ifname != "" {
+			wantIdx = idx
+		}
+		var gw netip.Addr
+		if c.gateway != "" {
+			gw = a(c.gateway)
+		}
+		if e.Ifname != c.ifname || e.Route.Ifname != c.ifname || e.Ifindex != wantIdx || e.Route.Gateway != gw ||
+			e.Route.Table != c.table || e.Route.Protocol != protoKeepalived || e.Route.Dst != s.Dst {
+			t.Errorf("%s: got %v (%+v), want dev %q (%d) via %q table %d protocol keepalived", s, e, e.Route, c.ifname, wantIdx, c.gateway, c.table)
+		}
+
+		// Deleted behind vipd's back, as "ip route del DST [table T]
+		// [metric M]" does: no device, no gateway, any type and scope.
+		del := &netlink.Route{Dst: ipNet(s.Dst), Table: s.Table, Priority: s.Metric}
+		if err := h.RouteDel(del); err != nil {
+			t.Fatalf("ip route del %s: %v", s.Dst, err)
+		}
+		e = wait("route-removed "+s.String(), func(e AddrEvent) bool {
+			return e.Kind == RouteRemoved && e.Route.Dst == s.Dst && e.Route.Table == c.table
+		})
+		if e.Ifname != c.ifname || e.Ifindex != wantIdx || !e.Route.Matches(c.route, "wr0") {
+			t.Errorf("%s: got %v (%+v), want dev %q (%d), matching the configured route", s, e, e.Route, c.ifname, wantIdx)
+		}
+	}
+
+	// An address brings a connected route in main (reported, protocol
+	// kernel) and a local route in table local (not reported).
+	addr(t, h, wr0, "10.96.0.1/24", true)
+	wait("route-added 10.96.0.0/24 proto kernel", func(e AddrEvent) bool {
+		return e.Kind == RouteAdded && e.Route.Dst == p("10.96.0.0/24") && e.Route.Protocol == unix.RTPROT_KERNEL && e.Ifname == "wr0"
+	})
+	addr(t, h, wr0, "10.96.0.1/24", false)
+	wait("address removed", is(AddrRemoved, "wr0", "10.96.0.1/24"))
+	// A last route as a marker: every notification before it has come.
+	if err := h.RouteAdd(&netlink.Route{Dst: ipNet(p("10.95.0.0/24")), LinkIndex: idx}); err != nil {
+		t.Fatal(err)
+	}
+	wait("route-added 10.95.0.0/24", func(e AddrEvent) bool { return e.Kind == RouteAdded && e.Route.Dst == p("10.95.0.0/24") })
+	for _, e := range seen {
+		if (e.Kind == RouteAdded || e.Kind == RouteRemoved) && e.Route.Table == unix.RT_TABLE_LOCAL {
+			t.Errorf("route of table local reported: %v", e)
+		}
+	}
+}
+
+func TestRouteEventFiltersWhatIsNeverAVirtualRoute(t *testing.T) {
+	_, dst, _ := net.ParseCIDR("10.98.0.0/24")
+	base := netlink.RouteUpdate{Type: unix.RTM_DELROUTE, Route: netlink.Route{
+		Dst: dst, Gw: net.IPv4(10, 0, 0, 1), LinkIndex: 3, Table: 254, Type: unix.RTN_UNICAST,
+		Protocol: unix.RTPROT_BOOT, Family: unix.AF_INET, Priority: 5}}
+	with := func(f func(*netlink.RouteUpdate)) netlink.RouteUpdate {
+		u := base
+		f(&u)
+		return u
+	}
+	e, ok := routeEvent(base)
+	want := AddrEvent{Kind: RouteRemoved, Ifindex: 3, Route: RouteInfo{Dst: netip.MustParsePrefix("10.98.0.0/24"),
+		Gateway: netip.MustParseAddr("10.0.0.1"), Table: 254, Metric: 5, Type: "unicast", Protocol: unix.RTPROT_BOOT}}
+	if !ok || e != want {
+		t.Errorf("routeEvent(del 10.98.0.0/24 via 10.0.0.1) = %+v, %v; want %+v", e, ok, want)
+	}
+	if e, ok := routeEvent(with(func(u *netlink.RouteUpdate) { u.Type = unix.RTM_NEWROUTE })); !ok || e.Kind != RouteAdded {
+		t.Errorf("RTM_NEWROUTE: %v, %v; want route-added", e, ok)
+	}
+	def6, ok := routeEvent(with(func(u *netlink.RouteUpdate) { u.Dst, u.Gw, u.Family = nil, net.ParseIP("fe80::1"), unix.AF_INET6 }))
+	if !ok || def6.Route.Dst != netip.MustParsePrefix("::/0") || def6.Route.Gateway != netip.MustParseAddr("fe80::1") {
+		t.Errorf("IPv6 default route: %+v, %v; want ::/0 via fe80::1", def6, ok)
+	}
+	for name, u := range map[string]netlink.RouteUpdate{
+		"table local":      with(func(u *netlink.RouteUpdate) { u.Table = unix.RT_TABLE_LOCAL }),
+		"type local":       with(func(u *netlink.RouteUpdate) { u.Route.Type = unix.RTN_LOCAL }),
+		"type broadcast":   with(func(u *netlink.RouteUpdate) { u.Route.Type = unix.RTN_BROADCAST }),
+		"type multicast":   with(func(u *netlink.RouteUpdate) { u.Route.Type = unix.RTN_MULTICAST }),
+		"cloned":           with(func(u *netlink.RouteUpdate) { u.Flags = unix.RTM_F_CLONED }),
+		"not a route":      with(func(u *netlink.RouteUpdate) { u.Type = unix.RTM_NEWADDR }),
+		"MPLS":             with(func(u *netlink.RouteUpdate) { u.Dst, u.Family = nil, unix.AF_MPLS }),
+		"family mismatch":  with(func(u *netlink.RouteUpdate) { u.Family = unix.AF_INET6 }),
+		"malformed dst IP": with(func(u *netlink.RouteUpdate) { u.Dst = &net.IPNet{IP: net.IP{1, 2, 3}, Mask: dst.Mask} }),
+	} {
+		if e, ok := routeEvent(u); ok {
+			t.Errorf("%s: reported as %v", name, e)
+		}
+	}
+	for _, typ := range []int{unix.RTN_BLACKHOLE, unix.RTN_UNREACHABLE, unix.RTN_PROHIBIT, unix.RTN_THROW} {
+		if _, ok := routeEvent(with(func(u *netlink.RouteUpdate) { u.Route.Type = typ })); !ok {
+			t.Errorf("route type %d not reported", typ)
 		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/vipd/vipd/config"
 )
 
 // watchDeadline bounds every wait for an event.
@@ -121,7 +123,7 @@ func TestMemoryWatchReportsEveryChangeInOrderAfterAResync(t *testing.T) {
 			t.Fatalf("got %d events, want %d: %v", len(got), len(want), got)
 		}
 	}
-	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+	if diff := cmp.Diff(want, got, cmpNetip); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
 	if got := m.Addrs("eth0"); len(got) != 0 {
@@ -222,10 +224,154 @@ func TestAddrEventStrings(t *testing.T) {
 		{AddrEvent{Kind: AddrRemoved, Ifname: "eth0", Ifindex: 2, Prefix: netip.MustParsePrefix("10.0.0.1/32")}, "addr-removed 10.0.0.1/32 dev eth0 (2)"},
 		{AddrEvent{Kind: LinkUp, Ifname: "eth0", Ifindex: 2}, "link-up dev eth0 (2)"},
 		{AddrEvent{Kind: Resync}, "resync"},
+		{AddrEvent{Kind: RouteRemoved, Ifname: "eth0", Ifindex: 2, Route: RouteInfo{
+			Dst: netip.MustParsePrefix("10.98.0.0/24"), Gateway: netip.MustParseAddr("10.0.0.1"), Table: 254, Type: "unicast", Ifname: "eth0"}},
+			"route-removed 10.98.0.0/24 via 10.0.0.1 dev eth0 (2)"},
+		{AddrEvent{Kind: RouteAdded, Route: RouteInfo{
+			Dst: netip.MustParsePrefix("fd00::/64"), Table: 100, Metric: 1024, Type: "blackhole"}},
+			"route-added blackhole fd00::/64 metric 1024 table 100 (0)"},
 		{AddrEvent{Kind: 42}, "AddrEventKind(42) dev  (0)"},
 	} {
 		if got := c.e.String(); got != c.want {
 			t.Errorf("%#v.String() = %q, want %q", c.e, got, c.want)
+		}
+	}
+}
+
+func TestMemoryWatchReportsRouteChanges(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemory()
+	events := startWatch(t, m)
+	p, a := netip.MustParsePrefix, netip.MustParseAddr
+	dev := config.Route{Dst: p("10.98.0.0/24")} // out of the default device
+	via := config.Route{Dst: p("10.97.0.0/16"), Via: a("10.0.0.1")}
+	v6 := config.Route{Dst: p("fd00:98::1/64"), Dev: "eth1", Table: 100}
+	hole := config.Route{Dst: p("192.0.2.0/24"), Type: "blackhole", Metric: 5}
+
+	if err := m.AddRoutes(ctx, "eth0", []config.Route{dev, via, v6, hole}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddRoutes(ctx, "eth0", []config.Route{dev}); err != nil { // already there: no event
+		t.Fatal(err)
+	}
+	if !m.RemoveRouteBehindBack(dev, "eth0") {
+		t.Error("RemoveRouteBehindBack of a present route reported false")
+	}
+	if m.RemoveRouteBehindBack(dev, "eth0") {
+		t.Error("RemoveRouteBehindBack of an absent route reported true")
+	}
+	if m.RemoveRouteBehindBack(config.Route{}, "eth0") {
+		t.Error("RemoveRouteBehindBack of a route without destination reported true")
+	}
+	if !m.RemoveRouteBehindBack(config.Route{Dst: p("fd00:98::/64"), Table: 100}, "eth0") {
+		t.Error("RemoveRouteBehindBack of the IPv6 route by its key reported false")
+	}
+	if err := m.DelRoutes(ctx, "eth0", []config.Route{via, dev}); err != nil { // dev is absent: no event
+		t.Fatal(err)
+	}
+	m.Overflow() // end marker
+
+	eth0, eth1 := m.Ifindex("eth0"), m.Ifindex("eth1")
+	devInfo := RouteInfo{Dst: p("10.98.0.0/24"), Table: 254, Type: "unicast", Protocol: 18, Ifname: "eth0"}
+	viaInfo := RouteInfo{Dst: p("10.97.0.0/16"), Gateway: a("10.0.0.1"), Table: 254, Type: "unicast", Protocol: 18}
+	v6Info := RouteInfo{Dst: p("fd00:98::/64"), Table: 100, Metric: 1024, Type: "unicast", Protocol: 18, Ifname: "eth1"}
+	want := []AddrEvent{
+		{Kind: RouteAdded, Ifname: "eth0", Ifindex: eth0, Route: devInfo},
+		{Kind: RouteAdded, Route: viaInfo},
+		{Kind: RouteAdded, Ifname: "eth1", Ifindex: eth1, Route: v6Info},
+		{Kind: RouteAdded, Route: RouteInfo{Dst: p("192.0.2.0/24"), Table: 254, Metric: 5, Type: "blackhole", Protocol: 18}},
+		{Kind: RouteRemoved, Ifname: "eth0", Ifindex: eth0, Route: devInfo},
+		{Kind: RouteRemoved, Ifname: "eth1", Ifindex: eth1, Route: v6Info},
+		{Kind: RouteRemoved, Route: viaInfo},
+		{Kind: Resync},
+	}
+	var got []AddrEvent
+	for len(got) < len(want) {
+		select {
+		case e := <-events:
+			got = append(got, e)
+		case <-time.After(watchDeadline):
+			t.Fatalf("got %d events, want %d: %v", len(got), len(want), got)
+		}
+	}
+	if diff := cmp.Diff(want, got, cmpNetip); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	if got, want := m.Routes(), []netip.Prefix{p("192.0.2.0/24")}; !cmp.Equal(got, want, cmpNetip) {
+		t.Errorf("routes left %v, want %v", got, want)
+	}
+	for _, e := range want {
+		if e.Kind == RouteAdded && e.Route.Dst == p("10.98.0.0/24") && !e.Route.Matches(dev, "eth0") {
+			t.Errorf("%v does not match the route it was made from", e)
+		}
+	}
+}
+
+func TestMemoryWatchFnMayPutARouteBack(t *testing.T) {
+	// What the runtime does with a virtual route deleted behind its back.
+	ctx := context.Background()
+	m := NewMemory()
+	routes := []config.Route{{Dst: netip.MustParsePrefix("10.98.0.0/24"), Via: netip.MustParseAddr("10.0.0.1")}}
+	if err := m.AddRoutes(ctx, "eth0", routes); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	healed := make(chan AddrEvent, 16)
+	go func() {
+		_ = m.Watch(wctx, func(e AddrEvent) {
+			if e.Kind == RouteRemoved && e.Route.Matches(routes[0], "eth0") {
+				_ = m.AddRoutes(ctx, "eth0", routes)
+			}
+			healed <- e
+		})
+	}()
+	waitEvent(t, healed, "resync", func(e AddrEvent) bool { return e.Kind == Resync })
+	m.ClearOps()
+	if !m.RemoveRouteBehindBack(routes[0], "eth0") {
+		t.Fatal("RemoveRouteBehindBack reported false")
+	}
+	waitEvent(t, healed, "the re-add", func(e AddrEvent) bool { return e.Kind == RouteAdded })
+	if got := m.Routes(); len(got) != 1 || got[0] != routes[0].Dst {
+		t.Errorf("routes %v: the route was not put back", got)
+	}
+	// Only the re-add is in the transcript: the removal was not vipd's.
+	want := []Op{{Kind: OpAddRoute, Route: routes[0].Dst}}
+	if diff := cmp.Diff(want, m.Ops(), cmpNetip); diff != "" {
+		t.Errorf("ops (-want +got):\n%s", diff)
+	}
+}
+
+func TestRouteInfoMatchesTheRouteAddRoutesMakes(t *testing.T) {
+	p, a := netip.MustParsePrefix, netip.MustParseAddr
+	v4 := RouteInfo{Dst: p("10.98.0.0/24"), Table: 254, Type: "unicast", Ifname: "eth0"}
+	v6 := RouteInfo{Dst: p("fd00:98::/64"), Table: 254, Metric: 1024, Type: "unicast", Ifname: "eth0"}
+	with := func(r RouteInfo, f func(*RouteInfo)) RouteInfo { f(&r); return r }
+	for _, c := range []struct {
+		name  string
+		info  RouteInfo
+		route config.Route
+		want  bool
+	}{
+		{"out of the default device", v4, config.Route{Dst: p("10.98.0.0/24")}, true},
+		{"destination written unmasked", v4, config.Route{Dst: p("10.98.0.7/24")}, true},
+		{"another destination", v4, config.Route{Dst: p("10.98.0.0/25")}, false},
+		{"another device", with(v4, func(r *RouteInfo) { r.Ifname = "eth1" }), config.Route{Dst: p("10.98.0.0/24")}, false},
+		{"the device named", with(v4, func(r *RouteInfo) { r.Ifname = "eth1" }), config.Route{Dst: p("10.98.0.0/24"), Dev: "eth1"}, true},
+		{"gateway without device: the kernel's choice", with(v4, func(r *RouteInfo) { r.Ifname = "wv0"; r.Gateway = a("10.0.0.1") }),
+			config.Route{Dst: p("10.98.0.0/24"), Via: a("10.0.0.1")}, true},
+		{"another table", v4, config.Route{Dst: p("10.98.0.0/24"), Table: 100}, false},
+		{"the table named", with(v4, func(r *RouteInfo) { r.Table = 100 }), config.Route{Dst: p("10.98.0.0/24"), Table: 100}, true},
+		{"another metric", v4, config.Route{Dst: p("10.98.0.0/24"), Metric: 10}, false},
+		{"IPv6 metric 0 is 1024 in the kernel", v6, config.Route{Dst: p("fd00:98::/64")}, true},
+		{"IPv6 metric 1024 written", v6, config.Route{Dst: p("fd00:98::/64"), Metric: 1024}, true},
+		{"IPv6 route reported with metric 0", with(v6, func(r *RouteInfo) { r.Metric = 0 }), config.Route{Dst: p("fd00:98::/64")}, false},
+		{"blackhole: no device", RouteInfo{Dst: p("192.0.2.0/24"), Table: 254, Type: "blackhole"},
+			config.Route{Dst: p("192.0.2.0/24"), Type: "blackhole"}, true},
+		{"a route AddRoutes refuses", v4, config.Route{}, false},
+	} {
+		if got := c.info.Matches(c.route, "eth0"); got != c.want {
+			t.Errorf("%s: %v Matches %+v = %v, want %v", c.name, c.info, c.route, got, c.want)
 		}
 	}
 }
