@@ -83,6 +83,8 @@ type Agent struct {
 	instances sync.WaitGroup
 
 	gate atomic.Pointer[gateBox]
+
+	closed bool // shut down: applies are refused (guarded by applyMu)
 }
 
 type gateBox struct{ g vrrp.Gate }
@@ -109,11 +111,9 @@ type runningInstance struct {
 
 	// Guarded by Agent.mu.
 	group     string            // vrrp_sync_group it belongs to, "" if none
-	tracked   []track.ItemState // tracking results
 	sentEff   int               // effective priority last sent
-	sentTrack string            // tracking fault last sent
 	sent      bool              // SetTracking/SetPriority was called once
-	sentFault map[string]string // door faults (maintenance, SetFault) last sent
+	sentFault map[string]string // keyed faults (tracking, maintenance, SetFault) last sent
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -284,6 +284,11 @@ func (a *Agent) watcher() vip.Watcher {
 }
 
 func (a *Agent) shutdown(stopInstances context.CancelFunc) {
+	// No apply runs during or after the shutdown (a reload from the
+	// control socket would start instances on a closed transport).
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	a.closed = true
 	a.log.Info("shutting down: releasing VIPs")
 	stopInstances()
 	done := make(chan struct{})
@@ -353,6 +358,9 @@ func (a *Agent) apply(m *config.Model) Plan {
 }
 
 func (a *Agent) applyLocked(m *config.Model) Plan {
+	if a.closed {
+		return nil
+	}
 	start := time.Now()
 	a.mu.Lock()
 	cur := Running{Instances: map[string]*config.Instance{}, GroupOf: map[string]string{}, Groups: map[string]*config.SyncGroup{}}
@@ -556,6 +564,7 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 		SendInterface: sendIf,
 		StartupDelay:  startupDelay,
 		Gate:          a,
+		HeldElsewhere: func(addr netip.Addr) bool { return a.heldElsewhere(ri, addr) },
 		OnTransition: func(tr vrrp.Transition) {
 			a.hub.transition(ri, ri.inst.Status(), tr)
 			n := ri.notifier.Load()
@@ -572,7 +581,7 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 			a.hub.event(api.Event{Kind: api.EventVIPHeal, Instance: h.Instance, Detail: h.What})
 		},
 		OnPeerDrop: func(r vrrp.DropReason, peer netip.Addr, detail string) {
-			a.hub.event(api.Event{Kind: api.EventPeerDrop, Instance: ic.Name, Reason: string(r), Peer: peer.String(), Detail: detail})
+			a.hub.event(api.Event{Kind: api.EventPeerDrop, Instance: ri.inst.Name(), Reason: string(r), Peer: peer.String(), Detail: detail})
 		},
 	})
 	ri.inst = inst

@@ -28,7 +28,14 @@ func (a *Agent) execute(p Plan, m *config.Model, first bool) {
 		}
 	}
 	started := map[string]bool{} // instances started in their group by ChangeAdd
+	renamed := false
 	for _, c := range p {
+		if c.Kind == ChangeUpdate && !renamed {
+			// Renames move their entries all at once, so a swap (A<->B)
+			// or a chain (A->B, B->C) never overwrites an entry.
+			a.renameAll(p)
+			renamed = true
+		}
 		switch c.Kind {
 		case ChangeRemove, ChangeReplace:
 			a.mu.Lock()
@@ -136,18 +143,13 @@ func (a *Agent) update(c Change, want map[string]*config.Instance, global config
 	}
 	nc := want[name]
 	a.mu.Lock()
-	ri := a.running[c.Instance]
+	ri := a.running[name] // renameAll moved it under its new name
 	if ri == nil {
 		a.mu.Unlock()
 		return
 	}
 	old := ri.cfg
-	if c.NewName != "" {
-		delete(a.running, c.Instance)
-		a.running[c.NewName] = ri
-	}
 	ri.cfg = nc
-	ri.sent = false // recompute the effective priority and faults
 	a.mu.Unlock()
 	if c.NewName != "" {
 		a.log.Info("instance renamed by configuration: same instance, kept running", "instance", c.Instance, "new_name", c.NewName)
@@ -177,6 +179,54 @@ func (a *Agent) update(c Change, want map[string]*config.Instance, global config
 	}
 	if err := ri.inst.Update(a.runCtx, runCfg, primary); err != nil && !errors.Is(err, vrrp.ErrStopped) {
 		a.log.Error("instance update failed", "instance", name, "err", err)
+	}
+}
+
+// renameAll moves every renamed instance to its new name at once, with
+// what the door keyed by its name (overrides, maintenance, faults): a
+// rename keeps the instance, and its maintenance, running as they were.
+func (a *Agent) renameAll(p Plan) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	type move struct {
+		ri        *runningInstance
+		overrides map[string]int
+		faults    map[string]string
+		maint     map[string]string // source -> reason
+	}
+	moves := map[string]move{} // new name -> what moves there
+	for _, c := range p {
+		if c.Kind != ChangeUpdate || c.NewName == "" {
+			continue
+		}
+		m := move{ri: a.running[c.Instance], overrides: a.overrides[c.Instance], faults: a.faults[c.Instance]}
+		delete(a.running, c.Instance)
+		delete(a.overrides, c.Instance)
+		delete(a.faults, c.Instance)
+		for src, mt := range a.maint {
+			if reason, ok := mt.instances[c.Instance]; ok {
+				if m.maint == nil {
+					m.maint = map[string]string{}
+				}
+				m.maint[src] = reason
+				delete(mt.instances, c.Instance)
+			}
+		}
+		moves[c.NewName] = m
+	}
+	for name, m := range moves {
+		if m.ri != nil {
+			a.running[name] = m.ri
+		}
+		if m.overrides != nil {
+			a.overrides[name] = m.overrides
+		}
+		if m.faults != nil {
+			a.faults[name] = m.faults
+		}
+		for src, reason := range m.maint {
+			a.maint[src].instances[name] = reason
+		}
 	}
 }
 

@@ -144,6 +144,12 @@ func (a *Agent) OverridePriority(_ context.Context, req api.PriorityRequest) err
 		a.ClearPriorityOverride(req.Instance, SourceOperator)
 		return nil
 	}
+	a.mu.Lock()
+	_, ok := a.running[req.Instance]
+	a.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("priority override: no instance %q on this node", req.Instance)
+	}
 	return a.SetPriorityOverride(req.Instance, SourceOperator, req.Priority)
 }
 
@@ -197,20 +203,6 @@ func (a *Agent) SetFault(instance, key, cause string) {
 	a.refresh()
 }
 
-// MaintenanceOf reports whether the whole node is in maintenance and why,
-// by source.
-func (a *Agent) MaintenanceOf() map[string]string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := map[string]string{}
-	for src, mt := range a.maint {
-		if mt.nodeOn {
-			out[src] = mt.node
-		}
-	}
-	return out
-}
-
 // SetGate plugs a gate in front of every entry into MASTER (nil: every
 // entry is allowed, the default). Instances held back by the old gate ask
 // the new one at once.
@@ -260,10 +252,23 @@ func (a *Agent) Subscribe(ctx context.Context) (api.Status, <-chan api.Event) {
 // Counters implements api.Stream.
 func (a *Agent) Counters() api.Counters {
 	var c api.Counters
-	for _, ri := range a.instancesNow() {
-		n := ri.inst.Counters()
+	a.mu.Lock()
+	type labelled struct {
+		inst        *vrrp.Instance
+		name, iface string
+	}
+	insts := make([]labelled, 0, len(a.running))
+	for name, ri := range a.running {
+		if ri.inst != nil {
+			// The configured interface, as in status (not a VMAC's).
+			insts = append(insts, labelled{ri.inst, name, ri.cfg.Interface})
+		}
+	}
+	a.mu.Unlock()
+	for _, l := range insts {
+		n := l.inst.Counters()
 		c.Instances = append(c.Instances, api.InstanceCounters{
-			Name: ri.inst.Name(), Interface: ri.inst.Interface(), VRID: ri.inst.VRID(),
+			Name: l.name, Interface: l.iface, VRID: l.inst.VRID(),
 			AdvertsSent: n.AdvertsSent, AdvertsReceived: n.AdvertsReceived,
 			PriorityZeroSent: n.PriorityZeroSent, PriorityZeroReceived: n.PriorityZeroReceived,
 			MasterDownExpiries: n.MasterDownExpiries, BecomeMaster: n.BecomeMaster,

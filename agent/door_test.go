@@ -242,3 +242,84 @@ func TestNotifyRunsAreOnTheStream(t *testing.T) {
 		}
 	}
 }
+
+// Two instances sharing a VIP (one MASTER, one not) must not take it from
+// each other forever through self-healing.
+func TestASharedVIPDoesNotLoopThroughSelfHealing(t *testing.T) {
+	a, plane := testAgent(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.watchAddresses(ctx, plane)
+	a.apply(model(inst("VI_1", 51, 100, "10.0.0.100/24"), inst("VI_2", 52, 100, "10.0.0.100/24")))
+	if err := a.SetMaintenance(SourceOperator, "VI_2", "hold it out", true); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, a, "VI_1", "MASTER")
+	waitState(t, a, "VI_2", "FAULT")
+	plane.RemoveBehindBack("eth0", netip.MustParsePrefix("10.0.0.100/24")) // VI_1 puts it back
+	time.Sleep(200 * time.Millisecond)
+	var heals uint64
+	for _, c := range a.Counters().Instances {
+		heals += c.VIPHeals
+	}
+	if heals > 3 || !has(plane, "10.0.0.100/24") {
+		t.Errorf("a shared VIP: %d heals, held %v", heals, has(plane, "10.0.0.100/24"))
+	}
+}
+
+// A swap of two names (and a chain A->B, B->C) keeps both instances
+// running under their new names, and maintenance follows the instance.
+func TestRenameSwapKeepsBothInstancesAndTheirMaintenance(t *testing.T) {
+	a, _ := testAgent(t)
+	a.apply(model(inst("A", 51, 100, "10.0.0.100/24"), inst("B", 52, 100, "10.0.0.101/24")))
+	waitState(t, a, "A", "MASTER")
+	waitState(t, a, "B", "MASTER")
+	ia, ib := a.running["A"].inst, a.running["B"].inst
+	if err := a.SetMaintenance(SourceOperator, "A", "swap", true); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, a, "A", "FAULT")
+	p := a.apply(model(inst("B", 51, 100, "10.0.0.100/24"), inst("A", 52, 100, "10.0.0.101/24")))
+	if len(p) != 2 {
+		t.Fatalf("swap planned:\n%s", p)
+	}
+	if a.running["B"].inst != ia || a.running["A"].inst != ib || len(a.running) != 2 {
+		t.Fatalf("after a swap: running %v", a.running)
+	}
+	if st := statusOf(t, a, "B"); st.VRID != 51 || st.State != "FAULT" {
+		t.Errorf("the instance in maintenance, renamed B: %+v", st)
+	}
+	if st := statusOf(t, a, "A"); st.VRID != 52 || st.State != "MASTER" {
+		t.Errorf("the other, renamed A: %+v", st)
+	}
+	// A chain: B->C, A->B.
+	a.apply(model(inst("C", 51, 100, "10.0.0.100/24"), inst("B", 52, 100, "10.0.0.101/24")))
+	if a.running["C"].inst != ia || a.running["B"].inst != ib || len(a.running) != 2 {
+		t.Fatalf("after a chain: running %v", a.running)
+	}
+	if st := statusOf(t, a, "C"); st.State != "FAULT" || st.Faults["maintenance/operator"] == "" {
+		t.Errorf("maintenance did not follow the rename: %+v", st)
+	}
+}
+
+func TestAVirtualRouteRemovedBehindOurBackIsPutBack(t *testing.T) {
+	a, plane := testAgent(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.watchAddresses(ctx, plane)
+	ic := inst("VI_1", 51, 100, "10.0.0.100/24")
+	route := config.Route{Dst: netip.MustParsePrefix("10.98.0.0/24"), Dev: "eth0"}
+	ic.Routes = []config.Route{route}
+	a.apply(model(ic))
+	waitState(t, a, "VI_1", "MASTER")
+	if !plane.RemoveRouteBehindBack(route, "eth0") {
+		t.Fatalf("route not installed: %v", plane.Routes())
+	}
+	waitFor(t, "route back", func() bool { return len(plane.Routes()) == 1 })
+	if st := statusOf(t, a, "VI_1"); st.State != "MASTER" {
+		t.Errorf("route healing moved the instance: %+v", st)
+	}
+	if c := a.Counters(); c.Instances[0].VIPHeals != 1 {
+		t.Errorf("heals counted: %+v", c.Instances)
+	}
+}

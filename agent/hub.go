@@ -126,7 +126,12 @@ func (h *hub) setAgent(ri *runningInstance, fn func(*agentPart)) {
 	e := h.entry(ri)
 	before := e.status()
 	fn(&e.ag)
-	if !statusEqual(before, e.status()) {
+	after := e.status()
+	if before.Name != "" && before.Name != after.Name {
+		// A rename: readers keyed by name (metrics) drop the old name.
+		h.publishLocked(api.Event{Kind: api.EventInstanceRemoved, Instance: before.Name, Status: &before})
+	}
+	if !statusEqual(before, after) {
 		h.emit(ri, e, api.Event{Kind: api.EventInstance})
 	}
 }

@@ -233,13 +233,16 @@ func plan(cur Running, desired *config.Model) Plan {
 
 	// Sync group membership: a member that stays keeps its group
 	// untouched; one that moves leaves and joins.
+	desiredName := make(map[string]string, len(match)) // running name -> desired name
+	for d, r := range match {
+		desiredName[r] = d
+	}
 	for _, name := range sortedKeys(cur.Instances) {
 		g := cur.GroupOf[name]
 		if g == "" || !used[name] {
 			continue // removed or replaced instances leave with their stop
 		}
-		newName := desiredNameOf(match, name)
-		if want.GroupOf[newName] != g {
+		if want.GroupOf[desiredName[name]] != g {
 			p = append(p, Change{Kind: ChangeLeave, Instance: name, Group: g})
 		}
 	}
@@ -299,15 +302,6 @@ func plan(cur Running, desired *config.Model) Plan {
 	}
 	sort.SliceStable(p, func(i, j int) bool { return p[i].Kind < p[j].Kind })
 	return p
-}
-
-func desiredNameOf(match map[string]string, running string) string {
-	for d, r := range match {
-		if r == running {
-			return d
-		}
-	}
-	return ""
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -376,7 +370,9 @@ func equalValues(a, b reflect.Value) bool {
 		}
 		return equalValues(a.Elem(), b.Elem())
 	case reflect.Struct:
-		if a.Type().Comparable() && !hasPos(a.Type()) {
+		if a.Type().PkgPath() != posType.PkgPath() && a.Type().Comparable() {
+			// Value types of other packages (netip.Addr, time.Time's
+			// kin) are compared as their package means them to be.
 			return a.Equal(b)
 		}
 		for k := 0; k < a.NumField(); k++ {
@@ -417,17 +413,4 @@ func equalValues(a, b reflect.Value) bool {
 		return reflect.DeepEqual(a.Interface(), b.Interface())
 	}
 	return true
-}
-
-func hasPos(t reflect.Type) bool {
-	for k := 0; k < t.NumField(); k++ {
-		ft := t.Field(k).Type
-		if ft == posType {
-			return true
-		}
-		if ft.Kind() == reflect.Struct && hasPos(ft) {
-			return true
-		}
-	}
-	return false
 }

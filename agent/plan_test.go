@@ -80,6 +80,7 @@ var planSteps = []planStep{
 		"vrrp_instance VI_4 {\n    interface eth0\n    virtual_router_id 54\n    priority 90\n    virtual_ipaddress {\n        10.0.0.104/24\n    }\n}\n",
 		"    virtual_router_id 52\n    priority 100\n    advert_int 1\n", "    virtual_router_id 52\n    priority 100\n    advert_int 2\n    authentication {\n        auth_type PASS\n        auth_pass secret\n    }\n",
 		"        VI_1\n", "        VI_4\n").Replace(planBase)},
+	{"VI_1 and VI_2 swap names", strings.NewReplacer("VI_1", "VI_2", "VI_2", "VI_1").Replace(planBase)},
 	{"VI_1 takes VRID 60: same name, another identity", strings.Replace(planBase, "virtual_router_id 51", "virtual_router_id 60", 1)},
 }
 

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"runtime/debug"
 	"time"
 
 	"github.com/vipd/vipd/api/metrics"
+	"github.com/vipd/vipd/config"
 	"github.com/vipd/vipd/vip"
 	"github.com/vipd/vipd/vrrp"
 )
@@ -18,7 +20,7 @@ func (a *Agent) startMetrics(ctx context.Context) (<-chan error, error) {
 	if a.opts.MetricsListen == "" {
 		return nil, nil
 	}
-	c := metrics.New(a, metrics.Options{NodeName: a.opts.NodeName, Version: a.opts.Version})
+	c := metrics.New(a, metrics.Options{NodeName: a.opts.NodeName, Version: a.opts.Version, Commit: vcsRevision()})
 	go c.Run(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- metrics.Serve(ctx, a.opts.MetricsListen, c, a.log) }()
@@ -49,6 +51,9 @@ func (a *Agent) watchAddresses(ctx context.Context, w vip.Watcher) {
 			return // tracking sees links; addresses come back on LinkUp
 		case vip.Resync:
 			ch.Kind = vrrp.AddrResync
+		case vip.RouteRemoved:
+			a.routeRemoved(ev)
+			return
 		default:
 			return
 		}
@@ -117,4 +122,63 @@ func hasVIP(ri *runningInstance, addr netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// heldElsewhere reports whether a running instance other than ri is MASTER
+// with addr among its VIPs.
+func (a *Agent) heldElsewhere(ri *runningInstance, addr netip.Addr) bool {
+	a.mu.Lock()
+	var others []*vrrp.Instance
+	for _, o := range a.running {
+		if o != ri && o.inst != nil && hasVIP(o, addr) {
+			others = append(others, o.inst)
+		}
+	}
+	a.mu.Unlock()
+	for _, o := range others {
+		if o.Status().State == vrrp.StateMaster {
+			return true
+		}
+	}
+	return false
+}
+
+// routeRemoved hands a removed route to the instances whose virtual_routes
+// it is.
+func (a *Agent) routeRemoved(ev vip.AddrEvent) {
+	type hit struct {
+		inst *vrrp.Instance
+		r    config.Route
+	}
+	var hits []hit
+	a.mu.Lock()
+	for _, ri := range a.running {
+		if ri.inst == nil {
+			continue
+		}
+		for _, r := range ri.cfg.Routes {
+			if ev.Route.Matches(r, ri.inst.Interface()) {
+				hits = append(hits, hit{ri.inst, r})
+			}
+		}
+	}
+	a.mu.Unlock()
+	for _, h := range hits {
+		h.inst.AddrChanged(vrrp.AddrChange{Kind: vrrp.RouteRemoved, Ifname: ev.Ifname, Route: h.r})
+	}
+}
+
+// vcsRevision is the VCS revision the binary was built from ("" when the
+// build did not record one).
+func vcsRevision() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			return s.Value
+		}
+	}
+	return ""
 }

@@ -61,17 +61,23 @@ func (a *Agent) trackLoop(ctx context.Context, changed <-chan struct{}) {
 
 type instUpdate struct {
 	ri     *runningInstance
-	eff    int
-	track  string            // tracking fault, "" when none
-	faults map[string]string // door faults to set ("" clears)
-	first  bool
+	name   string
+	base   int
+	eff    int               // 0: unchanged
+	faults map[string]string // keyed faults to set ("" clears)
 }
+
+// trackingKey is the prefix of the fault keys of tracked items
+// ("tracking/interface/eth0").
+const trackingKey = "tracking/"
 
 // refresh recomputes every instance's effective priority (its configured
 // priority or the override in force, plus tracking weights) and its faults
-// (tracking, maintenance, door faults), and sends each instance what
-// changed. An instance waits in INIT until all its tracked objects have a
-// first result, as keepalived waits for its scripts.
+// (one per failing tracked item, maintenance, door faults), and sends each
+// instance what changed. An instance waits in INIT until all its tracked
+// objects have a first result, as keepalived waits for its scripts; a
+// running instance whose tracked object has no result for a while (a
+// reload restarted the script) keeps the last result instead of moving.
 func (a *Agent) refresh() {
 	// One refresh at a time, so an older result is never applied after a
 	// newer one (apply, the door and the tracker loop all call this).
@@ -97,16 +103,31 @@ func (a *Agent) refresh() {
 				known = known && it.Known
 			}
 		}
-		ri.tracked = items
-		eff, trackFaults := track.Compute(base, items)
+		cfgPrio := ri.cfg.Priority
 		a.hub.setAgent(ri, func(p *agentPart) {
-			p.base, p.overrides, p.tracked = ri.cfg.Priority, ovs, trackedStatus(items)
+			p.base, p.overrides, p.tracked = cfgPrio, ovs, trackedStatus(items)
 		})
 		if ri.inst == nil {
 			continue
 		}
-		u := instUpdate{ri: ri, eff: eff, track: strings.Join(trackFaults, "; "), first: !ri.sent}
+		eff, _ := track.Compute(base, items)
 		want := a.maintFaults(name)
+		if want == nil {
+			want = map[string]string{}
+		}
+		if known {
+			for k, v := range track.FaultsByItem(base, items) {
+				want[trackingKey+k] = v
+			}
+		} else {
+			// No result yet: keep the tracking faults last sent.
+			for k, v := range ri.sentFault {
+				if strings.HasPrefix(k, trackingKey) {
+					want[k] = v
+				}
+			}
+		}
+		u := instUpdate{ri: ri, name: name, base: cfgPrio}
 		for key, cause := range want {
 			if ri.sentFault[key] != cause {
 				if u.faults == nil {
@@ -124,23 +145,13 @@ func (a *Agent) refresh() {
 			}
 		}
 		ri.sentFault = want
-		if a.tracker != nil && !known && !ri.sent {
-			// Waiting for the first results: faults may go ahead (they
-			// hold the instance in FAULT from its start).
-			u.first, u.eff = false, 0
-			if u.faults != nil {
-				updates = append(updates, u)
-			}
-			continue
+		if known && (!ri.sent || eff != ri.sentEff) {
+			u.eff = eff
+			ri.sent, ri.sentEff = true, eff
 		}
-		if ri.sent && eff == ri.sentEff && u.track == ri.sentTrack && u.faults == nil {
-			continue
+		if u.eff != 0 || u.faults != nil {
+			updates = append(updates, u)
 		}
-		if ri.sent && eff == ri.sentEff && u.track == ri.sentTrack {
-			u.eff = 0 // only faults changed
-		}
-		ri.sent, ri.sentEff, ri.sentTrack = true, eff, u.track
-		updates = append(updates, u)
 	}
 	a.mu.Unlock()
 	for _, u := range updates {
@@ -148,32 +159,32 @@ func (a *Agent) refresh() {
 	}
 }
 
-// send hands an instance its new effective priority and faults. Faults go
-// first so that a maintenance hand-over never sees a priority change on
-// the way.
+// send hands an instance its keyed faults, then its effective priority
+// (which starts an instance waiting for its first tracking results), so a
+// fault present at start holds it in FAULT from the beginning.
 func (a *Agent) send(u instUpdate) {
-	name := u.ri.cfg.Name
 	for key, cause := range u.faults {
+		if cause != "" && strings.HasPrefix(key, trackingKey) {
+			a.log.Info("tracking: instance in FAULT", "instance", u.name, "cause", cause)
+		}
 		if err := u.ri.inst.SetFault(a.runCtx, key, cause); err != nil && !errors.Is(err, vrrp.ErrStopped) && a.runCtx.Err() == nil {
-			a.log.Error("cannot apply a fault", "instance", name, "key", key, "err", err)
+			a.log.Error("cannot apply a fault", "instance", u.name, "key", key, "err", err)
 		}
 	}
 	if u.eff == 0 {
 		return
 	}
-	if u.track != "" {
-		a.log.Info("tracking: instance in FAULT", "instance", name, "cause", u.track)
-	} else if u.eff != u.ri.cfg.Priority {
-		a.log.Info("effective priority", "instance", name, "base", u.ri.cfg.Priority, "effective", u.eff)
+	if u.eff != u.base {
+		a.log.Info("effective priority", "instance", u.name, "base", u.base, "effective", u.eff)
 	}
 	var err error
 	if a.tracker != nil {
-		err = u.ri.inst.SetTracking(a.runCtx, u.eff, u.track)
+		err = u.ri.inst.SetTracking(a.runCtx, u.eff, "")
 	} else {
 		err = u.ri.inst.SetPriority(a.runCtx, u.eff)
 	}
 	if err != nil && !errors.Is(err, vrrp.ErrStopped) && a.runCtx.Err() == nil {
-		a.log.Error("cannot apply tracking", "instance", name, "err", err)
+		a.log.Error("cannot apply tracking", "instance", u.name, "err", err)
 	}
 }
 

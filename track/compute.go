@@ -193,3 +193,21 @@ func reverseWord(r bool) string {
 func clamp(v, lo, hi int64) int64 {
 	return max(lo, min(v, hi))
 }
+
+// FaultsByItem is Compute's faults keyed by the item that causes each
+// ("interface/eth0", "script/chk_nginx", "file/maint"), so a fault of one
+// item is raised and cleared on its own.
+func FaultsByItem(base int, items []ItemState) map[string]string {
+	var out map[string]string
+	for _, it := range items {
+		_, fault := evaluate(it)
+		if fault == "" || (base == OwnerPriority && it.Weight != 0) {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[string(it.Kind)+"/"+it.Name] = fault
+	}
+	return out
+}

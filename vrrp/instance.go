@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,11 +57,12 @@ type AddrChangeKind int
 
 // Address changes the runtime reacts to (self-healing).
 const (
-	AddrRemoved AddrChangeKind = iota + 1 // an address left an interface
-	AddrAdded                             // an address appeared on an interface
-	LinkUp                                // an interface came up
-	LinkDown                              // an interface went down
-	AddrResync                            // events may have been lost: check everything
+	AddrRemoved  AddrChangeKind = iota + 1 // an address left an interface
+	AddrAdded                              // an address appeared on an interface
+	LinkUp                                 // an interface came up
+	LinkDown                               // an interface went down
+	AddrResync                             // events may have been lost: check everything
+	RouteRemoved                           // a virtual route of the instance left the table (Route)
 )
 
 // AddrChange is an address or link event of the host, as the VIP plane's
@@ -69,6 +71,9 @@ type AddrChange struct {
 	Kind   AddrChangeKind
 	Ifname string
 	Prefix netip.Prefix
+	// Route is the instance's virtual route that was removed
+	// (RouteRemoved; the caller matched the event to it).
+	Route config.Route
 }
 
 // Heal is published when self-healing put a VIP or route back on a MASTER,
@@ -106,6 +111,10 @@ type InstanceOptions struct {
 	// OnPeerDrop is called (rate-limited, once a minute per peer and
 	// reason) when an advert from a misconfigured peer was dropped.
 	OnPeerDrop func(reason DropReason, peer netip.Addr, detail string)
+	// HeldElsewhere, when set, reports whether another instance of this
+	// node holds addr now: self-healing then leaves it alone on a BACKUP
+	// (two instances sharing a VIP must not take it from each other).
+	HeldElsewhere func(addr netip.Addr) bool
 	// StartupDelay is keepalived's vrrp_startup_delay, for instances
 	// started with the daemon (not on a reload): the instance stays in
 	// INIT, sending nothing, for this long after Run starts, then starts
@@ -194,17 +203,18 @@ type Instance struct {
 	vrid   int
 	v6     bool
 
-	cfg      *config.Instance // owned by the Run goroutine after Run starts
-	primary  netip.Addr
-	plane    AddressPlane
-	clock    Clock
-	baseLog  *slog.Logger
-	log      *slog.Logger
-	onTrans  func(Transition)
-	onStatus func(InstanceStatus)
-	onHeal   func(Heal)
-	onDrop   func(DropReason, netip.Addr, string)
-	gate     Gate
+	cfg       *config.Instance // owned by the Run goroutine after Run starts
+	primary   netip.Addr
+	plane     AddressPlane
+	clock     Clock
+	baseLog   *slog.Logger
+	log       *slog.Logger
+	onTrans   func(Transition)
+	onStatus  func(InstanceStatus)
+	onHeal    func(Heal)
+	onDrop    func(DropReason, netip.Addr, string)
+	gate      Gate
+	elsewhere func(netip.Addr) bool
 
 	sender    Sender
 	ttlSender TTLSender  // sender, when it can set the TTL per packet
@@ -243,6 +253,7 @@ type Instance struct {
 	faults    map[string]string // faults in force by key
 	ownFaults int               // faults other than the sync group's hold
 	gateLog   bool              // the current gate hold was logged
+	gateHeld  bool              // the gate holds us now (mirrors status.GateHeld)
 
 	group      *SyncGroup
 	forcing    bool        // applying an order of the sync group
@@ -287,6 +298,7 @@ func NewInstance(o InstanceOptions) *Instance {
 		onHeal:       o.OnHeal,
 		onDrop:       o.OnPeerDrop,
 		gate:         o.Gate,
+		elsewhere:    o.HeldElsewhere,
 		waitTracking: o.WaitTracking,
 		sendIf:       o.SendInterface,
 		startDelay:   o.StartupDelay,
@@ -563,7 +575,6 @@ func (i *Instance) startup(now time.Time) []Action {
 const (
 	FaultTracking  = "tracking"   // tracked scripts, interfaces, files
 	FaultSyncGroup = "sync_group" // held by the sync group for a member's fault
-	FaultStartup   = "startup"    // the instance could not start
 )
 
 // FaultMaintenance is the fault key prefix of maintenance; the full key
@@ -852,8 +863,11 @@ func (i *Instance) apply(acts []Action) {
 	if !held {
 		i.gateLog = false
 	}
+	if held == i.gateHeld {
+		return // the common case: no lock, nothing to publish
+	}
+	i.gateHeld = held
 	i.mu.Lock()
-	changed := i.status.GateHeld != held
 	i.status.GateHeld = held
 	if held {
 		i.status.GateCause = i.m.gateCause
@@ -861,9 +875,7 @@ func (i *Instance) apply(acts []Action) {
 		i.status.GateCause = ""
 	}
 	i.mu.Unlock()
-	if changed {
-		i.publish()
-	}
+	i.publish()
 }
 
 func (i *Instance) lowerPrioAnnounce() {
@@ -1131,49 +1143,24 @@ func (i *Instance) Update(ctx context.Context, c *config.Instance, primary netip
 }
 
 func diffVIPs(old, cur []config.VIP) (added, removed []config.VIP) {
-	in := func(list []config.VIP, v config.VIP) bool {
-		for _, w := range list {
-			w.Pos = v.Pos
-			if w == v {
-				return true
-			}
-		}
-		return false
-	}
-	for _, v := range cur {
-		if !in(old, v) {
-			added = append(added, v)
-		}
-	}
-	for _, v := range old {
-		if !in(cur, v) {
-			removed = append(removed, v)
-		}
-	}
-	return added, removed
+	same := func(x, y config.VIP) bool { x.Pos = y.Pos; return x == y }
+	return diffBy(old, cur, same), diffBy(cur, old, same)
 }
 
 func diffRoutes(old, cur []config.Route) (added, removed []config.Route) {
-	in := func(list []config.Route, r config.Route) bool {
-		for _, x := range list {
-			x.Pos, r.Pos = config.Pos{}, config.Pos{}
-			if reflect.DeepEqual(x, r) {
-				return true
-			}
-		}
-		return false
-	}
-	for _, r := range cur {
-		if !in(old, r) {
-			added = append(added, r)
+	same := func(x, y config.Route) bool { x.Pos = y.Pos; return reflect.DeepEqual(x, y) }
+	return diffBy(old, cur, same), diffBy(cur, old, same)
+}
+
+// diffBy returns the elements of cur that are not in old.
+func diffBy[T any](old, cur []T, same func(x, y T) bool) []T {
+	var out []T
+	for _, c := range cur {
+		if !slices.ContainsFunc(old, func(o T) bool { return same(o, c) }) {
+			out = append(out, c)
 		}
 	}
-	for _, r := range old {
-		if !in(cur, r) {
-			removed = append(removed, r)
-		}
-	}
-	return added, removed
+	return out
 }
 
 // AddrChanged hands the instance an address or link event of the host
@@ -1200,6 +1187,20 @@ func (i *Instance) heal(ev AddrChange) {
 	ctx, cancel := i.opCtx()
 	defer cancel()
 	switch ev.Kind {
+	case RouteRemoved:
+		if !i.holding || !slices.ContainsFunc(i.cfg.Routes, func(r config.Route) bool { r.Pos = ev.Route.Pos; return reflect.DeepEqual(r, ev.Route) }) {
+			return
+		}
+		if err := i.plane.AddRoutes(ctx, i.ifname, []config.Route{ev.Route}); err != nil {
+			i.log.Error("cannot put back a virtual route", "route", ev.Route.Dst, "err", err)
+			return
+		}
+		i.cnt.vipHeals.Add(1)
+		what := fmt.Sprintf("virtual route %s removed behind our back: put back (still MASTER)", ev.Route.Dst)
+		i.log.Warn("self-healing: "+what, "route", ev.Route.Dst.String())
+		if i.onHeal != nil {
+			i.onHeal(Heal{Instance: i.cfg.Name, What: what})
+		}
 	case AddrRemoved:
 		if !i.holding {
 			return
@@ -1256,6 +1257,9 @@ func healWhy(k AddrChangeKind) string {
 
 // restore puts a VIP back on a MASTER and announces it.
 func (i *Instance) restore(ctx context.Context, v config.VIP, why string) {
+	if has, err := i.plane.HasAddr(i.vipDev(v), v.Prefix.Addr()); err != nil || has {
+		return // a stale event (our own release, then a re-acquire): nothing to heal
+	}
 	one := []config.VIP{v}
 	if err := i.plane.AddAddrs(ctx, i.ifname, one); err != nil {
 		i.log.Error("cannot put back a VIP", "vip", v.Prefix, "err", err)
@@ -1283,6 +1287,9 @@ func (i *Instance) evict(ctx context.Context, v config.VIP) {
 	has, err := i.plane.HasAddr(i.vipDev(v), v.Prefix.Addr())
 	if err != nil || !has {
 		return
+	}
+	if i.elsewhere != nil && i.elsewhere(v.Prefix.Addr()) {
+		return // another instance of ours holds it
 	}
 	if err := i.plane.DelAddrs(ctx, i.ifname, []config.VIP{v}); err != nil {
 		i.log.Error("cannot remove a VIP found on a BACKUP", "vip", v.Prefix, "err", err)

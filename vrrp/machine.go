@@ -287,6 +287,11 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 		if m.state == StateBackup && m.gateHeld {
 			return m.enterMaster(now, m.gateKind, m.gateCause)
 		}
+		if m.state == StateBackup && m.wantMaster {
+			// A sync member waiting for its group: the group asks the
+			// members' gates again.
+			return []Action{{Kind: ActWantMaster, Cause: m.takeoverCause()}}
+		}
 	case EvDemote:
 		if m.state == StateMaster {
 			acts := []Action{{Kind: ActSendAdvert, Priority: PriorityStop}, {Kind: ActRelease}}

@@ -10,7 +10,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"sort"
 	"time"
 )
 
@@ -175,16 +174,6 @@ func (e *DropError) Error() string {
 
 func pktDrop(r DropReason, format string, args ...any) *DropError {
 	return &DropError{Reason: r, Detail: fmt.Sprintf(format, args...)}
-}
-
-// SortedDropReasons returns the keys of a Snapshot in lexical order.
-func SortedDropReasons(m map[DropReason]uint64) []DropReason {
-	out := make([]DropReason, 0, len(m))
-	for r := range m {
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
 }
 
 // pktFamily works out the IP family of an advert from its IP source and

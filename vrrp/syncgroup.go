@@ -51,6 +51,19 @@ func (g *SyncGroup) Add(inst *Instance) {
 	g.members = append(g.members, inst)
 	inst.group = g
 	inst.m.p.SyncMember = true
+	// A member in FAULT holds the newcomer from its start.
+	g.syncHoldsLocked()
+}
+
+// isMember reports whether inst is (still) a member. g.mu is held. A
+// member's report that crosses its removal is ignored.
+func (g *SyncGroup) isMember(inst *Instance) bool {
+	for _, m := range g.members {
+		if m == inst {
+			return true
+		}
+	}
+	return false
 }
 
 // State is the group's state (the last state it synced its members to).
@@ -68,7 +81,7 @@ const syncCausePrefix = "sync group "
 func (g *SyncGroup) wantMaster(from *Instance) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if len(g.faulty) > 0 {
+	if len(g.faulty) > 0 || !g.isMember(from) {
 		return false
 	}
 	if g.state != StateMaster {
@@ -80,6 +93,14 @@ func (g *SyncGroup) wantMaster(from *Instance) bool {
 		}
 	}
 	cause := fmt.Sprintf("%s%s: %s went MASTER", syncCausePrefix, g.name, from.Name())
+	// Every member's gate must agree before any goes MASTER, so a gate
+	// that refuses one member never splits the group.
+	for _, m := range g.members {
+		if m.gate != nil && !m.gate.MayBecomeMaster(m.Name(), m.vrid, cause) {
+			g.log.Info("sync group held out of MASTER by a member's gate", "instance", m.Name())
+			return false
+		}
+	}
 	for _, m := range g.members {
 		if m != from {
 			g.post(m, func(now time.Time) []Action { return m.m.Step(now, Event{Kind: EvForceMaster, Cause: cause}) })
@@ -97,6 +118,9 @@ func (g *SyncGroup) wantMaster(from *Instance) bool {
 func (g *SyncGroup) memberFault(from *Instance, on bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if !g.isMember(from) {
+		return
+	}
 	if on {
 		g.faulty[from] = true
 	} else {
@@ -143,6 +167,9 @@ func (g *SyncGroup) syncHoldsLocked() {
 func (g *SyncGroup) memberTransition(from *Instance, a Action) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if !g.isMember(from) {
+		return
+	}
 	switch {
 	case a.To == StateFault || a.From == StateFault:
 		// Faults are synced by memberFault.

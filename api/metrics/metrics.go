@@ -58,7 +58,7 @@
 //	bad_ttl                                     keepalived_ip_ttl_errors_total
 //	bad_type                                    keepalived_invalid_type_received_total
 //	interval_mismatch                           keepalived_advertisements_interval_errors_total
-//	mcast_unicast_mismatch, addr_list_differs   keepalived_address_list_errors_total
+//	mcast_unicast_mismatch                      keepalived_address_list_errors_total
 //	auth_type                                   keepalived_authentication_mismatch_total
 //	auth_pass                                   keepalived_authentication_failure_total
 //	(none: vipd counts an unknown auth type as auth_type)  keepalived_authentication_invalid_total, always 0
@@ -106,7 +106,6 @@ var keepalivedDrops = map[string]string{
 	"bad_type":               "keepalived_invalid_type_received_total",
 	"interval_mismatch":      "keepalived_advertisements_interval_errors_total",
 	"mcast_unicast_mismatch": "keepalived_address_list_errors_total",
-	"addr_list_differs":      "keepalived_address_list_errors_total",
 	"auth_type":              "keepalived_authentication_mismatch_total",
 	"auth_pass":              "keepalived_authentication_failure_total",
 }
@@ -118,7 +117,7 @@ var keepalivedDropMetrics = []struct{ name, help string }{
 	{"keepalived_ip_ttl_errors_total", "Adverts dropped for an IPv4 TTL / IPv6 hop limit other than 255 (keepalived exporter name; vipd reason bad_ttl)."},
 	{"keepalived_invalid_type_received_total", "Packets dropped for a VRRP type other than advertisement (keepalived exporter name; vipd reason bad_type)."},
 	{"keepalived_advertisements_interval_errors_total", "Adverts dropped for an advert interval other than ours (keepalived exporter name; vipd reason interval_mismatch)."},
-	{"keepalived_address_list_errors_total", "Adverts with an address list or a unicast/multicast mode other than ours (keepalived exporter name; vipd reasons mcast_unicast_mismatch, addr_list_differs)."},
+	{"keepalived_address_list_errors_total", "Adverts with an address list or a unicast/multicast mode other than ours (keepalived exporter name; vipd reason mcast_unicast_mismatch; vipd accepts an advert whose VIP list differs, and logs it, where keepalived drops and counts it)."},
 	{"keepalived_authentication_invalid_total", "Adverts with an unknown auth type (keepalived exporter name); always 0: vipd counts those in keepalived_authentication_mismatch_total."},
 	{"keepalived_authentication_mismatch_total", "Adverts dropped for an auth type other than ours (keepalived exporter name; vipd reason auth_type)."},
 	{"keepalived_authentication_failure_total", "Adverts dropped for a wrong password (keepalived exporter name; vipd reason auth_pass)."},

@@ -45,7 +45,8 @@ Columns (-o table, the default):
    "cause", "version", "tracked": [...], "faults": {KEY: CAUSE},
    "overrides": [{"source", "priority"}], "sync_group", "gate_held"}],
    "drops": {REASON: COUNT}}
-  faults are keyed by cause (tracking, sync_group, maintenance/operator, ...);
+  faults are keyed by cause (tracking/interface/eth0, sync_group,
+  maintenance/operator, ...);
   overrides come from vipd priority (source operator); drops count received
   adverts refused, by reason (auth_pass, interval_mismatch, bad_ttl, ...).
 
