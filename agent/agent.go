@@ -22,6 +22,7 @@ import (
 	"github.com/vipd/vipd/config"
 	"github.com/vipd/vipd/config/keepalived"
 	"github.com/vipd/vipd/config/loader"
+	"github.com/vipd/vipd/internal/clock"
 	"github.com/vipd/vipd/notify"
 	"github.com/vipd/vipd/track"
 	"github.com/vipd/vipd/vip"
@@ -52,6 +53,9 @@ type Options struct {
 	// Watcher reports address and link events (self-healing); nil: the
 	// plane's own when it has one, else the host's netlink.
 	Watcher vip.Watcher
+	// Clock drives the instances' timers; nil is the system clock (tests
+	// inject a fake one).
+	Clock clock.Clock
 }
 
 // Agent is one running vipd node. It is the single owner of the runtime:
@@ -563,6 +567,7 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 		WaitTracking:  a.tracker != nil,
 		SendInterface: sendIf,
 		StartupDelay:  startupDelay,
+		Clock:         a.opts.Clock,
 		Gate:          a,
 		HeldElsewhere: func(addr netip.Addr) bool { return a.heldElsewhere(ri, addr) },
 		OnTransition: func(tr vrrp.Transition) {

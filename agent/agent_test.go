@@ -30,12 +30,18 @@ func (c *silentConn) Close() error { c.once.Do(func() { close(c.closed) }); retu
 
 func testAgent(t *testing.T) (*Agent, *vip.Memory) {
 	t.Helper()
+	return testAgentWith(t, Options{})
+}
+
+func testAgentWith(t *testing.T, opts Options) (*Agent, *vip.Memory) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	plane := vip.NewMemory()
 	tr := vrrp.NewTransportWith(log, func(string, bool) (vrrp.PacketConn, error) {
 		return &silentConn{closed: make(chan struct{})}, nil
 	})
-	a := newAgent(Options{NodeName: "n1", Logger: log}, plane, tr)
+	opts.NodeName, opts.Logger = "n1", log
+	a := newAgent(opts, plane, tr)
 	ctx, cancel := context.WithCancel(context.Background())
 	a.runCtx = ctx
 	t.Cleanup(func() { a.shutdown(cancel) })

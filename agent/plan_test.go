@@ -2,14 +2,19 @@ package agent
 
 import (
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vipd/vipd/config"
 	"github.com/vipd/vipd/config/keepalived"
 	"github.com/vipd/vipd/config/loader"
+	"github.com/vipd/vipd/internal/clock"
+	"github.com/vipd/vipd/vrrp"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -183,4 +188,100 @@ func TestPlanSeesEveryFieldOfAnInstance(t *testing.T) {
 	if p.String() != want {
 		t.Errorf("plan:\n%s\nwant:\n%s", p, want)
 	}
+}
+
+// TestPlanSequencesExecuteWithoutMovingWhatTheyAreNotAbout carries out the
+// golden sequence on the in-memory VIP plane with the injected clock: after
+// each step, every instance the plan kept (unchanged or updated live) is the
+// same runtime, in the same state since the same instant, and the plane
+// holds exactly the VIPs of the model (every instance is MASTER on a silent
+// wire).
+func TestPlanSequencesExecuteWithoutMovingWhatTheyAreNotAbout(t *testing.T) {
+	fc := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	a, plane := testAgentWith(t, Options{Clock: fc})
+	prep := func(m *config.Model) *config.Model {
+		for _, ic := range m.Instances {
+			if !ic.UnicastSrcIP.IsValid() {
+				ic.McastSrcIP = netip.MustParseAddr("10.0.0.1")
+			}
+		}
+		return m
+	}
+	settle := func(m *config.Model) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			all := true
+			for _, s := range a.Status().Instances {
+				all = all && s.State == "MASTER"
+			}
+			if all && len(a.Status().Instances) == len(m.Instances) {
+				return
+			}
+			fc.Advance(100 * time.Millisecond)
+			time.Sleep(time.Millisecond)
+		}
+		t.Fatalf("instances did not all become MASTER: %+v", a.Status().Instances)
+	}
+	cur := prep(loadText(t, planBase))
+	a.apply(cur)
+	settle(cur)
+	for _, st := range append(planSteps, planStep{"base", planBase}) {
+		next := prep(loadText(t, st.conf))
+		type seen struct {
+			inst  *vrrp.Instance
+			since time.Time
+		}
+		before := map[*vrrp.Instance]seen{}
+		for _, ri := range a.running {
+			before[ri.inst] = seen{ri.inst, a.hubSince(ri)}
+		}
+		p := a.apply(next)
+		replaced := map[string]bool{}
+		for _, c := range p {
+			if c.Kind == ChangeReplace || c.Kind == ChangeRemove || c.Kind == ChangeAdd {
+				replaced[c.Instance] = true
+			}
+		}
+		for name, ri := range a.running {
+			if replaced[name] {
+				continue
+			}
+			b, ok := before[ri.inst]
+			if !ok {
+				t.Errorf("%s: %s was not replaced by the plan but runs a new runtime", st.name, name)
+				continue
+			}
+			if s := a.hubSince(ri); !s.Equal(b.since) {
+				t.Errorf("%s: %s moved (since %v -> %v) though the plan only updated it", st.name, name, b.since, s)
+			}
+		}
+		settle(next)
+		var want []string
+		for _, ic := range next.Instances {
+			for _, v := range ic.VIPs {
+				want = append(want, v.Prefix.String())
+			}
+		}
+		var got []string
+		for _, p := range plane.Addrs("eth0") {
+			got = append(got, p.String())
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: plane holds %v, model has %v", st.name, got, want)
+		}
+		cur = next
+	}
+}
+
+// hubSince is when ri entered its state, as the stream saw it (tests).
+func (a *Agent) hubSince(ri *runningInstance) time.Time {
+	a.hub.mu.Lock()
+	defer a.hub.mu.Unlock()
+	if e := a.hub.entries[ri]; e != nil {
+		return e.rt.Since
+	}
+	return time.Time{}
 }
