@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"encoding/json"
 	"math/rand"
 	"net"
 	"net/netip"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,6 +120,30 @@ func TestHostileAdvertsDoNotMoveTheMaster(t *testing.T) {
 	holdSteady(t, 3*time.Second, "node1 stays MASTER under hostile adverts", func() bool {
 		return d1.state("VI_1") == "MASTER" && hasVIP(n1, "10.99.0.100") && d2.state("VI_1") == "BACKUP"
 	})
+
+	// The operator sees why, from the binary as they would run it: every
+	// refused advert counted by reason in vipd status -o json, and the
+	// peers that look misconfigured (not garbage) named in the log.
+	out, err := exec.Command(lab.BuildVipd(t), "status", "-o", "json", "--socket", d1.socket).Output()
+	if err != nil {
+		t.Fatalf("vipd status -o json: %v", err)
+	}
+	var st struct {
+		Drops map[string]uint64 `json:"drops"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("vipd status -o json: %v\n%s", err, out)
+	}
+	for _, reason := range []string{"bad_ttl", "bad_checksum", "auth_pass", "interval_mismatch", "bad_version", "bad_type", "addr_count", "truncated"} {
+		if st.Drops[reason] == 0 {
+			t.Errorf("vipd status -o json: no %s in drops: %s", reason, out)
+		}
+	}
+	for _, reason := range []string{"bad_checksum", "auth_pass", "interval_mismatch", "addr_count"} {
+		if !strings.Contains(d1.proc.Output(), "reason="+reason) {
+			t.Errorf("node1's log does not name the misconfigured peer's %s drops", reason)
+		}
+	}
 
 	// The same sender with a valid, better advert does take over the VRID:
 	// the packets above did arrive and were refused on their merits.

@@ -267,10 +267,10 @@ type Instance struct {
 
 	cnt counters
 
-	// lastDropReport rate-limits drops handed to the instance for logging
-	// (unix nanoseconds): a flood of bad packets must not crowd valid
-	// adverts out of its queue.
-	lastDropReport atomic.Int64
+	// lastDropReport rate-limits drops handed to the instance for logging,
+	// per reason (unix nanoseconds): a flood of bad packets must not crowd
+	// valid adverts out of its queue.
+	lastDropReport [len(dropReasons)]atomic.Int64
 
 	mu     sync.Mutex
 	status InstanceStatus
@@ -472,18 +472,22 @@ func (i *Instance) publish() {
 }
 
 // dropReportEvery is how often at most the transport hands the instance a
-// misconfigured peer's drop to log.
+// misconfigured peer's drop of one reason to log.
 const dropReportEvery = time.Second
 
-// mayReportDrop reports whether a drop may be handed over now (called by
-// the transport's reader).
-func (i *Instance) mayReportDrop() bool {
+// mayReportDrop reports whether a drop for reason r may be handed over now
+// (called by the transport's reader).
+func (i *Instance) mayReportDrop(r DropReason) bool {
+	k := dropIndex(r)
+	if k < 0 {
+		return false
+	}
 	now := time.Now().UnixNano()
-	last := i.lastDropReport.Load()
+	last := i.lastDropReport[k].Load()
 	if now-last < int64(dropReportEvery) {
 		return false
 	}
-	return i.lastDropReport.CompareAndSwap(last, now)
+	return i.lastDropReport[k].CompareAndSwap(last, now)
 }
 
 // deliver hands a received packet to the instance without blocking the

@@ -404,7 +404,7 @@ func (t *Transport) dispatch(mc *muxConn, payload []byte, meta RecvMeta) {
 		var de *DropError
 		if errors.As(err, &de) {
 			mc.drop(vrid, de.Reason)
-			if peerMisconfigured(de.Reason) && inst.mayReportDrop() {
+			if peerMisconfigured(de.Reason) && inst.mayReportDrop(de.Reason) {
 				inst.deliver(rxItem{meta: meta, drop: de})
 			}
 		}
@@ -413,7 +413,7 @@ func (t *Transport) dispatch(mc *muxConn, payload []byte, meta RecvMeta) {
 	res := CheckRecv(adv, meta, rc.expect)
 	if res.Drop != nil {
 		mc.drop(vrid, res.Drop.Reason)
-		if peerMisconfigured(res.Drop.Reason) && inst.mayReportDrop() {
+		if peerMisconfigured(res.Drop.Reason) && inst.mayReportDrop(res.Drop.Reason) {
 			inst.deliver(rxItem{adv: adv, meta: meta, drop: res.Drop})
 		}
 		return
