@@ -57,6 +57,17 @@ type Conn struct {
 
 	gmu    sync.Mutex
 	groups map[netip.Addr]bool // groups joined besides the standard one
+
+	// The receive path: one reader (the transport's) calls Recv, which
+	// reads with recvmsg(2) into these, so receiving allocates nothing.
+	rmsg  unix.Msghdr
+	riov  unix.Iovec
+	rname unix.RawSockaddrInet6 // large enough for an IPv4 name too
+	roob  []byte
+	rbuf  []byte
+	rn    int
+	rerr  error
+	read  func(fd uintptr) bool
 }
 
 // ListenConn opens the raw IP protocol 112 socket for ifname, binds it to
@@ -108,6 +119,10 @@ func (c *Conn) setup() error {
 		return err
 	}
 	c.rc = rc
+	if c.v6 {
+		c.roob = make([]byte, unix.CmsgSpace(unix.SizeofInet6Pktinfo)+unix.CmsgSpace(4)+64)
+	}
+	c.read = c.recvmsg
 	if c.v6 {
 		c.woob = make([]byte, unix.CmsgSpace(unix.SizeofInet6Pktinfo)+unix.CmsgSpace(4))
 		c.write = func(fd uintptr) bool {
@@ -311,43 +326,98 @@ func (c *Conn) standardGroup() netip.Addr {
 // Recv reads one packet into buf and returns the VRRP payload (a slice of
 // buf) with what the IP layer told about it.
 func (c *Conn) Recv(buf []byte) ([]byte, RecvMeta, error) {
-	if c.v6 {
-		n, cm, src, err := c.p6.ReadFrom(buf)
-		if err != nil {
-			return nil, RecvMeta{}, err
-		}
-		meta := RecvMeta{TTL: -1}
-		if ia, ok := src.(*net.IPAddr); ok {
-			a, _ := netip.AddrFromSlice(ia.IP)
-			meta.Src = a.Unmap()
-		}
-		if cm != nil {
-			meta.TTL = cm.HopLimit
-			meta.IfIndex = cm.IfIndex
-			if d, ok := netip.AddrFromSlice(cm.Dst); ok {
-				meta.Dst = d.Unmap()
-			}
-		}
-		return buf[:n], meta, nil
+	if len(buf) == 0 {
+		return nil, RecvMeta{}, errors.New("vrrp: empty receive buffer")
 	}
-	h, p, cm, err := c.r4.ReadFrom(buf)
+	c.rbuf = buf
+	err := c.rc.Read(c.read)
+	if err == nil {
+		err = c.rerr
+	}
 	if err != nil {
 		return nil, RecvMeta{}, err
 	}
-	if h == nil {
+	b := buf[:c.rn]
+	if c.v6 {
+		meta := RecvMeta{TTL: -1, IfIndex: c.ifi.Index, Src: netip.AddrFrom16(c.rname.Addr).Unmap()}
+		parseCmsg6(c.roob[:c.rmsg.Controllen], &meta)
+		return b, meta, nil
+	}
+	// A raw IPv4 socket hands over the IP header: the TTL and the
+	// addresses come from it.
+	if len(b) < 20 || b[0]>>4 != 4 {
 		return nil, RecvMeta{}, errors.New("vrrp: packet without IPv4 header")
 	}
-	meta := RecvMeta{TTL: h.TTL}
-	if a, ok := netip.AddrFromSlice(h.Src); ok {
-		meta.Src = a.Unmap()
+	hl := int(b[0]&0x0f) * 4
+	total := int(binary.BigEndian.Uint16(b[2:4]))
+	if hl < 20 || hl > len(b) {
+		return nil, RecvMeta{}, errors.New("vrrp: bad IPv4 header length")
 	}
-	if a, ok := netip.AddrFromSlice(h.Dst); ok {
-		meta.Dst = a.Unmap()
+	if total < hl || total > len(b) {
+		total = len(b)
 	}
-	if cm != nil {
-		meta.IfIndex = cm.IfIndex
+	meta := RecvMeta{TTL: int(b[8]), IfIndex: c.ifi.Index,
+		Src: netip.AddrFrom4([4]byte(b[12:16])), Dst: netip.AddrFrom4([4]byte(b[16:20]))}
+	return b[hl:total], meta, nil
+}
+
+// recvmsg is the raw read, run by the runtime poller on the socket.
+func (c *Conn) recvmsg(fd uintptr) bool {
+	c.riov.Base = &c.rbuf[0]
+	c.riov.SetLen(len(c.rbuf))
+	c.rmsg.Name = (*byte)(unsafe.Pointer(&c.rname))
+	c.rmsg.Namelen = unix.SizeofSockaddrInet6
+	c.rmsg.Iov = &c.riov
+	c.rmsg.Iovlen = 1
+	if len(c.roob) > 0 {
+		c.rmsg.Control = &c.roob[0]
+		c.rmsg.SetControllen(len(c.roob))
+	} else {
+		c.rmsg.Control = nil
+		c.rmsg.SetControllen(0)
 	}
-	return p, meta, nil
+	c.rmsg.Flags = 0
+	n, _, e := unix.Syscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&c.rmsg)), 0)
+	if e == unix.EAGAIN || e == unix.EWOULDBLOCK {
+		return false
+	}
+	c.rn, c.rerr = int(n), nil
+	if e != 0 {
+		c.rn, c.rerr = 0, e
+	}
+	return true
+}
+
+// parseCmsg6 reads the hop limit and the destination from IPv6 control
+// messages without allocating.
+func parseCmsg6(oob []byte, meta *RecvMeta) {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(oob) {
+			return
+		}
+		data := oob[unix.CmsgLen(0):l]
+		if h.Level == unix.IPPROTO_IPV6 {
+			switch h.Type {
+			case unix.IPV6_HOPLIMIT:
+				if len(data) >= 4 {
+					meta.TTL = int(*(*int32)(unsafe.Pointer(&data[0])))
+				}
+			case unix.IPV6_PKTINFO:
+				if len(data) >= unix.SizeofInet6Pktinfo {
+					pi := (*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0]))
+					meta.Dst = netip.AddrFrom16(pi.Addr).Unmap()
+					meta.IfIndex = int(pi.Ifindex)
+				}
+			}
+		}
+		sp := unix.CmsgSpace(l - unix.CmsgLen(0))
+		if sp > len(oob) {
+			return
+		}
+		oob = oob[sp:]
+	}
 }
 
 // PrimaryAddr returns the address an instance on ifname advertises from when

@@ -167,11 +167,22 @@ type rxConfig struct {
 	ckopt  ChecksumOpt
 }
 
+// rxItem is a received advert handed to the instance, by value: what the
+// state machine needs, and the address list only when it differs from ours
+// (to log it). It carries no pointer into the reader's buffers.
 type rxItem struct {
-	adv  *Advert
-	meta RecvMeta
-	drop *DropError
-	res  RecvResult
+	src      netip.Addr
+	priority uint8
+	interval time.Duration
+	res      RecvResult
+	drop     *DropError   // a misconfigured peer's drop, to log
+	addrs    []netip.Addr // res.AddrListDiffers: the advert's list (a copy)
+}
+
+// warnKey identifies one rate-limited warning without building a string.
+type warnKey struct {
+	what string // a constant
+	from netip.Addr
 }
 
 type garpRound struct {
@@ -254,6 +265,8 @@ type Instance struct {
 	ownFaults int               // faults other than the sync group's hold
 	gateLog   bool              // the current gate hold was logged
 	gateHeld  bool              // the gate holds us now (mirrors status.GateHeld)
+	armedAt   time.Time         // when the instance's timer fires; zero when not armed
+	armed     atomic.Uint64     // armTimer calls done (tests wait for the loop to come round)
 
 	group      *SyncGroup
 	forcing    bool        // applying an order of the sync group
@@ -263,14 +276,14 @@ type Instance struct {
 	orderSig   chan struct{}
 	stopped    chan struct{} // closed when Run returns
 
-	warned map[string]time.Time // rate-limits per-sender warnings
+	warned map[warnKey]time.Time // rate-limits per-sender warnings
 
 	cnt counters
 
 	// lastDropReport rate-limits drops handed to the instance for logging,
 	// per reason (unix nanoseconds): a flood of bad packets must not crowd
 	// valid adverts out of its queue.
-	lastDropReport [len(dropReasons)]atomic.Int64
+	lastDropReport [len(dropReasons) + 1]atomic.Int64 // the last one: WarnAddrListDiffers
 
 	mu     sync.Mutex
 	status InstanceStatus
@@ -306,7 +319,7 @@ func NewInstance(o InstanceOptions) *Instance {
 		ctl:          make(chan ctlItem),
 		orderSig:     make(chan struct{}, 1),
 		stopped:      make(chan struct{}),
-		warned:       map[string]time.Time{},
+		warned:       map[warnKey]time.Time{},
 		faults:       map[string]string{},
 	}
 	i.configure(c, o.Primary)
@@ -479,6 +492,9 @@ const dropReportEvery = time.Second
 // (called by the transport's reader).
 func (i *Instance) mayReportDrop(r DropReason) bool {
 	k := dropIndex(r)
+	if r == WarnAddrListDiffers {
+		k = len(dropReasons)
+	}
 	if k < 0 {
 		return false
 	}
@@ -739,6 +755,7 @@ func (i *Instance) Run(ctx context.Context) {
 		case <-i.orderSig:
 			i.runOrders()
 		case <-timer.C():
+			i.armedAt = time.Time{}
 			now := i.clock.Now()
 			if i.startPending && !now.Before(i.startAt) {
 				i.apply(i.startup(now))
@@ -750,6 +767,7 @@ func (i *Instance) Run(ctx context.Context) {
 }
 
 func (i *Instance) armTimer(t Timer) {
+	defer i.armed.Add(1)
 	now := i.clock.Now()
 	next := i.m.NextDeadline()
 	if i.startPending {
@@ -758,12 +776,17 @@ func (i *Instance) armTimer(t Timer) {
 	if g := i.nextGarp(); !g.IsZero() && (next.IsZero() || g.Before(next)) {
 		next = g
 	}
-	d := time.Hour
-	if !next.IsZero() {
-		d = next.Sub(now)
-		if d < 0 {
-			d = 0
-		}
+	// Lazy: a timer armed for no later than the next deadline stays as it
+	// is (it may fire early; the step then finds nothing due and the timer
+	// is armed again). A backup's down timer moves on every advert; this
+	// re-arms it about once per Master_Down_Interval instead.
+	if next.IsZero() || (!i.armedAt.IsZero() && !next.Before(i.armedAt)) {
+		return
+	}
+	i.armedAt = next
+	d := next.Sub(now)
+	if d < 0 {
+		d = 0
 	}
 	if !t.Stop() {
 		select {
@@ -778,25 +801,24 @@ func (i *Instance) receive(it rxItem) {
 	if it.drop != nil {
 		// A misconfigured peer in our VRID (the transport only hands over
 		// such drops): say it loudly, once a minute.
-		if i.warnOnce(string(it.drop.Reason)+it.meta.Src.String(), "dropped advert from a peer that disagrees with our configuration",
-			"from", it.meta.Src, "reason", it.drop.Reason, "detail", it.drop.Detail) && i.onDrop != nil {
-			i.onDrop(it.drop.Reason, it.meta.Src, it.drop.Detail)
+		if i.warnOnce(warnKey{string(it.drop.Reason), it.src}, "dropped advert from a peer that disagrees with our configuration",
+			"from", it.src, "reason", it.drop.Reason, "detail", it.drop.Detail) && i.onDrop != nil {
+			i.onDrop(it.drop.Reason, it.src, it.drop.Detail)
 		}
 		return
 	}
-	if it.res.AddrListDiffers {
-		i.warnOnce("addrs"+it.meta.Src.String(), "peer advertises a different VIP list for this VRID",
-			"from", it.meta.Src, "theirs", it.adv.Addrs, "ours", i.advAddrs)
+	if it.res.AddrListDiffers && i.mayWarn(warnKey{"addrs", it.src}) {
+		i.log.Warn("peer advertises a different VIP list for this VRID", "from", it.src, "theirs", it.addrs, "ours", i.advAddrs)
 	}
-	if it.res.IntervalMismatch {
-		i.warnOnce("ivl"+it.meta.Src.String(), "peer advertises a different advert interval (VRRPv3: following the master's)",
-			"from", it.meta.Src, "theirs", it.adv.Interval, "ours", i.cfg.AdvertInt.D())
+	if it.res.IntervalMismatch && i.mayWarn(warnKey{"interval", it.src}) {
+		i.log.Warn("peer advertises a different advert interval (VRRPv3: following the master's)",
+			"from", it.src, "theirs", it.interval, "ours", i.cfg.AdvertInt.D())
 	}
 	i.cnt.advertsReceived.Add(1)
-	if it.adv.Priority == PriorityStop {
+	if it.priority == PriorityStop {
 		i.cnt.priorityZeroReceived.Add(1)
 	}
-	i.apply(i.m.Step(i.clock.Now(), Event{Kind: EvAdvert, From: it.meta.Src, Priority: it.adv.Priority, Interval: it.adv.Interval}))
+	i.apply(i.m.Step(i.clock.Now(), Event{Kind: EvAdvert, From: it.src, Priority: it.priority, Interval: it.interval}))
 	master, _ := i.m.Master()
 	i.mu.Lock()
 	changed := i.status.Master != master
@@ -813,7 +835,18 @@ const maxWarnKeys = 256
 
 // warnOnce logs msg at most once a minute per key and reports whether it
 // did.
-func (i *Instance) warnOnce(key, msg string, args ...any) bool {
+func (i *Instance) warnOnce(key warnKey, msg string, args ...any) bool {
+	if !i.mayWarn(key) {
+		return false
+	}
+	i.log.Warn(msg, args...)
+	return true
+}
+
+// mayWarn reports whether the warning key may be logged now (at most once
+// a minute), and records it when so. Callers on the receive path check it
+// before building the log arguments.
+func (i *Instance) mayWarn(key warnKey) bool {
 	now := i.clock.Now()
 	if t, ok := i.warned[key]; ok && now.Sub(t) < time.Minute {
 		return false
@@ -829,12 +862,15 @@ func (i *Instance) warnOnce(key, msg string, args ...any) bool {
 		}
 	}
 	i.warned[key] = now
-	i.log.Warn(msg, args...)
 	return true
 }
 
-// apply carries out the state machine's actions in order.
-func (i *Instance) apply(acts []Action) {
+// apply carries out the state machine's actions in order. They are copied
+// first: a nested Step (a sync group's decision) may reuse the machine's
+// slice.
+func (i *Instance) apply(machineActs []Action) {
+	var local [8]Action
+	acts := append(local[:0], machineActs...)
 	for _, a := range acts {
 		switch a.Kind {
 		case ActSendAdvert:
@@ -922,7 +958,7 @@ func (i *Instance) sendAdvert(prio uint8) {
 	for _, dst := range i.dsts {
 		b, err := adv.AppendMarshal(i.buf[:0], i.primary, dst, i.ckopt)
 		if err != nil {
-			i.warnOnce("marshal", "cannot build advert", "err", err)
+			i.warnOnce(warnKey{what: "marshal"}, "cannot build advert", "err", err)
 			return
 		}
 		i.buf = b
@@ -932,7 +968,7 @@ func (i *Instance) sendAdvert(prio uint8) {
 			err = i.sender.Send(b, i.primary, dst)
 		}
 		if err != nil {
-			i.warnOnce("send"+dst.String(), "cannot send advert", "to", dst, "err", err)
+			i.warnOnce(warnKey{"send", dst}, "cannot send advert", "to", dst, "err", err)
 			continue
 		}
 		i.cnt.advertsSent.Add(1)
@@ -1011,7 +1047,7 @@ func (i *Instance) announceN(ctx context.Context, n int) {
 	}
 	for k := 0; k < n; k++ {
 		if err := i.plane.Announce(ctx, i.cfg.Interface, nil, i.allVIPs); err != nil {
-			i.warnOnce("garp", "cannot send gratuitous ARP / neighbour advertisement", "err", err)
+			i.warnOnce(warnKey{what: "garp"}, "cannot send gratuitous ARP / neighbour advertisement", "err", err)
 			return
 		}
 	}
@@ -1112,7 +1148,7 @@ func (i *Instance) Update(ctx context.Context, c *config.Instance, primary netip
 				}
 				// Announced at once, so the new VIP answers from here.
 				if err := i.plane.Announce(ctx, i.ifname, nil, added); err != nil {
-					i.warnOnce("garp", "cannot send gratuitous ARP / neighbour advertisement", "err", err)
+					i.warnOnce(warnKey{what: "garp"}, "cannot send gratuitous ARP / neighbour advertisement", "err", err)
 				}
 			}
 			addR, delR := diffRoutes(oldRoutes, c.Routes)
@@ -1276,7 +1312,7 @@ func (i *Instance) restore(ctx context.Context, v config.VIP, why string) {
 		}
 	}
 	if err := i.plane.Announce(ctx, i.ifname, nil, one); err != nil {
-		i.warnOnce("garp", "cannot send gratuitous ARP / neighbour advertisement", "err", err)
+		i.warnOnce(warnKey{what: "garp"}, "cannot send gratuitous ARP / neighbour advertisement", "err", err)
 	}
 	i.cnt.vipHeals.Add(1)
 	what := fmt.Sprintf("VIP %s on %s %s: put back and announced (still MASTER)", v.Prefix, i.vipDev(v), why)

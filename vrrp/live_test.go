@@ -450,18 +450,19 @@ func (n *liveNode) mustState(s State, when string) {
 }
 
 // syncNode makes a no-op request through n and waits for the armTimer that
-// follows it. It returns the timer-Reset count read inside the request and
-// the count once the instance is back in its select.
+// follows it (armTimer is lazy: it may not Reset the timer, so the count of
+// its calls is what tells). It returns the count read inside the request
+// and the count once the instance is back in its select.
 func (e *liveEnv) syncNode(n *liveNode) (in, after uint64) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := n.inst.do(ctx, func(time.Time) []Action { in = n.clk.resets.Load(); return nil }); err != nil {
+	if err := n.inst.do(ctx, func(time.Time) []Action { in = n.inst.armed.Load(); return nil }); err != nil {
 		e.t.Fatalf("%s: no-op request: %v", n.name, err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if a := n.clk.resets.Load(); a > in {
+		if a := n.inst.armed.Load(); a > in {
 			return in, a
 		}
 		if time.Now().After(deadline) {

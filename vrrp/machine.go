@@ -189,6 +189,8 @@ type Machine struct {
 	faultCause string // cause of the first fault in force
 	faultKind  CauseKind
 	gateKind   CauseKind
+
+	out []Action // reused by hot-path results (valid until the next Step)
 }
 
 // NewMachine returns a machine in INIT.
@@ -252,6 +254,8 @@ func (m *Machine) NextDeadline() time.Time {
 }
 
 // Step feeds one event at time now and returns the actions to carry out.
+// The returned slice may be the machine's own: it is valid until the next
+// call of Step.
 func (m *Machine) Step(now time.Time, ev Event) []Action {
 	if m.state == StateStop {
 		return nil
@@ -382,7 +386,10 @@ func (m *Machine) timer(now time.Time) []Action {
 	case StateMaster:
 		if !m.advertAt.IsZero() && !now.Before(m.advertAt) {
 			m.advertAt = now.Add(m.p.AdvertInt)
-			return []Action{{Kind: ActSendAdvert, Priority: m.p.Priority}}
+			// The hot path: every advert interval of every master. The
+			// slice is the machine's own, valid until the next Step.
+			m.out = append(m.out[:0], Action{Kind: ActSendAdvert, Priority: m.p.Priority})
+			return m.out
 		}
 	}
 	return nil

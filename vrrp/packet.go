@@ -315,35 +315,46 @@ type pktAdvertBuf struct {
 // family comes from src/dst (IPv4 when neither is valid); VRRPv3 and IPv6
 // need both. A rejection is a *DropError.
 func Parse(b []byte, src, dst netip.Addr, opt ChecksumOpt) (*Advert, error) {
+	buf := &pktAdvertBuf{}
+	if err := ParseInto(&buf.a, buf.addrs[:0], b, src, dst, opt); err != nil {
+		return nil, err
+	}
+	return &buf.a, nil
+}
+
+// ParseInto is Parse into a caller's Advert, with its address list in
+// addrs' storage when it fits (cap(addrs)), so the receive path allocates
+// nothing. a is overwritten whole; on an error its content is undefined.
+func ParseInto(a *Advert, addrs []netip.Addr, b []byte, src, dst netip.Addr, opt ChecksumOpt) error {
 	fam, err := pktFamily(src, dst)
 	if err != nil {
-		return nil, pktDrop(DropFamily, "%v", err)
+		return pktDrop(DropFamily, "%v", err)
 	}
 	if fam == 0 {
 		fam = 4
 	}
 	if len(b) < pktHeaderLen {
-		return nil, pktDrop(DropTruncated, "%d bytes, a VRRP header is %d", len(b), pktHeaderLen)
+		return pktDrop(DropTruncated, "%d bytes, a VRRP header is %d", len(b), pktHeaderLen)
 	}
 	version, typ, count := int(b[0]>>4), b[0]&0x0f, int(b[3])
 	if version != 2 && version != 3 {
-		return nil, pktDrop(DropBadVersion, "version %d, want 2 or 3", version)
+		return pktDrop(DropBadVersion, "version %d, want 2 or 3", version)
 	}
 	if typ != pktTypeAdvert {
-		return nil, pktDrop(DropBadType, "type %d, want 1 (advertisement)", typ)
+		return pktDrop(DropBadType, "type %d, want 1 (advertisement)", typ)
 	}
 	want := pktExpectedLen(version, fam, count)
 	if version == 2 && len(b) == pktCARPLen && want != pktCARPLen {
-		return nil, pktDrop(DropCARP, "a CARP advertisement (vhid %d), not VRRP", b[1])
+		return pktDrop(DropCARP, "a CARP advertisement (vhid %d), not VRRP", b[1])
 	}
 	if len(b) != want {
-		return nil, pktDrop(DropAddrCount, "%d bytes for %d IPv%d addresses, want %d", len(b), count, fam, want)
+		return pktDrop(DropAddrCount, "%d bytes for %d IPv%d addresses, want %d", len(b), count, fam, want)
 	}
 	if version == 2 && b[4] > AuthAH {
-		return nil, pktDrop(DropAuthType, "invalid auth type %d", b[4])
+		return pktDrop(DropAuthType, "invalid auth type %d", b[4])
 	}
 	if (version == 3 || fam == 6) && (!src.IsValid() || !dst.IsValid()) {
-		return nil, pktDrop(DropFamily, "VRRPv%d over IPv%d needs the IP source and destination for the checksum", version, fam)
+		return pktDrop(DropFamily, "VRRPv%d over IPv%d needs the IP source and destination for the checksum", version, fam)
 	}
 
 	var ok bool
@@ -355,17 +366,16 @@ func Parse(b []byte, src, dst netip.Addr, opt ChecksumOpt) (*Advert, error) {
 		if !ok && version == 3 && fam == 4 && !dst.IsMulticast() &&
 			pktFold(pktSum(pktPseudoSum(src, opt.oldGroup(), len(b)), b)) == 0 {
 			if !opt.OldUnicastChecksum {
-				return nil, pktDrop(DropOldUnicastChecksum, "VRRPv3 checksum %#04x from %s verifies only with %s in the pseudo-header (old_unicast_checksum)", binary.BigEndian.Uint16(b[6:8]), src, opt.oldGroup())
+				return pktDrop(DropOldUnicastChecksum, "VRRPv3 checksum %#04x from %s verifies only with %s in the pseudo-header (old_unicast_checksum)", binary.BigEndian.Uint16(b[6:8]), src, opt.oldGroup())
 			}
 			ok = true
 		}
 	}
 	if !ok {
-		return nil, pktDrop(DropBadChecksum, "VRRPv%d checksum %#04x from %s does not verify", version, binary.BigEndian.Uint16(b[6:8]), src)
+		return pktDrop(DropBadChecksum, "VRRPv%d checksum %#04x from %s does not verify", version, binary.BigEndian.Uint16(b[6:8]), src)
 	}
 
-	buf := &pktAdvertBuf{}
-	a := &buf.a
+	*a = Advert{}
 	a.Version = version
 	a.VRID = b[1]
 	a.Priority = b[2]
@@ -378,8 +388,8 @@ func Parse(b []byte, src, dst netip.Addr, opt ChecksumOpt) (*Advert, error) {
 	}
 	switch {
 	case count == 0:
-	case count <= len(buf.addrs):
-		a.Addrs = buf.addrs[:count:count]
+	case count <= cap(addrs):
+		a.Addrs = addrs[:count:count]
 	default:
 		a.Addrs = make([]netip.Addr, count)
 	}
@@ -396,7 +406,7 @@ func Parse(b []byte, src, dst netip.Addr, opt ChecksumOpt) (*Advert, error) {
 	if version == 2 && fam == 4 {
 		copy(a.AuthData[:], p)
 	}
-	return a, nil
+	return nil
 }
 
 // pktPseudoSum is the unfolded one's-complement sum of the IPv4 (RFC 768

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,10 @@ type muxConn struct {
 
 	// drops counts dropped adverts by VRID (0: unknown) and reason index.
 	drops [256][len(dropReasons)]atomic.Uint64
+
+	// The reader's advert, reused for every packet (one reader per socket).
+	adv   Advert
+	addrs [255]netip.Addr
 
 	mu      sync.RWMutex
 	byVRID  map[uint8]*Instance
@@ -399,13 +404,13 @@ func (t *Transport) dispatch(mc *muxConn, payload []byte, meta RecvMeta) {
 		return
 	}
 	rc := inst.rxc.Load()
-	adv, err := Parse(payload, meta.Src, meta.Dst, rc.ckopt)
-	if err != nil {
+	adv := &mc.adv
+	if err := ParseInto(adv, mc.addrs[:0], payload, meta.Src, meta.Dst, rc.ckopt); err != nil {
 		var de *DropError
 		if errors.As(err, &de) {
 			mc.drop(vrid, de.Reason)
 			if peerMisconfigured(de.Reason) && inst.mayReportDrop(de.Reason) {
-				inst.deliver(rxItem{meta: meta, drop: de})
+				inst.deliver(rxItem{src: meta.Src, drop: de})
 			}
 		}
 		return
@@ -414,11 +419,15 @@ func (t *Transport) dispatch(mc *muxConn, payload []byte, meta RecvMeta) {
 	if res.Drop != nil {
 		mc.drop(vrid, res.Drop.Reason)
 		if peerMisconfigured(res.Drop.Reason) && inst.mayReportDrop(res.Drop.Reason) {
-			inst.deliver(rxItem{adv: adv, meta: meta, drop: res.Drop})
+			inst.deliver(rxItem{src: meta.Src, drop: res.Drop})
 		}
 		return
 	}
-	if !inst.deliver(rxItem{adv: adv, meta: meta, res: res}) {
+	it := rxItem{src: meta.Src, priority: adv.Priority, interval: adv.Interval, res: res}
+	if res.AddrListDiffers && inst.mayReportDrop(WarnAddrListDiffers) {
+		it.addrs = slices.Clone(adv.Addrs) // to log it, at most once a second
+	}
+	if !inst.deliver(it) {
 		mc.drop(vrid, DropQueueFull)
 	}
 }

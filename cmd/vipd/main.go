@@ -36,8 +36,9 @@ func hostEnv() *cliEnv {
 }
 
 // runProfiled runs the agent; with VIPD_CPUPROFILE=FILE in the environment
-// it writes a CPU profile of the whole run there, "%p" replaced by the pid
-// (for `make bench-lab` investigations; not a flag, so not a contract).
+// it writes a CPU profile of the whole run there, with VIPD_MEMPROFILE=FILE
+// a heap profile at exit, "%p" replaced by the pid (for `make bench-lab`
+// investigations; not flags, so not a contract).
 func runProfiled(ctx context.Context, o agent.Options) error {
 	if path := os.Getenv("VIPD_CPUPROFILE"); path != "" {
 		path = strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid()))
@@ -50,6 +51,15 @@ func runProfiled(ctx context.Context, o agent.Options) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if path := os.Getenv("VIPD_MEMPROFILE"); path != "" {
+		path = strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid()))
+		defer func() {
+			if f, err := os.Create(path); err == nil {
+				_ = pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	return agent.Run(ctx, o)
 }

@@ -1,0 +1,55 @@
+// Package vrrp speaks VRRP (v2 RFC 3768 with keepalived's PASS
+// authentication, v3 RFC 5798, IPv4 and IPv6, multicast and unicast) for
+// vipd's instances. It owns the protocol; it does not own addresses (it asks
+// an AddressPlane, implemented by package vip) nor decide what runs (the
+// agent builds instances from the configuration and drives them).
+//
+// It holds five concerns, each in its own file:
+//
+//   - the wire codec (packet.go): Advert, Parse/ParseInto and AppendMarshal,
+//     checksums, drop reasons. Pure, fuzzed, golden-tested against
+//     keepalived's captures;
+//   - the receive checks (recvcheck.go): CheckRecv, what keepalived's
+//     vrrp_check_packet refuses, as a pure function of an advert and the
+//     instance's expectations;
+//   - the state machine (machine.go): Machine.Step, a pure function of
+//     events and time returning actions (send, acquire, release,
+//     transition); no I/O, no clock;
+//   - the sockets (conn.go): one raw IP protocol 112 socket per interface
+//     and family, shared by every instance on it;
+//   - the runtime (transport.go, instance.go, syncgroup.go): the transport
+//     reads each socket and hands adverts to the instance of their VRID;
+//     an Instance carries out its machine's actions; a SyncGroup moves its
+//     members together.
+//
+// # The runtime's costs
+//
+// A node runs thousands of instances, so the per-advert path is built to
+// cost little more than its syscalls:
+//
+//   - Receiving: one reader goroutine per socket reads with recvmsg(2) into
+//     reused buffers (the IPv4 header and the IPv6 control messages are
+//     parsed in place), parses into the reader's own Advert (ParseInto),
+//     runs the receive checks against the instance's current expectations
+//     (an atomic pointer swapped by live updates) and hands the instance a
+//     small value (sender, priority, interval, flags) through its queue.
+//     Nothing on that path allocates, formats, logs or takes a lock shared
+//     with other sockets: drops are counted in per-socket atomic counters
+//     by VRID and reason; a misconfigured peer's drop is handed over to be
+//     logged at most once a second per reason; warnings are rate-limited
+//     by a struct key checked before any argument is built.
+//   - Stepping: each instance's goroutine owns its state and steps the
+//     machine inline. Its timer is re-armed lazily: a timer that fires no
+//     later than the next deadline is left alone (a backup's down timer
+//     moves on every advert; it is reset about once per
+//     Master_Down_Interval instead of per advert). The machine's hot
+//     results (a master's advert timer) reuse the machine's own action
+//     slice.
+//   - Sending: adverts are built into a per-instance buffer (AppendMarshal)
+//     and sent with a per-socket prebuilt header and control messages.
+//
+// Benchmarks with -benchmem (make bench) hold this: BenchmarkReceiveAdvert
+// (parse, checks and step), BenchmarkBuildAdvert, BenchmarkMasterAdvertTimer
+// and BenchmarkTransportDispatch (from the socket read to the step, per
+// delivered advert) are all 0 allocs/op.
+package vrrp
