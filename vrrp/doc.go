@@ -17,8 +17,9 @@
 //     transition); no I/O, no clock;
 //   - the sockets (conn.go): one raw IP protocol 112 socket per interface
 //     and family, shared by every instance on it;
-//   - the runtime (transport.go, instance.go, syncgroup.go): the transport
-//     reads each socket and hands adverts to the instance of their VRID;
+//   - the runtime (transport.go, runner.go, instance.go, syncgroup.go): the
+//     transport reads each socket and hands adverts to the instance of
+//     their VRID; a runner runs the work of every instance of one socket;
 //     an Instance carries out its machine's actions; a SyncGroup moves its
 //     members together.
 //
@@ -38,13 +39,21 @@
 //     by VRID and reason; a misconfigured peer's drop is handed over to be
 //     logged at most once a second per reason; warnings are rate-limited
 //     by a struct key checked before any argument is built.
-//   - Stepping: each instance's goroutine owns its state and steps the
-//     machine inline. Its timer is re-armed lazily: a timer that fires no
-//     later than the next deadline is left alone (a backup's down timer
-//     moves on every advert; it is reset about once per
-//     Master_Down_Interval instead of per advert). The machine's hot
+//   - Stepping: instances have no goroutine. One runner per socket (per
+//     interface and family) owns the state of all its instances and runs
+//     their work one item at a time: received adverts, requests (the
+//     agent's door), sync group orders, timers. The runner keeps one timer,
+//     for the earliest deadline of a heap of its instances; instances whose
+//     deadlines fall on one instant (a batch of work is served at one
+//     instant, so masters started together stay together) are served in
+//     one wake-up. The heap is updated lazily: an entry due no later than
+//     the instance's next deadline stays (it fires early and finds nothing
+//     due), so a backup's down timer, which moves on every advert, costs a
+//     heap update about once per Master_Down_Interval. The machine's hot
 //     results (a master's advert timer) reuse the machine's own action
-//     slice.
+//     slice. Side effects (netlink, GARP/NA, notify) run on the runner, in
+//     order; one socket's instances wait for them, the other sockets' do
+//     not.
 //   - Sending: adverts are built into a per-instance buffer (AppendMarshal)
 //     and sent with a per-socket prebuilt header and control messages.
 //

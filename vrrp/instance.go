@@ -90,7 +90,7 @@ type InstanceOptions struct {
 	Plane   AddressPlane
 	Clock   Clock // nil: SystemClock
 	Log     *slog.Logger
-	// OnTransition is called from the instance goroutine after each state
+	// OnTransition is called from the instance's runner after each state
 	// change; it must not block for long (the agent queues notify scripts).
 	OnTransition func(Transition)
 	// WaitTracking keeps the instance in INIT until the first SetTracking,
@@ -101,11 +101,11 @@ type InstanceOptions struct {
 	SendInterface string
 	// Gate, when set, is asked before every entry into MASTER.
 	Gate Gate
-	// OnStatus is called from the instance goroutine after its status
+	// OnStatus is called from the instance's runner after its status
 	// changed (effective priority, master seen, faults, VIPs, name; not
 	// on every advert). It must not block.
 	OnStatus func(InstanceStatus)
-	// OnHeal is called from the instance goroutine after self-healing
+	// OnHeal is called from the instance's runner after self-healing
 	// acted. It must not block.
 	OnHeal func(Heal)
 	// OnPeerDrop is called (rate-limited, once a minute per peer and
@@ -193,6 +193,7 @@ type garpRound struct {
 type ctlItem struct {
 	fn   func(now time.Time) []Action
 	done chan struct{}
+	ran  *bool // set before done closes when fn ran
 }
 
 // order is work posted to the instance without waiting: a sync group's
@@ -205,8 +206,9 @@ type order struct {
 
 // Instance runs one vrrp_instance: it feeds the state machine with received
 // adverts, timer expiries and control requests, and carries out the actions
-// (adverts on the wire, VIPs through the AddressPlane, GARP/NA rounds). One
-// goroutine (Run) owns all its state.
+// (adverts on the wire, VIPs through the AddressPlane, GARP/NA rounds). Its
+// runner (one per socket, shared with the other instances on it) owns all
+// its state; Run only starts it there and waits for the end.
 type Instance struct {
 	// Identity: fixed for the life of the instance (a change of any of
 	// them is another instance).
@@ -214,7 +216,7 @@ type Instance struct {
 	vrid   int
 	v6     bool
 
-	cfg       *config.Instance // owned by the Run goroutine after Run starts
+	cfg       *config.Instance // owned by the instance's runner once attached
 	primary   netip.Addr
 	plane     AddressPlane
 	clock     Clock
@@ -236,7 +238,7 @@ type Instance struct {
 	mcastGroup netip.Addr
 	ttl        int
 	rxc        atomic.Pointer[rxConfig]
-	expect     RecvExpect // the goroutine's copies of rxc's
+	expect     RecvExpect // the runner's copies of rxc's
 	ckopt      ChecksumOpt
 	vips       []config.VIP // the family of the instance: advertised and added
 	evips      []config.VIP // virtual_ipaddress_excluded and other-family VIPs: added, not advertised
@@ -244,8 +246,14 @@ type Instance struct {
 	advAddrs   []netip.Addr
 	dsts       []netip.Addr
 
-	rx  chan rxItem
-	ctl chan ctlItem
+	// run is the runner that owns the instance's state and runs all its
+	// work (set by Transport.Attach, or Run's own for a lone instance).
+	run       *runner
+	rxPending atomic.Int32 // adverts queued for the instance on its runner
+	heapIdx   int          // in the runner's timer heap; -1 when not
+	heapAt    time.Time    // the deadline the heap holds for it
+	ended     bool         // stopped: its runner does no more work for it
+	stopOnce  sync.Once
 
 	m       *Machine
 	buf     []byte
@@ -265,16 +273,12 @@ type Instance struct {
 	ownFaults int               // faults other than the sync group's hold
 	gateLog   bool              // the current gate hold was logged
 	gateHeld  bool              // the gate holds us now (mirrors status.GateHeld)
-	armedAt   time.Time         // when the instance's timer fires; zero when not armed
-	armed     atomic.Uint64     // armTimer calls done (tests wait for the loop to come round)
+	armed     atomic.Uint64     // work items done (tests wait for the runner to come round)
 
 	group      *SyncGroup
-	forcing    bool        // applying an order of the sync group
-	wantMaster atomic.Bool // mirror of m.WantMaster() for the group
-	omu        sync.Mutex
-	orders     []order
-	orderSig   chan struct{}
-	stopped    chan struct{} // closed when Run returns
+	forcing    bool          // applying an order of the sync group
+	wantMaster atomic.Bool   // mirror of m.WantMaster() for the group
+	stopped    chan struct{} // closed when the instance has stopped
 
 	warned map[warnKey]time.Time // rate-limits per-sender warnings
 
@@ -315,9 +319,7 @@ func NewInstance(o InstanceOptions) *Instance {
 		waitTracking: o.WaitTracking,
 		sendIf:       o.SendInterface,
 		startDelay:   o.StartupDelay,
-		rx:           make(chan rxItem, 16),
-		ctl:          make(chan ctlItem),
-		orderSig:     make(chan struct{}, 1),
+		heapIdx:      -1,
 		stopped:      make(chan struct{}),
 		warned:       map[warnKey]time.Time{},
 		faults:       map[string]string{},
@@ -425,7 +427,7 @@ func (i *Instance) askGate(cause string) bool {
 }
 
 // Config returns the configuration the instance was built with; after Run
-// starts, only the Run goroutine may call it.
+// starts, only the instance's runner may call it.
 func (i *Instance) Config() *config.Instance { return i.cfg }
 
 // Interface and VRID are the instance's identity on the wire.
@@ -473,7 +475,7 @@ func (i *Instance) Counters() Counters {
 }
 
 // publish tells the subscriber (OnStatus) about a status change; called on
-// the instance goroutine.
+// the instance's runner.
 func (i *Instance) publish() {
 	if i.onStatus == nil {
 		return
@@ -506,29 +508,42 @@ func (i *Instance) mayReportDrop(r DropReason) bool {
 	return i.lastDropReport[k].CompareAndSwap(last, now)
 }
 
-// deliver hands a received packet to the instance without blocking the
-// socket reader; a full queue drops it (counted by the caller).
+// rxQueue bounds the adverts queued for one instance on its runner: they
+// come once per advert interval, so more means the runner fell behind or a
+// flood, and the excess is dropped (counted as queue_full).
+const rxQueue = 16
+
+// deliver hands a received advert to the instance's runner without
+// blocking the socket reader; a full queue drops it (counted by the caller).
 func (i *Instance) deliver(it rxItem) bool {
-	select {
-	case i.rx <- it:
-		return true
-	default:
+	if i.rxPending.Add(1) > rxQueue {
+		i.rxPending.Add(-1)
 		return false
 	}
+	if !i.run.post(work{inst: i, kind: workRx, rx: it}) {
+		i.rxPending.Add(-1)
+		return false
+	}
+	return true
 }
 
-// do runs fn on the instance goroutine and waits for it (or ctx).
+// do runs fn on the instance's runner and waits for it (or ctx).
 func (i *Instance) do(ctx context.Context, fn func(now time.Time) []Action) error {
-	it := ctlItem{fn: fn, done: make(chan struct{})}
 	select {
-	case i.ctl <- it:
-	case <-ctx.Done():
-		return ctx.Err()
 	case <-i.stopped:
+		return ErrStopped
+	default:
+	}
+	ran := false
+	it := ctlItem{fn: fn, done: make(chan struct{}), ran: &ran}
+	if i.run == nil || !i.run.post(work{inst: i, kind: workCtl, ctl: it}) {
 		return ErrStopped
 	}
 	select {
 	case <-it.done:
+		if !ran {
+			return ErrStopped
+		}
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -537,36 +552,30 @@ func (i *Instance) do(ctx context.Context, fn func(now time.Time) []Action) erro
 	}
 }
 
-// ErrStopped is returned by requests to an instance whose Run has ended.
+// ErrStopped is returned by requests to an instance that has stopped.
 var ErrStopped = errors.New("vrrp: instance stopped")
 
 // doForced queues an order of the sync group; orders run in the order
-// given, on the instance goroutine, and their transitions are not reported
+// given, on the instance's runner, and their transitions are not reported
 // back to the group.
 func (i *Instance) doForced(fn func(now time.Time) []Action) { i.post(order{fn: fn, forced: true}) }
 
-// post queues o for the instance goroutine without waiting. Orders run in
+// post queues o for the instance's runner without waiting. Orders run in
 // the order posted; an order posted to a stopped instance never runs.
 func (i *Instance) post(o order) {
-	i.omu.Lock()
-	i.orders = append(i.orders, o)
-	i.omu.Unlock()
-	select {
-	case i.orderSig <- struct{}{}:
-	default:
+	if i.run != nil {
+		i.run.post(work{inst: i, kind: workOrder, order: o})
 	}
 }
 
-func (i *Instance) runOrders() {
-	i.omu.Lock()
-	orders := i.orders
-	i.orders = nil
-	i.omu.Unlock()
-	for _, o := range orders {
-		i.forcing = o.forced
-		i.apply(o.fn(i.clock.Now()))
-		i.forcing = false
+// busy reports whether the instance's runner has work queued (tests).
+func (i *Instance) busy() bool {
+	if i.run == nil {
+		return false
 	}
+	i.run.mu.Lock()
+	defer i.run.mu.Unlock()
+	return len(i.run.inbox) > 0
 }
 
 // wantsMaster and currentState are read by the sync group from other
@@ -726,12 +735,32 @@ func (i *Instance) reportFault(on bool) {
 // Run runs the instance until ctx is cancelled, then shuts down: a master
 // sends priority 0 and releases its VIPs. It returns when that is done.
 func (i *Instance) Run(ctx context.Context) {
-	defer close(i.stopped)
-	timer := i.clock.NewTimer(time.Hour)
-	defer timer.Stop()
+	own := i.run == nil
+	if own {
+		i.run = newRunner(i.clock) // a lone instance, attached to no transport
+	}
+	if i.run.post(work{inst: i, kind: workStart}) {
+		select {
+		case <-ctx.Done():
+		case <-i.stopped:
+		}
+		if !i.run.post(work{inst: i, kind: workStop}) {
+			i.stopOnce.Do(func() { close(i.stopped) })
+		}
+	} else {
+		i.stopOnce.Do(func() { close(i.stopped) })
+	}
+	<-i.stopped
+	if own {
+		i.run.close()
+	}
+}
+
+// begin starts the instance on its runner (Run).
+func (i *Instance) begin(now time.Time) {
 	if i.startDelay > 0 {
 		// keepalived vrrp_startup_delay: nothing is sent before then.
-		i.startAt = i.clock.Now().Add(i.startDelay)
+		i.startAt = now.Add(i.startDelay)
 		i.log.Info("delaying start-up (vrrp_startup_delay)", "delay", i.startDelay)
 		i.mu.Lock()
 		i.status.Cause = fmt.Sprintf("start-up delayed by vrrp_startup_delay %s", i.startDelay)
@@ -739,36 +768,34 @@ func (i *Instance) Run(ctx context.Context) {
 		i.publish()
 	}
 	if !i.waitTracking {
-		i.apply(i.startup(i.clock.Now()))
-	}
-	for {
-		i.armTimer(timer)
-		select {
-		case <-ctx.Done():
-			i.apply(i.m.Step(i.clock.Now(), Event{Kind: EvShutdown}))
-			return
-		case it := <-i.rx:
-			i.receive(it)
-		case c := <-i.ctl:
-			i.apply(c.fn(i.clock.Now()))
-			close(c.done)
-		case <-i.orderSig:
-			i.runOrders()
-		case <-timer.C():
-			i.armedAt = time.Time{}
-			now := i.clock.Now()
-			if i.startPending && !now.Before(i.startAt) {
-				i.apply(i.startup(now))
-			}
-			i.apply(i.m.Step(now, Event{Kind: EvTimer}))
-			i.garpTick(now)
-		}
+		i.apply(i.startup(now))
 	}
 }
 
-func (i *Instance) armTimer(t Timer) {
-	defer i.armed.Add(1)
-	now := i.clock.Now()
+// end shuts the instance down on its runner: a master sends priority 0 and
+// releases its VIPs. Nothing runs for it afterwards.
+func (i *Instance) end(now time.Time) {
+	if i.ended {
+		return
+	}
+	i.apply(i.m.Step(now, Event{Kind: EvShutdown}))
+	i.ended = true
+	i.stopOnce.Do(func() { close(i.stopped) })
+}
+
+// timer runs what is due at now: a start-up delay that ended, the state
+// machine's timers, GARP/NA rounds.
+func (i *Instance) timer(now time.Time) {
+	if i.startPending && !now.Before(i.startAt) {
+		i.apply(i.startup(now))
+	}
+	i.apply(i.m.Step(now, Event{Kind: EvTimer}))
+	i.garpTick(now)
+}
+
+// nextDeadline is when the instance's runner must call timer next; zero
+// when nothing is due.
+func (i *Instance) nextDeadline() time.Time {
 	next := i.m.NextDeadline()
 	if i.startPending {
 		next = i.startAt // INIT: no machine deadline runs
@@ -776,25 +803,7 @@ func (i *Instance) armTimer(t Timer) {
 	if g := i.nextGarp(); !g.IsZero() && (next.IsZero() || g.Before(next)) {
 		next = g
 	}
-	// Lazy: a timer armed for no later than the next deadline stays as it
-	// is (it may fire early; the step then finds nothing due and the timer
-	// is armed again). A backup's down timer moves on every advert; this
-	// re-arms it about once per Master_Down_Interval instead.
-	if next.IsZero() || (!i.armedAt.IsZero() && !next.Before(i.armedAt)) {
-		return
-	}
-	i.armedAt = next
-	d := next.Sub(now)
-	if d < 0 {
-		d = 0
-	}
-	if !t.Stop() {
-		select {
-		case <-t.C():
-		default:
-		}
-	}
-	t.Reset(d)
+	return next
 }
 
 func (i *Instance) receive(it rxItem) {

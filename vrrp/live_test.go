@@ -522,13 +522,7 @@ func (e *liveEnv) quiet() bool {
 		return false
 	}
 	for _, n := range e.nodes {
-		if len(n.inst.rx) > 0 || len(n.inst.orderSig) > 0 {
-			return false
-		}
-		n.inst.omu.Lock()
-		k := len(n.inst.orders)
-		n.inst.omu.Unlock()
-		if k > 0 {
+		if n.inst.busy() {
 			return false
 		}
 	}

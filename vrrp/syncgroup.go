@@ -24,7 +24,7 @@ import (
 type SyncGroup struct {
 	name string
 	log  *slog.Logger
-	// OnState is called (from a member goroutine) when the group's state
+	// OnState is called (from a member's runner) when the group's state
 	// changes, for the group's notify scripts. May be nil.
 	OnState func(group string, state State)
 
@@ -75,7 +75,7 @@ func (g *SyncGroup) State() State {
 
 const syncCausePrefix = "sync group "
 
-// wantMaster is called by a member (on its goroutine) whose down timer ran
+// wantMaster is called by a member (on its runner) whose down timer ran
 // out. It returns true when the member may go MASTER now; the other
 // members are then ordered to MASTER too.
 func (g *SyncGroup) wantMaster(from *Instance) bool {
@@ -110,7 +110,7 @@ func (g *SyncGroup) wantMaster(from *Instance) bool {
 	return true
 }
 
-// memberFault is called by a member (on its goroutine) when a fault of
+// memberFault is called by a member (on its runner) when a fault of
 // its own (tracking, maintenance) appears or clears. The group holds every
 // other member in FAULT while any member has a fault of its own; since each
 // member's own fault is counted separately from the group's hold, members
@@ -201,7 +201,7 @@ func (g *SyncGroup) setState(s State) {
 }
 
 // post orders fn on member m without waiting (the caller may be another
-// member's goroutine, and holds the group lock). Orders to one member run
+// member's runner, and holds the group lock). Orders to one member run
 // in the order posted.
 func (g *SyncGroup) post(m *Instance, fn func(now time.Time) []Action) {
 	m.doForced(fn)

@@ -42,6 +42,7 @@ type connKey struct {
 type muxConn struct {
 	conn PacketConn
 	done chan struct{}
+	run  *runner // runs the work of every instance reading on this socket
 
 	// drops counts dropped adverts by VRID (0: unknown) and reason index.
 	drops [256][len(dropReasons)]atomic.Uint64
@@ -172,6 +173,10 @@ func (t *Transport) Attach(inst *Instance) error {
 		return fmt.Errorf("VRID %d on %s is already used by instance %s", vrid, key.ifname, other.Name())
 	}
 	mc.byVRID[vrid] = inst
+	if mc.run == nil {
+		mc.run = newRunner(inst.clock)
+	}
+	inst.run = mc.run
 	mc.mu.Unlock()
 	if err := t.joinLocked(mc, inst, inst.mcastGroup); err != nil {
 		mc.mu.Lock()
@@ -359,6 +364,17 @@ func (t *Transport) Detach(inst *Instance) {
 	t.mu.Unlock()
 	for _, mc := range closed {
 		<-mc.done
+		mc.closeRunner()
+	}
+}
+
+// closeRunner stops the socket's runner (its instances have stopped).
+func (mc *muxConn) closeRunner() {
+	mc.mu.Lock()
+	r := mc.run
+	mc.mu.Unlock()
+	if r != nil {
+		r.close()
 	}
 }
 
@@ -371,6 +387,7 @@ func (t *Transport) Close() {
 	for _, mc := range conns {
 		mc.conn.Close()
 		<-mc.done
+		mc.closeRunner()
 	}
 }
 
