@@ -39,7 +39,20 @@ type Netlink struct {
 	fd     int // AF_PACKET, SOCK_RAW, protocol 0: sends only, never receives
 	closed bool
 	vmac   vmacBook // VMAC bookkeeping (vmac_linux.go), guarded by mu
+	// links caches interface lookups for the address and announce paths
+	// (a mass failover adds and announces thousands of VIPs on a few
+	// interfaces), guarded by mu.
+	links map[string]cachedLink
 }
+
+type cachedLink struct {
+	l  netlink.Link
+	at time.Time
+}
+
+// linkCacheTTL bounds how long a looked-up interface is reused. An error
+// on the interface drops it at once.
+const linkCacheTTL = time.Second
 
 // netlinkTimeout bounds one rtnetlink request, so that a wedged kernel
 // reply cannot hang the VRRP runtime forever.
@@ -67,7 +80,7 @@ func NewNetlink(log *slog.Logger) (*Netlink, error) {
 		h.Close()
 		return nil, fmt.Errorf("vip: open packet socket for gratuitous ARP/NA: %w", err)
 	}
-	return &Netlink{log: log, h: h, fd: fd}, nil
+	return &Netlink{log: log, h: h, fd: fd, links: map[string]cachedLink{}}, nil
 }
 
 // Close releases the handle and the socket. Later calls fail.
@@ -100,14 +113,41 @@ func (n *Netlink) link(name string) (l netlink.Link, missing bool, err error) {
 	return l, false, nil
 }
 
+// cachedLink is link for the address and announce paths: an interface
+// looked up within linkCacheTTL is reused. n.mu is held.
+func (n *Netlink) cachedLink(name string) (netlink.Link, bool, error) {
+	if c, ok := n.links[name]; ok && time.Since(c.at) < linkCacheTTL {
+		return c.l, false, nil
+	}
+	l, missing, err := n.link(name)
+	if err != nil {
+		delete(n.links, name)
+		return nil, missing, err
+	}
+	n.links[name] = cachedLink{l, time.Now()}
+	return l, false, nil
+}
+
+// forget drops a cached interface (it failed, or was made or removed).
+// n.mu is held.
+func (n *Netlink) forget(name string) { delete(n.links, name) }
+
 // AddAddrs implements Plane.
 func (n *Netlink) AddAddrs(ctx context.Context, ifname string, vips []config.VIP) error {
 	return n.eachVIP(ctx, ifname, vips, func(s addrSpec) error {
-		l, _, err := n.link(s.Dev)
+		l, _, err := n.cachedLink(s.Dev)
 		if err != nil {
 			return err
 		}
 		err = n.h.AddrAdd(l, toNetlinkAddr(s))
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			// The cached interface may be stale (re-created): once more
+			// with a fresh look-up.
+			n.forget(s.Dev)
+			if l, _, err2 := n.cachedLink(s.Dev); err2 == nil {
+				err = n.h.AddrAdd(l, toNetlinkAddr(s))
+			}
+		}
 		if errors.Is(err, unix.EEXIST) {
 			n.log.Debug("VIP already present", "addr", s.Prefix, "dev", s.Dev)
 			return nil
@@ -123,7 +163,7 @@ func (n *Netlink) AddAddrs(ctx context.Context, ifname string, vips []config.VIP
 // DelAddrs implements Plane.
 func (n *Netlink) DelAddrs(ctx context.Context, ifname string, vips []config.VIP) error {
 	return n.eachVIP(ctx, ifname, vips, func(s addrSpec) error {
-		l, missing, err := n.link(s.Dev)
+		l, missing, err := n.cachedLink(s.Dev)
 		if missing {
 			return nil // the interface is gone, and its addresses with it
 		}
@@ -131,6 +171,9 @@ func (n *Netlink) DelAddrs(ctx context.Context, ifname string, vips []config.VIP
 			return err
 		}
 		err = n.h.AddrDel(l, toNetlinkAddrDel(s))
+		if errors.Is(err, unix.ENODEV) {
+			n.forget(s.Dev)
+		}
 		if errors.Is(err, unix.EADDRNOTAVAIL) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV) {
 			return nil
 		}
@@ -149,7 +192,7 @@ func (n *Netlink) HasAddr(ifname string, addr netip.Addr) (bool, error) {
 	if n.closed {
 		return false, errClosed
 	}
-	l, missing, err := n.link(ifname)
+	l, missing, err := n.cachedLink(ifname)
 	if missing {
 		return false, nil
 	}
@@ -158,6 +201,7 @@ func (n *Netlink) HasAddr(ifname string, addr netip.Addr) (bool, error) {
 	}
 	list, err := n.h.AddrList(l, netlink.FAMILY_ALL)
 	if err != nil {
+		n.forget(ifname)
 		return false, fmt.Errorf("vip: list addresses of %s: %w", ifname, err)
 	}
 	want := addr.Unmap().WithZone("")
@@ -231,7 +275,7 @@ func (n *Netlink) Announce(ctx context.Context, ifname string, srcMAC net.Hardwa
 	}
 	router := map[string]bool{}
 	return n.eachVIP(ctx, ifname, vips, func(s addrSpec) error {
-		l, _, err := n.link(s.Dev)
+		l, _, err := n.cachedLink(s.Dev)
 		if err != nil {
 			return err
 		}
@@ -267,6 +311,7 @@ func (n *Netlink) Announce(ctx context.Context, ifname string, srcMAC net.Hardwa
 		sa := &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: a.Index, Halen: 6}
 		copy(sa.Addr[:], dst)
 		if err := unix.Sendto(n.fd, frame, 0, sa); err != nil {
+			n.forget(s.Dev)
 			return fmt.Errorf("send on %s: %w", s.Dev, err)
 		}
 		return nil

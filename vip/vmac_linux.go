@@ -115,6 +115,7 @@ func (n *Netlink) EnsureVMAC(ctx context.Context, base, name string, vrid int, v
 // ensureMacvlan makes `name` a private-mode macvlan on base with mac and
 // returns it.
 func (n *Netlink) ensureMacvlan(base, name string, mac net.HardwareAddr) (netlink.Link, error) {
+	n.forget(name) // made or changed here: the next address operation looks it up afresh
 	bl, _, err := n.link(base)
 	if err != nil {
 		return nil, err
@@ -403,6 +404,7 @@ func (n *Netlink) linkLocalOf(l netlink.Link) (netip.Addr, error) {
 // not a macvlan. The base's ARP settings and rp_filter come back when the
 // last IPv4 VMAC goes (see EnsureVMAC).
 func (n *Netlink) RemoveVMAC(ctx context.Context, name string) error {
+	defer func() { n.mu.Lock(); n.forget(name); n.mu.Unlock() }()
 	if err := checkIfname("VMAC", name); err != nil {
 		return fmt.Errorf("vip: remove VMAC: %w", err)
 	}

@@ -164,6 +164,32 @@ func (n *Node) Addrs(ifname string) []netip.Prefix {
 	return out
 }
 
+// AllAddrs returns the addresses of every interface of the node, by interface, from one
+// `ip -j addr` (cheap enough to poll while a thousand VIPs move). On error it logs once and
+// returns nil.
+func (n *Node) AllAddrs() map[string][]netip.Prefix {
+	links, err := n.ipJSON("addr", "show")
+	if err != nil {
+		if _, logged := n.addrErrs.LoadOrStore("", struct{}{}); !logged {
+			n.t.Logf("lab: reading addresses: %v", err)
+		}
+		return nil
+	}
+	out := map[string][]netip.Prefix{}
+	for _, l := range links {
+		for _, a := range l.AddrInfo {
+			addr, err := netip.ParseAddr(a.Local)
+			if err != nil {
+				continue
+			}
+			if p := netip.PrefixFrom(addr, a.PrefixLen); p.IsValid() {
+				out[l.IfName] = append(out[l.IfName], p)
+			}
+		}
+	}
+	return out
+}
+
 // HasAddr reports whether addr is assigned to ifname.
 func (n *Node) HasAddr(ifname string, addr netip.Addr) bool {
 	for _, p := range n.Addrs(ifname) {
