@@ -148,6 +148,30 @@ func kaPrefix(s string) (pfx netip.Prefix, fam int, isDefault bool, bad string) 
 }
 
 // realmsOK is get_realms: REALM or FROM/TO, numbers or rt_realms names.
+// trackGroupOpt reads a track_group option of a static route or rule into
+// *group, as keepalived does; false ends the line.
+func (p *parser) trackGroupOpt(x *ipLine, opt string, static bool, what, block string, group *string) bool {
+	if !static {
+		x.errorf("unknown %s track_group (only %s take it)", what, block)
+		return false
+	}
+	v, ok := x.value(opt)
+	if !ok {
+		return false
+	}
+	if *group != "" {
+		x.warnf("track_group %s: a second track_group; keepalived ignores it and the rest of the line (keepalived -t reports it)", v)
+		x.i = len(x.w)
+		return false
+	}
+	if p.trackGroups[v] {
+		*group = v
+	} else {
+		x.warnf("track_group %s not found (keepalived ignores it; keepalived -t reports it)", v)
+	}
+	return true
+}
+
 func (p *parser) realmsOK(s string) bool {
 	a, b, two := strings.Cut(s, "/")
 	if _, ok := p.rtLookup(rtRealms, a); !ok {
@@ -495,23 +519,8 @@ loop:
 			}
 			x.warnf("vrf %s: keepalived needs the VRF to exist on this host; vipd does not check it", v)
 		case "track_group":
-			if !static {
-				x.errorf("unknown route keyword track_group (only static_routes take it)")
+			if !p.trackGroupOpt(x, opt, static, "route keyword", "static_routes", &trackGroup) {
 				break loop
-			}
-			v, ok := x.value(opt)
-			if !ok {
-				break loop
-			}
-			if trackGroup != "" {
-				x.warnf("track_group %s: a second track_group; keepalived ignores it and the rest of the line (keepalived -t reports it)", v)
-				x.i = len(x.w)
-				break loop
-			}
-			if p.trackGroups[v] {
-				trackGroup = v
-			} else {
-				x.warnf("track_group %s not found (keepalived ignores it; keepalived -t reports it)", v)
 			}
 		default:
 			// [to] DST or TYPE DST (keepalived does not take "to TYPE DST").
@@ -794,23 +803,8 @@ loop:
 		case "no_track":
 			noTrack = true
 		case "track_group":
-			if !static {
-				x.errorf("unknown rule option track_group (only static_rules take it)")
+			if !p.trackGroupOpt(x, opt, static, "rule option", "static_rules", &trackGroup) {
 				break loop
-			}
-			v, ok := x.value(opt)
-			if !ok {
-				break loop
-			}
-			if trackGroup != "" {
-				x.warnf("track_group %s: a second track_group; keepalived ignores it and the rest of the line (keepalived -t reports it)", v)
-				x.i = len(x.w)
-				break loop
-			}
-			if p.trackGroups[v] {
-				trackGroup = v
-			} else {
-				x.warnf("track_group %s not found (keepalived ignores it; keepalived -t reports it)", v)
 			}
 		default:
 			word := opt

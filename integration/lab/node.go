@@ -149,7 +149,12 @@ func (n *Node) Addrs(ifname string) []netip.Prefix {
 		}
 		return nil
 	}
-	var out []netip.Prefix
+	return prefixesByLink(links)[ifname]
+}
+
+// prefixesByLink collects the addresses of `ip -j addr` output by interface.
+func prefixesByLink(links []ipLink) map[string][]netip.Prefix {
+	out := map[string][]netip.Prefix{}
 	for _, l := range links {
 		for _, a := range l.AddrInfo {
 			addr, err := netip.ParseAddr(a.Local)
@@ -157,7 +162,7 @@ func (n *Node) Addrs(ifname string) []netip.Prefix {
 				continue
 			}
 			if p := netip.PrefixFrom(addr, a.PrefixLen); p.IsValid() {
-				out = append(out, p)
+				out[l.IfName] = append(out[l.IfName], p)
 			}
 		}
 	}
@@ -175,19 +180,7 @@ func (n *Node) AllAddrs() map[string][]netip.Prefix {
 		}
 		return nil
 	}
-	out := map[string][]netip.Prefix{}
-	for _, l := range links {
-		for _, a := range l.AddrInfo {
-			addr, err := netip.ParseAddr(a.Local)
-			if err != nil {
-				continue
-			}
-			if p := netip.PrefixFrom(addr, a.PrefixLen); p.IsValid() {
-				out[l.IfName] = append(out[l.IfName], p)
-			}
-		}
-	}
-	return out
+	return prefixesByLink(links)
 }
 
 // HasAddr reports whether addr is assigned to ifname.
