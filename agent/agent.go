@@ -27,6 +27,7 @@ import (
 	"github.com/vipd/vipd/track"
 	"github.com/vipd/vipd/vip"
 	"github.com/vipd/vipd/vrrp"
+	"github.com/vipd/vipd/vrrp/wire"
 )
 
 // DefaultSocketPath is where the control socket lives unless --socket says
@@ -585,7 +586,7 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 		OnHeal: func(h vrrp.Heal) {
 			a.hub.event(api.Event{Kind: api.EventVIPHeal, Instance: h.Instance, Detail: h.What})
 		},
-		OnPeerDrop: func(r vrrp.DropReason, peer netip.Addr, detail string) {
+		OnPeerDrop: func(r wire.DropReason, peer netip.Addr, detail string) {
 			a.hub.event(api.Event{Kind: api.EventPeerDrop, Instance: ri.inst.Name(), Reason: string(r), Peer: peer.String(), Detail: detail})
 		},
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/vipd/vipd/config"
 	"github.com/vipd/vipd/vip"
 	"github.com/vipd/vipd/vrrp"
+	"github.com/vipd/vipd/vrrp/wire"
 )
 
 // silentConn is a VRRP socket on a segment where nobody else speaks.
@@ -22,9 +23,9 @@ type silentConn struct {
 }
 
 func (c *silentConn) Send([]byte, netip.Addr, netip.Addr) error { return nil }
-func (c *silentConn) Recv([]byte) ([]byte, vrrp.RecvMeta, error) {
+func (c *silentConn) Recv([]byte) ([]byte, wire.RecvMeta, error) {
 	<-c.closed
-	return nil, vrrp.RecvMeta{}, net.ErrClosed
+	return nil, wire.RecvMeta{}, net.ErrClosed
 }
 func (c *silentConn) Close() error { c.once.Do(func() { close(c.closed) }); return nil }
 

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/vipd/vipd/integration/lab"
-	"github.com/vipd/vipd/vrrp"
+	"github.com/vipd/vipd/vrrp/wire"
 )
 
 // rawSender is a raw IPv4 protocol-112 socket opened inside a lab node, with
@@ -66,10 +66,10 @@ func (s *rawSender) send(ttl int, payload []byte) {
 
 func v2Advert(t *testing.T, src netip.Addr, prio uint8, pass string, interval time.Duration) []byte {
 	t.Helper()
-	a := vrrp.Advert{Version: 2, VRID: 51, Priority: prio, AuthType: vrrp.AuthPass, Interval: interval,
+	a := wire.Advert{Version: 2, VRID: 51, Priority: prio, AuthType: wire.AuthPass, Interval: interval,
 		Addrs: []netip.Addr{netip.MustParseAddr("10.99.0.100")}}
 	copy(a.AuthData[:], pass)
-	b, err := a.AppendMarshal(nil, src, vrrp.MulticastGroup4, vrrp.ChecksumOpt{})
+	b, err := a.AppendMarshal(nil, src, wire.MulticastGroup4, wire.ChecksumOpt{})
 	if err != nil {
 		t.Fatal(err)
 	}

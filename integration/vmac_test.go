@@ -19,6 +19,7 @@ import (
 	"github.com/vipd/vipd/integration/lab"
 	"github.com/vipd/vipd/vip"
 	"github.com/vipd/vipd/vrrp"
+	"github.com/vipd/vipd/vrrp/wire"
 )
 
 // These tests run the VMAC side of the VIP plane (vip.Netlink's EnsureVMAC /
@@ -415,13 +416,13 @@ func TestVMACAdvertPaths(t *testing.T) {
 			}
 			src1 := vmacPrimary(t, n1, fam.v6, fam.src1)
 			vmacMAC := vip.VirtualMAC(vrid, fam.v6).String()
-			dst := vrrp.MulticastGroup4
+			dst := wire.MulticastGroup4
 			if fam.v6 {
-				dst = vrrp.MulticastGroup6
+				dst = wire.MulticastGroup6
 			}
 			advert := func(src netip.Addr) []byte {
-				a := vrrp.Advert{Version: 3, VRID: vrid, Priority: 100, Interval: time.Second, Addrs: []netip.Addr{dst}}
-				b, err := a.AppendMarshal(nil, src, dst, vrrp.ChecksumOpt{})
+				a := wire.Advert{Version: 3, VRID: vrid, Priority: 100, Interval: time.Second, Addrs: []netip.Addr{dst}}
+				b, err := a.AppendMarshal(nil, src, dst, wire.ChecksumOpt{})
 				if err != nil {
 					t.Fatal(err)
 				}

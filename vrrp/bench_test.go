@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vipd/vipd/config"
+	"github.com/vipd/vipd/vrrp/wire"
 )
 
 // feedConn replays prepared adverts: one round (an advert for every VRID)
@@ -29,20 +30,20 @@ type feedConn struct {
 }
 
 func (c *feedConn) Send([]byte, netip.Addr, netip.Addr) error { return nil }
-func (c *feedConn) Recv(buf []byte) ([]byte, RecvMeta, error) {
+func (c *feedConn) Recv(buf []byte) ([]byte, wire.RecvMeta, error) {
 	for c.left == 0 {
 		select {
 		case n := <-c.rounds:
 			c.left = n
 		case <-c.closed:
-			return nil, RecvMeta{}, net.ErrClosed
+			return nil, wire.RecvMeta{}, net.ErrClosed
 		}
 	}
 	c.left--
 	p := c.pkts[c.i%len(c.pkts)]
 	c.i++
 	n := copy(buf, p)
-	return buf[:n], RecvMeta{Src: c.src, Dst: MulticastGroup4, TTL: 255}, nil
+	return buf[:n], wire.RecvMeta{Src: c.src, Dst: wire.MulticastGroup4, TTL: 255}, nil
 }
 func (c *feedConn) Close() error { c.once.Do(func() { close(c.closed) }); return nil }
 
@@ -57,9 +58,9 @@ func BenchmarkTransportDispatch(b *testing.B) {
 	src := netip.MustParseAddr("10.0.0.2")
 	var pkts [][]byte
 	for vrid := 1; vrid <= n; vrid++ {
-		a := Advert{Version: 2, VRID: uint8(vrid), Priority: 200, Interval: time.Second,
+		a := wire.Advert{Version: 2, VRID: uint8(vrid), Priority: 200, Interval: time.Second,
 			Addrs: []netip.Addr{netip.MustParseAddr("10.1." + strconv.Itoa(vrid) + ".1")}}
-		p, err := a.AppendMarshal(nil, src, MulticastGroup4, ChecksumOpt{})
+		p, err := a.AppendMarshal(nil, src, wire.MulticastGroup4, wire.ChecksumOpt{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -116,25 +117,25 @@ func BenchmarkTransportDispatch(b *testing.B) {
 func BenchmarkReceiveAdvert(b *testing.B) {
 	src := netip.MustParseAddr("10.0.0.2")
 	vip := netip.MustParseAddr("10.1.0.1")
-	a := Advert{Version: 3, VRID: 51, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{vip}}
-	pkt, err := a.AppendMarshal(nil, src, MulticastGroup4, ChecksumOpt{})
+	a := wire.Advert{Version: 3, VRID: 51, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{vip}}
+	pkt, err := a.AppendMarshal(nil, src, wire.MulticastGroup4, wire.ChecksumOpt{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	m := NewMachine(Params{Version: 3, Priority: 100, AdvertInt: time.Second, Primary: netip.MustParseAddr("10.0.0.1")})
 	now := time.Unix(1e9, 0)
 	m.Step(now, Event{Kind: EvStartup})
-	expect := RecvExpect{Version: 3, Interval: time.Second, OwnAddrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}, VIPs: []netip.Addr{vip}}
-	meta := RecvMeta{Src: src, Dst: MulticastGroup4, TTL: 255}
-	var adv Advert
+	expect := wire.RecvExpect{Version: 3, Interval: time.Second, OwnAddrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}, VIPs: []netip.Addr{vip}}
+	meta := wire.RecvMeta{Src: src, Dst: wire.MulticastGroup4, TTL: 255}
+	var adv wire.Advert
 	var addrs [255]netip.Addr
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := ParseInto(&adv, addrs[:0], pkt, meta.Src, meta.Dst, ChecksumOpt{}); err != nil {
+		if err := wire.ParseInto(&adv, addrs[:0], pkt, meta.Src, meta.Dst, wire.ChecksumOpt{}); err != nil {
 			b.Fatal(err)
 		}
-		if res := CheckRecv(&adv, meta, expect); res.Drop != nil {
+		if res := wire.CheckRecv(&adv, meta, expect); res.Drop != nil {
 			b.Fatal(res.Drop)
 		}
 		now = now.Add(time.Second)
@@ -149,12 +150,12 @@ func BenchmarkReceiveAdvert(b *testing.B) {
 // does every advert interval. 0 allocs/op.
 func BenchmarkBuildAdvert(b *testing.B) {
 	src := netip.MustParseAddr("10.0.0.1")
-	a := Advert{Version: 3, VRID: 51, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{netip.MustParseAddr("10.1.0.1")}}
+	a := wire.Advert{Version: 3, VRID: 51, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{netip.MustParseAddr("10.1.0.1")}}
 	buf := make([]byte, 0, 64)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		var err error
-		if buf, err = a.AppendMarshal(buf[:0], src, MulticastGroup4, ChecksumOpt{}); err != nil {
+		if buf, err = a.AppendMarshal(buf[:0], src, wire.MulticastGroup4, wire.ChecksumOpt{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
+
+	"github.com/vipd/vipd/vrrp/wire"
 )
 
 // IPProtoVRRP is VRRP's IP protocol number.
@@ -138,7 +140,7 @@ func (c *Conn) setup() error {
 	if c.v6 {
 		p := ipv6.NewPacketConn(c.pc)
 		c.p6 = p
-		if err := p.JoinGroup(c.ifi, &net.IPAddr{IP: MulticastGroup6.AsSlice()}); err != nil {
+		if err := p.JoinGroup(c.ifi, &net.IPAddr{IP: wire.MulticastGroup6.AsSlice()}); err != nil {
 			return fmt.Errorf("join ff02::12: %w", err)
 		}
 		if err := p.SetMulticastInterface(c.ifi); err != nil {
@@ -160,7 +162,7 @@ func (c *Conn) setup() error {
 		return err
 	}
 	c.r4 = r
-	if err := r.JoinGroup(c.ifi, &net.IPAddr{IP: MulticastGroup4.AsSlice()}); err != nil {
+	if err := r.JoinGroup(c.ifi, &net.IPAddr{IP: wire.MulticastGroup4.AsSlice()}); err != nil {
 		return fmt.Errorf("join 224.0.0.18: %w", err)
 	}
 	if err := r.SetMulticastInterface(c.ifi); err != nil {
@@ -318,16 +320,16 @@ func (c *Conn) LeaveGroup(g netip.Addr) error {
 
 func (c *Conn) standardGroup() netip.Addr {
 	if c.v6 {
-		return MulticastGroup6
+		return wire.MulticastGroup6
 	}
-	return MulticastGroup4
+	return wire.MulticastGroup4
 }
 
 // Recv reads one packet into buf and returns the VRRP payload (a slice of
 // buf) with what the IP layer told about it.
-func (c *Conn) Recv(buf []byte) ([]byte, RecvMeta, error) {
+func (c *Conn) Recv(buf []byte) ([]byte, wire.RecvMeta, error) {
 	if len(buf) == 0 {
-		return nil, RecvMeta{}, errors.New("vrrp: empty receive buffer")
+		return nil, wire.RecvMeta{}, errors.New("vrrp: empty receive buffer")
 	}
 	c.rbuf = buf
 	err := c.rc.Read(c.read)
@@ -335,28 +337,28 @@ func (c *Conn) Recv(buf []byte) ([]byte, RecvMeta, error) {
 		err = c.rerr
 	}
 	if err != nil {
-		return nil, RecvMeta{}, err
+		return nil, wire.RecvMeta{}, err
 	}
 	b := buf[:c.rn]
 	if c.v6 {
-		meta := RecvMeta{TTL: -1, IfIndex: c.ifi.Index, Src: netip.AddrFrom16(c.rname.Addr).Unmap()}
+		meta := wire.RecvMeta{TTL: -1, IfIndex: c.ifi.Index, Src: netip.AddrFrom16(c.rname.Addr).Unmap()}
 		parseCmsg6(c.roob[:c.rmsg.Controllen], &meta)
 		return b, meta, nil
 	}
 	// A raw IPv4 socket hands over the IP header: the TTL and the
 	// addresses come from it.
 	if len(b) < 20 || b[0]>>4 != 4 {
-		return nil, RecvMeta{}, errors.New("vrrp: packet without IPv4 header")
+		return nil, wire.RecvMeta{}, errors.New("vrrp: packet without IPv4 header")
 	}
 	hl := int(b[0]&0x0f) * 4
 	total := int(binary.BigEndian.Uint16(b[2:4]))
 	if hl < 20 || hl > len(b) {
-		return nil, RecvMeta{}, errors.New("vrrp: bad IPv4 header length")
+		return nil, wire.RecvMeta{}, errors.New("vrrp: bad IPv4 header length")
 	}
 	if total < hl || total > len(b) {
 		total = len(b)
 	}
-	meta := RecvMeta{TTL: int(b[8]), IfIndex: c.ifi.Index,
+	meta := wire.RecvMeta{TTL: int(b[8]), IfIndex: c.ifi.Index,
 		Src: netip.AddrFrom4([4]byte(b[12:16])), Dst: netip.AddrFrom4([4]byte(b[16:20]))}
 	return b[hl:total], meta, nil
 }
@@ -390,7 +392,7 @@ func (c *Conn) recvmsg(fd uintptr) bool {
 
 // parseCmsg6 reads the hop limit and the destination from IPv6 control
 // messages without allocating.
-func parseCmsg6(oob []byte, meta *RecvMeta) {
+func parseCmsg6(oob []byte, meta *wire.RecvMeta) {
 	for len(oob) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		l := int(h.Len)

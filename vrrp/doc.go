@@ -4,14 +4,14 @@
 // an AddressPlane, implemented by package vip) nor decide what runs (the
 // agent builds instances from the configuration and drives them).
 //
-// It holds five concerns, each in its own file:
+// The wire format is package vrrp/wire's: Advert, Parse/ParseInto and
+// AppendMarshal, checksums, the receive checks (CheckRecv, what
+// keepalived's vrrp_check_packet refuses, as a pure function of an advert
+// and the instance's expectations) and the drop reasons. Pure, fuzzed,
+// golden-tested against keepalived's captures.
 //
-//   - the wire codec (packet.go): Advert, Parse/ParseInto and AppendMarshal,
-//     checksums, drop reasons. Pure, fuzzed, golden-tested against
-//     keepalived's captures;
-//   - the receive checks (recvcheck.go): CheckRecv, what keepalived's
-//     vrrp_check_packet refuses, as a pure function of an advert and the
-//     instance's expectations;
+// This package holds the other concerns, each in its own file:
+//
 //   - the state machine (machine.go): Machine.Step, a pure function of
 //     events and time returning actions (send, acquire, release,
 //     transition); no I/O, no clock;
@@ -30,7 +30,7 @@
 //
 //   - Receiving: one reader goroutine per socket reads with recvmsg(2) into
 //     reused buffers (the IPv4 header and the IPv6 control messages are
-//     parsed in place), parses into the reader's own Advert (ParseInto),
+//     parsed in place), parses into the reader's own Advert (wire.ParseInto),
 //     runs the receive checks against the instance's current expectations
 //     (an atomic pointer swapped by live updates) and hands the instance a
 //     small value (sender, priority, interval, flags) through its queue.
@@ -54,8 +54,9 @@
 //     slice. Side effects (netlink, GARP/NA, notify) run on the runner, in
 //     order; one socket's instances wait for them, the other sockets' do
 //     not.
-//   - Sending: adverts are built into a per-instance buffer (AppendMarshal)
-//     and sent with a per-socket prebuilt header and control messages.
+//   - Sending: adverts are built into a per-instance buffer
+//     (wire.Advert.AppendMarshal) and sent with a per-socket prebuilt
+//     header and control messages.
 //
 // Benchmarks with -benchmem (make bench) hold this: BenchmarkReceiveAdvert
 // (parse, checks and step), BenchmarkBuildAdvert, BenchmarkMasterAdvertTimer

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vipd/vipd/config"
+	"github.com/vipd/vipd/vrrp/wire"
 )
 
 // AddressPlane is what an instance needs from the VIP side. *vip.Netlink
@@ -110,7 +111,7 @@ type InstanceOptions struct {
 	OnHeal func(Heal)
 	// OnPeerDrop is called (rate-limited, once a minute per peer and
 	// reason) when an advert from a misconfigured peer was dropped.
-	OnPeerDrop func(reason DropReason, peer netip.Addr, detail string)
+	OnPeerDrop func(reason wire.DropReason, peer netip.Addr, detail string)
 	// HeldElsewhere, when set, reports whether another instance of this
 	// node holds addr now: self-healing then leaves it alone on a BACKUP
 	// (two instances sharing a VIP must not take it from each other).
@@ -163,8 +164,8 @@ type counters struct {
 // rxConfig is what the transport's reader needs to check an advert for the
 // instance; swapped whole by a live update.
 type rxConfig struct {
-	expect RecvExpect
-	ckopt  ChecksumOpt
+	expect wire.RecvExpect
+	ckopt  wire.ChecksumOpt
 }
 
 // rxItem is a received advert handed to the instance, by value: what the
@@ -174,9 +175,9 @@ type rxItem struct {
 	src      netip.Addr
 	priority uint8
 	interval time.Duration
-	res      RecvResult
-	drop     *DropError   // a misconfigured peer's drop, to log
-	addrs    []netip.Addr // res.AddrListDiffers: the advert's list (a copy)
+	res      wire.RecvResult
+	drop     *wire.DropError // a misconfigured peer's drop, to log
+	addrs    []netip.Addr    // res.AddrListDiffers: the advert's list (a copy)
 }
 
 // warnKey identifies one rate-limited warning without building a string.
@@ -225,7 +226,7 @@ type Instance struct {
 	onTrans   func(Transition)
 	onStatus  func(InstanceStatus)
 	onHeal    func(Heal)
-	onDrop    func(DropReason, netip.Addr, string)
+	onDrop    func(wire.DropReason, netip.Addr, string)
 	gate      Gate
 	elsewhere func(netip.Addr) bool
 
@@ -238,8 +239,8 @@ type Instance struct {
 	mcastGroup netip.Addr
 	ttl        int
 	rxc        atomic.Pointer[rxConfig]
-	expect     RecvExpect // the runner's copies of rxc's
-	ckopt      ChecksumOpt
+	expect     wire.RecvExpect // the runner's copies of rxc's
+	ckopt      wire.ChecksumOpt
 	vips       []config.VIP // the family of the instance: advertised and added
 	evips      []config.VIP // virtual_ipaddress_excluded and other-family VIPs: added, not advertised
 	allVIPs    []config.VIP // vips then evips: what the plane adds, removes and announces
@@ -287,7 +288,7 @@ type Instance struct {
 	// lastDropReport rate-limits drops handed to the instance for logging,
 	// per reason (unix nanoseconds): a flood of bad packets must not crowd
 	// valid adverts out of its queue.
-	lastDropReport [len(dropReasons) + 1]atomic.Int64 // the last one: WarnAddrListDiffers
+	lastDropReport [wire.NumDropReasons + 1]atomic.Int64 // the last one: wire.WarnAddrListDiffers
 
 	mu     sync.Mutex
 	status InstanceStatus
@@ -362,14 +363,14 @@ func (i *Instance) configure(c *config.Instance, primary netip.Addr) {
 		i.mcastGroup = mcastGroup(c.McastGroup, i.v6)
 		i.dsts = []netip.Addr{i.mcastGroup}
 	}
-	i.ckopt = ChecksumOpt{OldUnicastChecksum: c.OldUnicastChecksum}
+	i.ckopt = wire.ChecksumOpt{OldUnicastChecksum: c.OldUnicastChecksum}
 	if g := c.McastGroup.Unmap(); len(c.UnicastPeers) > 0 && g.Is4() && g.IsMulticast() {
 		// keepalived sums old_unicast_checksum adverts with
 		// vrrp_mcast_group4 in the pseudo-header (Normalize copies it
 		// into McastGroup).
 		i.ckopt.Group4 = g
 	}
-	i.expect = RecvExpect{
+	i.expect = wire.RecvExpect{
 		Group:           i.mcastGroup,
 		Version:         c.Version,
 		Interval:        c.AdvertInt.D(),
@@ -380,7 +381,7 @@ func (i *Instance) configure(c *config.Instance, primary netip.Addr) {
 		VIPs:            i.advAddrs,
 	}
 	if c.Version == 2 && c.Auth != nil && c.Auth.Type == "PASS" {
-		i.expect.AuthType = AuthPass
+		i.expect.AuthType = wire.AuthPass
 		i.expect.AuthPass = c.Auth.Pass
 	}
 	i.rxc.Store(&rxConfig{expect: i.expect, ckopt: i.ckopt})
@@ -395,9 +396,9 @@ func mcastGroup(g netip.Addr, v6 bool) netip.Addr {
 		return g.WithZone("")
 	}
 	if v6 {
-		return MulticastGroup6
+		return wire.MulticastGroup6
 	}
-	return MulticastGroup4
+	return wire.MulticastGroup4
 }
 
 // params are the state machine's parameters for c (the effective priority
@@ -492,10 +493,10 @@ const dropReportEvery = time.Second
 
 // mayReportDrop reports whether a drop for reason r may be handed over now
 // (called by the transport's reader).
-func (i *Instance) mayReportDrop(r DropReason) bool {
-	k := dropIndex(r)
-	if r == WarnAddrListDiffers {
-		k = len(dropReasons)
+func (i *Instance) mayReportDrop(r wire.DropReason) bool {
+	k := wire.DropIndex(r)
+	if r == wire.WarnAddrListDiffers {
+		k = wire.NumDropReasons
 	}
 	if k < 0 {
 		return false
@@ -953,15 +954,15 @@ func (i *Instance) sendAdvert(prio uint8) {
 	if i.sender == nil {
 		return
 	}
-	adv := Advert{
+	adv := wire.Advert{
 		Version:  i.cfg.Version,
 		VRID:     uint8(i.cfg.VRID),
 		Priority: prio,
 		Interval: i.cfg.AdvertInt.D(),
 		Addrs:    i.advAddrs,
 	}
-	if i.expect.AuthType == AuthPass {
-		adv.AuthType = AuthPass
+	if i.expect.AuthType == wire.AuthPass {
+		adv.AuthType = wire.AuthPass
 		copy(adv.AuthData[:], i.expect.AuthPass)
 	}
 	for _, dst := range i.dsts {

@@ -34,6 +34,7 @@ import (
 
 	"github.com/vipd/vipd/config"
 	"github.com/vipd/vipd/internal/clock"
+	"github.com/vipd/vipd/vrrp/wire"
 )
 
 var liveT0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -108,7 +109,7 @@ func (c *liveConn) Send(b []byte, src, dst netip.Addr) error {
 	return nil
 }
 
-func (c *liveConn) Recv(buf []byte) ([]byte, RecvMeta, error) {
+func (c *liveConn) Recv(buf []byte) ([]byte, wire.RecvMeta, error) {
 	if c.cur != nil {
 		close(c.cur.done) // the previous packet is dispatched
 		c.cur = nil
@@ -117,9 +118,9 @@ func (c *liveConn) Recv(buf []byte) ([]byte, RecvMeta, error) {
 	case f := <-c.feed:
 		c.cur = f
 		n := copy(buf, f.p.b)
-		return buf[:n], RecvMeta{Src: f.p.src, Dst: f.p.dst, TTL: 255}, nil
+		return buf[:n], wire.RecvMeta{Src: f.p.src, Dst: f.p.dst, TTL: 255}, nil
 	case <-c.closed:
-		return nil, RecvMeta{}, net.ErrClosed
+		return nil, wire.RecvMeta{}, net.ErrClosed
 	}
 }
 
@@ -601,7 +602,7 @@ func (e *liveEnv) adverts(k int, src netip.Addr) []liveAdvert {
 		if src.IsValid() && p.src != src {
 			continue
 		}
-		a, err := Parse(p.b, p.src, p.dst, ChecksumOpt{})
+		a, err := wire.Parse(p.b, p.src, p.dst, wire.ChecksumOpt{})
 		if err != nil {
 			e.t.Fatalf("unparsable advert from %s on the wire: %v", p.src, err)
 		}

@@ -16,18 +16,19 @@ import (
 
 	"github.com/vipd/vipd/config"
 	"github.com/vipd/vipd/internal/clock"
+	"github.com/vipd/vipd/vrrp/wire"
 )
 
-// wire is an in-memory L2 segment: what one conn sends, every other conn on
+// segment is an in-memory L2 segment: what one conn sends, every other conn on
 // the wire receives, with TTL 255, as multicast would deliver it.
-type wire struct {
+type segment struct {
 	mu    sync.Mutex
 	conns []*wireConn
 	cut   map[*wireConn]bool
 }
 
 type wireConn struct {
-	w      *wire
+	w      *segment
 	in     chan wirePkt
 	closed chan struct{}
 	once   sync.Once
@@ -38,7 +39,7 @@ type wirePkt struct {
 	src, dst netip.Addr
 }
 
-func (w *wire) open() *wireConn {
+func (w *segment) open() *wireConn {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	c := &wireConn{w: w, in: make(chan wirePkt, 256), closed: make(chan struct{})}
@@ -46,7 +47,7 @@ func (w *wire) open() *wireConn {
 	return c
 }
 
-func (w *wire) setCut(c *wireConn, cut bool) {
+func (w *segment) setCut(c *wireConn, cut bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.cut == nil {
@@ -73,13 +74,13 @@ func (c *wireConn) Send(b []byte, src, dst netip.Addr) error {
 	return nil
 }
 
-func (c *wireConn) Recv(buf []byte) ([]byte, RecvMeta, error) {
+func (c *wireConn) Recv(buf []byte) ([]byte, wire.RecvMeta, error) {
 	select {
 	case p := <-c.in:
 		n := copy(buf, p.b)
-		return buf[:n], RecvMeta{Src: p.src, Dst: p.dst, TTL: 255}, nil
+		return buf[:n], wire.RecvMeta{Src: p.src, Dst: p.dst, TTL: 255}, nil
 	case <-c.closed:
-		return nil, RecvMeta{}, net.ErrClosed
+		return nil, wire.RecvMeta{}, net.ErrClosed
 	}
 }
 
@@ -151,7 +152,7 @@ type testNode struct {
 	done   chan struct{}
 }
 
-func startNode(t *testing.T, w *wire, addr string, prio int, mutate func(*config.Instance)) *testNode {
+func startNode(t *testing.T, w *segment, addr string, prio int, mutate func(*config.Instance)) *testNode {
 	t.Helper()
 	ic := &config.Instance{
 		Name: "VI_1", Interface: "eth0", VRID: 51, Priority: prio, Version: 3,
@@ -196,7 +197,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func TestRuntimeElectsHighestPriorityAndFailsOverOnStop(t *testing.T) {
-	w := &wire{}
+	w := &segment{}
 	a := startNode(t, w, "10.0.0.1", 100, nil)
 	b := startNode(t, w, "10.0.0.2", 200, nil)
 	eventually(t, "b MASTER, a BACKUP", func() bool {
@@ -216,7 +217,7 @@ func TestRuntimeElectsHighestPriorityAndFailsOverOnStop(t *testing.T) {
 }
 
 func TestRuntimeBackupTakesOverWhenTheMasterFallsSilent(t *testing.T) {
-	w := &wire{}
+	w := &segment{}
 	a := startNode(t, w, "10.0.0.1", 100, nil)
 	b := startNode(t, w, "10.0.0.2", 200, nil)
 	eventually(t, "b MASTER", func() bool { return b.state() == StateMaster && a.state() == StateBackup })
@@ -227,7 +228,7 @@ func TestRuntimeBackupTakesOverWhenTheMasterFallsSilent(t *testing.T) {
 }
 
 func TestRuntimePriorityChangeHandsOver(t *testing.T) {
-	w := &wire{}
+	w := &segment{}
 	a := startNode(t, w, "10.0.0.1", 150, nil)
 	b := startNode(t, w, "10.0.0.2", 100, nil)
 	eventually(t, "a MASTER", func() bool { return a.state() == StateMaster && b.state() == StateBackup })
@@ -241,7 +242,7 @@ func TestRuntimePriorityChangeHandsOver(t *testing.T) {
 }
 
 func TestRuntimeFaultReleasesAndRecovers(t *testing.T) {
-	w := &wire{}
+	w := &segment{}
 	a := startNode(t, w, "10.0.0.1", 150, nil)
 	eventually(t, "a MASTER", func() bool { return a.state() == StateMaster })
 	ctx := context.Background()
@@ -261,7 +262,7 @@ func TestRuntimeFaultReleasesAndRecovers(t *testing.T) {
 }
 
 func TestRuntimeDropsAdvertsWithWrongPassword(t *testing.T) {
-	w := &wire{}
+	w := &segment{}
 	withPass := func(p string) func(*config.Instance) {
 		return func(ic *config.Instance) {
 			ic.Version = 2
@@ -275,14 +276,14 @@ func TestRuntimeDropsAdvertsWithWrongPassword(t *testing.T) {
 	// Both end up MASTER: a never accepts b's adverts. a's drop counter
 	// says why.
 	eventually(t, "auth_pass drops counted", func() bool {
-		return DropTotals(a.tr.Drops())[DropAuthPass] > 0
+		return DropTotals(a.tr.Drops())[wire.DropAuthPass] > 0
 	})
 	if a.state() == StateBackup && a.inst.Status().Master == netip.MustParseAddr("10.0.0.2") {
 		t.Fatal("a accepted an advert with the wrong password")
 	}
 	found := false
 	for _, d := range a.tr.Drops() {
-		if d.Reason == DropAuthPass {
+		if d.Reason == wire.DropAuthPass {
 			found = d.Ifname == "eth0" && d.VRID == a.inst.VRID()
 			if !found {
 				t.Errorf("auth_pass drop counted on %s VRID %d, want eth0 VRID %d", d.Ifname, d.VRID, a.inst.VRID())
@@ -295,7 +296,7 @@ func TestRuntimeDropsAdvertsWithWrongPassword(t *testing.T) {
 }
 
 func TestTransportRefusesTwoInstancesWithOneVRID(t *testing.T) {
-	w := &wire{}
+	w := &segment{}
 	n := startNode(t, w, "10.0.0.1", 100, nil)
 	other := NewInstance(InstanceOptions{Config: n.inst.Config(), Primary: netip.MustParseAddr("10.0.0.1"), Plane: &fakePlane{}})
 	err := n.tr.Attach(other)
@@ -317,7 +318,7 @@ type groupNode struct {
 	wg     sync.WaitGroup
 }
 
-func startGroupNode(t *testing.T, w *wire, addr string, prio int, vrids ...int) *groupNode {
+func startGroupNode(t *testing.T, w *segment, addr string, prio int, vrids ...int) *groupNode {
 	t.Helper()
 	conn := w.open()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -358,7 +359,7 @@ func (g *groupNode) all(s State) bool {
 }
 
 func TestSyncGroupMembersFaultAndFailOverTogether(t *testing.T) {
-	w := &wire{}
+	w := &segment{}
 	a := startGroupNode(t, w, "10.0.0.1", 200, 51, 52)
 	b := startGroupNode(t, w, "10.0.0.2", 100, 51, 52)
 	eventually(t, "a's group MASTER, b's BACKUP", func() bool { return a.all(StateMaster) && b.all(StateBackup) })
@@ -388,7 +389,7 @@ func TestSyncGroupMembersFaultAndFailOverTogether(t *testing.T) {
 }
 
 func TestSyncGroupMemberWaitsWhileAnotherStillHearsItsMaster(t *testing.T) {
-	w := &wire{}
+	w := &segment{}
 	// b runs only VRID 51 at priority 200; a's group has 51 and 52 at 100.
 	b := startGroupNode(t, w, "10.0.0.2", 200, 51)
 	a := startGroupNode(t, w, "10.0.0.1", 100, 51, 52)
@@ -409,7 +410,7 @@ func TestSyncGroupMemberWaitsWhileAnotherStillHearsItsMaster(t *testing.T) {
 }
 
 func TestSyncGroupMembersFailingTogetherRecoverTogether(t *testing.T) {
-	w := &wire{}
+	w := &segment{}
 	a := startGroupNode(t, w, "10.0.0.1", 200, 51, 52)
 	eventually(t, "a MASTER", func() bool { return a.all(StateMaster) })
 	ctx := context.Background()
@@ -429,7 +430,7 @@ func TestSyncGroupMembersFailingTogetherRecoverTogether(t *testing.T) {
 }
 
 func TestRequestsToAStoppedInstanceDoNotBlock(t *testing.T) {
-	w := &wire{}
+	w := &segment{}
 	a := startNode(t, w, "10.0.0.1", 100, nil)
 	eventually(t, "a MASTER", func() bool { return a.state() == StateMaster })
 	a.stop()
@@ -446,7 +447,7 @@ func TestRequestsToAStoppedInstanceDoNotBlock(t *testing.T) {
 }
 
 func TestWaitTrackingHoldsInitUntilTheFirstResult(t *testing.T) {
-	w := &wire{}
+	w := &segment{}
 	conn := w.open()
 	tr := NewTransportWith(nil, func(string, bool) (PacketConn, error) { return conn, nil })
 	defer tr.Close()
@@ -487,7 +488,7 @@ func (p *fakePlane) announced() int {
 }
 
 func TestMasterRefreshesGARPsOnSchedule(t *testing.T) {
-	w := &wire{}
+	w := &segment{}
 	a := startNode(t, w, "10.0.0.1", 200, func(ic *config.Instance) {
 		ic.Garp = config.Garp{MasterRepeat: 1, MasterRefresh: config.Duration(30 * time.Millisecond), MasterRefreshRepeat: 2}
 	})
@@ -498,7 +499,7 @@ func TestMasterRefreshesGARPsOnSchedule(t *testing.T) {
 }
 
 func TestMasterRefreshesCachesWhenALowerPriorityMasterSpeaks(t *testing.T) {
-	w := &wire{}
+	w := &segment{}
 	a := startNode(t, w, "10.0.0.1", 200, func(ic *config.Instance) {
 		ic.Garp = config.Garp{MasterRepeat: 1, LowerPrioRepeat: 3}
 	})
@@ -506,14 +507,14 @@ func TestMasterRefreshesCachesWhenALowerPriorityMasterSpeaks(t *testing.T) {
 	before := a.plane.announced()
 	// A confused router claims the VRID with priority 50.
 	rogue := w.open()
-	adv := Advert{Version: 3, VRID: 51, Priority: 50, Interval: 20 * time.Millisecond,
+	adv := wire.Advert{Version: 3, VRID: 51, Priority: 50, Interval: 20 * time.Millisecond,
 		Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.100")}}
 	src := netip.MustParseAddr("10.0.0.9")
-	b, err := adv.AppendMarshal(nil, src, MulticastGroup4, ChecksumOpt{})
+	b, err := adv.AppendMarshal(nil, src, wire.MulticastGroup4, wire.ChecksumOpt{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rogue.Send(b, src, MulticastGroup4); err != nil {
+	if err := rogue.Send(b, src, wire.MulticastGroup4); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "garp_lower_prio_repeat round", func() bool { return a.plane.announced() >= before+3 })
@@ -523,7 +524,7 @@ func TestMasterRefreshesCachesWhenALowerPriorityMasterSpeaks(t *testing.T) {
 }
 
 func TestGARPBurstIsSpreadByGarpInterval(t *testing.T) {
-	w := &wire{}
+	w := &segment{}
 	a := startNode(t, w, "10.0.0.1", 200, func(ic *config.Instance) {
 		ic.Garp = config.Garp{MasterRepeat: 4, Interval: config.Duration(500 * time.Millisecond)}
 	})
@@ -545,7 +546,7 @@ type delayedNode struct {
 
 func startDelayed(t *testing.T, delay time.Duration, waitTracking bool, prio int) *delayedNode {
 	t.Helper()
-	w := &wire{}
+	w := &segment{}
 	conn := w.open()
 	tr := NewTransportWith(nil, func(string, bool) (PacketConn, error) { return conn, nil })
 	t0 := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -646,9 +647,9 @@ func TestStartupDelayHoldsAnOwnerAndTrackedInstancesToo(t *testing.T) {
 // second however many arrive, and a flood of them never crowds out the
 // valid adverts that keep the backup a backup.
 func TestMisconfiguredPeersDropsAreReportedRateLimited(t *testing.T) {
-	w := &wire{}
+	w := &segment{}
 	var mu sync.Mutex
-	reports := map[DropReason]int{}
+	reports := map[wire.DropReason]int{}
 	b := &testNode{plane: &fakePlane{}, conn: w.open(), done: make(chan struct{})}
 	b.tr = NewTransportWith(nil, func(string, bool) (PacketConn, error) { return b.conn, nil })
 	ic := &config.Instance{Name: "VI_1", Interface: "eth0", VRID: 51, Priority: 100, Version: 3,
@@ -656,7 +657,7 @@ func TestMisconfiguredPeersDropsAreReportedRateLimited(t *testing.T) {
 		VIPs: []config.VIP{{Prefix: netip.MustParsePrefix("10.0.0.100/24")}}}
 	b.inst = NewInstance(InstanceOptions{Config: ic, Primary: netip.MustParseAddr("10.0.0.2"), Plane: b.plane,
 		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
-		OnPeerDrop: func(r DropReason, _ netip.Addr, _ string) { mu.Lock(); reports[r]++; mu.Unlock() }})
+		OnPeerDrop: func(r wire.DropReason, _ netip.Addr, _ string) { mu.Lock(); reports[r]++; mu.Unlock() }})
 	if err := b.tr.Attach(b.inst); err != nil {
 		t.Fatal(err)
 	}
@@ -668,9 +669,9 @@ func TestMisconfiguredPeersDropsAreReportedRateLimited(t *testing.T) {
 	eventually(t, "b BACKUP behind the master", func() bool {
 		return b.state() == StateBackup && master.state() == StateMaster
 	})
-	adv := Advert{Version: 3, VRID: 51, Priority: 150, Interval: 20 * time.Millisecond, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.100")}}
-	src, dst := netip.MustParseAddr("10.0.0.9"), MulticastGroup4
-	pkt, err := adv.AppendMarshal(nil, src, dst, ChecksumOpt{})
+	adv := wire.Advert{Version: 3, VRID: 51, Priority: 150, Interval: 20 * time.Millisecond, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.100")}}
+	src, dst := netip.MustParseAddr("10.0.0.9"), wire.MulticastGroup4
+	pkt, err := adv.AppendMarshal(nil, src, dst, wire.ChecksumOpt{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -690,14 +691,14 @@ func TestMisconfiguredPeersDropsAreReportedRateLimited(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	eventually(t, "bad_checksum reported", func() bool { mu.Lock(); defer mu.Unlock(); return reports[DropBadChecksum] > 0 })
+	eventually(t, "bad_checksum reported", func() bool { mu.Lock(); defer mu.Unlock(); return reports[wire.DropBadChecksum] > 0 })
 	mu.Lock()
-	n := reports[DropBadChecksum]
+	n := reports[wire.DropBadChecksum]
 	mu.Unlock()
 	if n > 2 {
 		t.Errorf("500 bad adverts within well under 2 s reported %d times; want at most one a second", n)
 	}
-	if b.state() != StateBackup || DropTotals(b.tr.Drops())[DropBadChecksum] < 400 {
-		t.Errorf("after the flood: state %v, bad_checksum counted %d", b.state(), DropTotals(b.tr.Drops())[DropBadChecksum])
+	if b.state() != StateBackup || DropTotals(b.tr.Drops())[wire.DropBadChecksum] < 400 {
+		t.Errorf("after the flood: state %v, bad_checksum counted %d", b.state(), DropTotals(b.tr.Drops())[wire.DropBadChecksum])
 	}
 }

@@ -10,13 +10,15 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+
+	"github.com/vipd/vipd/vrrp/wire"
 )
 
 // PacketConn is what the transport needs from a socket; *Conn implements it
 // and tests use an in-memory one.
 type PacketConn interface {
 	Sender
-	Recv(buf []byte) ([]byte, RecvMeta, error)
+	Recv(buf []byte) ([]byte, wire.RecvMeta, error)
 	Close() error
 }
 
@@ -45,10 +47,10 @@ type muxConn struct {
 	run  *runner // runs the work of every instance reading on this socket
 
 	// drops counts dropped adverts by VRID (0: unknown) and reason index.
-	drops [256][len(dropReasons)]atomic.Uint64
+	drops [256][wire.NumDropReasons]atomic.Uint64
 
 	// The reader's advert, reused for every packet (one reader per socket).
-	adv   Advert
+	adv   wire.Advert
 	addrs [255]netip.Addr
 
 	mu      sync.RWMutex
@@ -88,7 +90,7 @@ func NewTransportWith(log *slog.Logger, open func(ifname string, v6 bool) (Packe
 // DropCount is the number of adverts dropped for one reason on one
 // interface and VRID (0: not known).
 type DropCount struct {
-	Reason DropReason
+	Reason wire.DropReason
 	Ifname string
 	VRID   int
 	Count  uint64
@@ -112,9 +114,10 @@ func (t *Transport) Drops() []DropCount {
 		mc.addDrops(key.ifname, sum)
 	}
 	t.mu.Unlock()
+	reasons := wire.DropReasons()
 	out := make([]DropCount, 0, len(sum))
 	for k, n := range sum {
-		out = append(out, DropCount{Reason: dropReasons[k.reason], Ifname: k.ifname, VRID: k.vrid, Count: n})
+		out = append(out, DropCount{Reason: reasons[k.reason], Ifname: k.ifname, VRID: k.vrid, Count: n})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
@@ -130,8 +133,8 @@ func (t *Transport) Drops() []DropCount {
 }
 
 // DropTotals sums Drops by reason.
-func DropTotals(ds []DropCount) map[DropReason]uint64 {
-	out := map[DropReason]uint64{}
+func DropTotals(ds []DropCount) map[wire.DropReason]uint64 {
+	out := map[wire.DropReason]uint64{}
 	for _, d := range ds {
 		out[d.Reason] += d.Count
 	}
@@ -149,8 +152,8 @@ func (mc *muxConn) addDrops(ifname string, into map[dropKey]uint64) {
 }
 
 // drop counts one dropped advert; no allocation, no lock.
-func (mc *muxConn) drop(vrid uint8, r DropReason) {
-	if k := dropIndex(r); k >= 0 {
+func (mc *muxConn) drop(vrid uint8, r wire.DropReason) {
+	if k := wire.DropIndex(r); k >= 0 {
 		mc.drops[vrid][k].Add(1)
 	}
 }
@@ -407,9 +410,9 @@ func (t *Transport) read(key connKey, mc *muxConn) {
 	}
 }
 
-func (t *Transport) dispatch(mc *muxConn, payload []byte, meta RecvMeta) {
+func (t *Transport) dispatch(mc *muxConn, payload []byte, meta wire.RecvMeta) {
 	if len(payload) < 2 {
-		mc.drop(0, DropTruncated)
+		mc.drop(0, wire.DropTruncated)
 		return
 	}
 	vrid := payload[1]
@@ -417,13 +420,13 @@ func (t *Transport) dispatch(mc *muxConn, payload []byte, meta RecvMeta) {
 	inst := mc.byVRID[payload[1]]
 	mc.mu.RUnlock()
 	if inst == nil {
-		mc.drop(vrid, DropUnknownVRID)
+		mc.drop(vrid, wire.DropUnknownVRID)
 		return
 	}
 	rc := inst.rxc.Load()
 	adv := &mc.adv
-	if err := ParseInto(adv, mc.addrs[:0], payload, meta.Src, meta.Dst, rc.ckopt); err != nil {
-		var de *DropError
+	if err := wire.ParseInto(adv, mc.addrs[:0], payload, meta.Src, meta.Dst, rc.ckopt); err != nil {
+		var de *wire.DropError
 		if errors.As(err, &de) {
 			mc.drop(vrid, de.Reason)
 			if peerMisconfigured(de.Reason) && inst.mayReportDrop(de.Reason) {
@@ -432,7 +435,7 @@ func (t *Transport) dispatch(mc *muxConn, payload []byte, meta RecvMeta) {
 		}
 		return
 	}
-	res := CheckRecv(adv, meta, rc.expect)
+	res := wire.CheckRecv(adv, meta, rc.expect)
 	if res.Drop != nil {
 		mc.drop(vrid, res.Drop.Reason)
 		if peerMisconfigured(res.Drop.Reason) && inst.mayReportDrop(res.Drop.Reason) {
@@ -441,30 +444,21 @@ func (t *Transport) dispatch(mc *muxConn, payload []byte, meta RecvMeta) {
 		return
 	}
 	it := rxItem{src: meta.Src, priority: adv.Priority, interval: adv.Interval, res: res}
-	if res.AddrListDiffers && inst.mayReportDrop(WarnAddrListDiffers) {
+	if res.AddrListDiffers && inst.mayReportDrop(wire.WarnAddrListDiffers) {
 		it.addrs = slices.Clone(adv.Addrs) // to log it, at most once a second
 	}
 	if !inst.deliver(it) {
-		mc.drop(vrid, DropQueueFull)
+		mc.drop(vrid, wire.DropQueueFull)
 	}
 }
 
 // peerMisconfigured reports whether a drop says a peer in our VRID is
 // configured (or built) differently: the instance logs those, at most once
 // a minute per peer and reason. Other drops are only counted.
-func peerMisconfigured(r DropReason) bool {
+func peerMisconfigured(r wire.DropReason) bool {
 	switch r {
-	case DropIntervalMismatch, DropAuthType, DropAuthPass, DropBadVersion, DropBadChecksum, DropAddrCount:
+	case wire.DropIntervalMismatch, wire.DropAuthType, wire.DropAuthPass, wire.DropBadVersion, wire.DropBadChecksum, wire.DropAddrCount:
 		return true
 	}
 	return false
 }
-
-// Drop reasons of the transport itself (the codec's are in packet.go).
-const (
-	// DropUnknownVRID: an advert for a VRID no instance here runs on that
-	// interface (normal on a shared segment; counted, not logged).
-	DropUnknownVRID DropReason = "unknown_vrid"
-	// DropQueueFull: the instance did not keep up with its adverts.
-	DropQueueFull DropReason = "queue_full"
-)

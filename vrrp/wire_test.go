@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vipd/vipd/config"
+	"github.com/vipd/vipd/vrrp/wire"
 )
 
 // recConn records what the transport and the instances do with a socket:
@@ -66,9 +67,9 @@ func (c *recConn) LeaveGroup(g netip.Addr) error {
 	c.leaves = append(c.leaves, g)
 	return nil
 }
-func (c *recConn) Recv([]byte) ([]byte, RecvMeta, error) {
+func (c *recConn) Recv([]byte) ([]byte, wire.RecvMeta, error) {
 	<-c.closed
-	return nil, RecvMeta{}, net.ErrClosed
+	return nil, wire.RecvMeta{}, net.ErrClosed
 }
 func (c *recConn) Close() error { c.once.Do(func() { close(c.closed) }); return nil }
 
@@ -105,15 +106,15 @@ func TestAdvertGoesToTheConfiguredMulticastGroup(t *testing.T) {
 		mutate func(*config.Instance)
 		want   netip.Addr
 	}{
-		{"no group: 224.0.0.18", nil, MulticastGroup4},
+		{"no group: 224.0.0.18", nil, wire.MulticastGroup4},
 		{"mcast_dst_ip / vrrp_mcast_group4", func(c *config.Instance) { c.McastGroup = g88 }, g88},
-		{"IPv6 no group: ff02::12", func(c *config.Instance) { c.VIPs = v6VIP }, MulticastGroup6},
+		{"IPv6 no group: ff02::12", func(c *config.Instance) { c.VIPs = v6VIP }, wire.MulticastGroup6},
 		{"IPv6 group", func(c *config.Instance) { c.VIPs = v6VIP; c.McastGroup = netip.MustParseAddr("ff02::88") },
 			netip.MustParseAddr("ff02::88")},
 		// What Normalize would never leave: a group of the other family
 		// or not multicast falls back to the standard group.
-		{"other family: standard", func(c *config.Instance) { c.McastGroup = netip.MustParseAddr("ff02::88") }, MulticastGroup4},
-		{"not multicast: standard", func(c *config.Instance) { c.McastGroup = netip.MustParseAddr("10.9.9.9") }, MulticastGroup4},
+		{"other family: standard", func(c *config.Instance) { c.McastGroup = netip.MustParseAddr("ff02::88") }, wire.MulticastGroup4},
+		{"not multicast: standard", func(c *config.Instance) { c.McastGroup = netip.MustParseAddr("10.9.9.9") }, wire.MulticastGroup4},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -161,7 +162,7 @@ func TestSharedSocketJoinsEachGroupOnceAndLeavesWithItsLastUser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := map[netip.Addr]int{g88: 2, MulticastGroup4: 1, g99: 1}
+	want := map[netip.Addr]int{g88: 2, wire.MulticastGroup4: 1, g99: 1}
 	if got := tr.Groups("eth0", false); !sameGroups(got, want) {
 		t.Fatalf("groups %v, want %v (a unicast instance joins none)", got, want)
 	}
@@ -173,10 +174,10 @@ func TestSharedSocketJoinsEachGroupOnceAndLeavesWithItsLastUser(t *testing.T) {
 	tr.Detach(c)
 	tr.Detach(u)
 	joins, leaves := conn.joinsLeaves()
-	if !sameAddrs(joins, []netip.Addr{g99, g88, MulticastGroup4}) {
+	if !sameAddrs(joins, []netip.Addr{g99, g88, wire.MulticastGroup4}) {
 		t.Errorf("joins %v, want each group once", joins)
 	}
-	if !sameAddrs(leaves, []netip.Addr{g88, MulticastGroup4}) {
+	if !sameAddrs(leaves, []netip.Addr{g88, wire.MulticastGroup4}) {
 		t.Errorf("leaves %v, want 224.0.0.88 and 224.0.0.18 once their last user left", leaves)
 	}
 	if got := tr.Groups("eth0", false); !sameGroups(got, map[netip.Addr]int{g99: 1}) {
@@ -186,7 +187,7 @@ func TestSharedSocketJoinsEachGroupOnceAndLeavesWithItsLastUser(t *testing.T) {
 
 func TestLiveUpdateOfTheGroupMovesTheMembership(t *testing.T) {
 	g88, g99 := netip.MustParseAddr("224.0.0.88"), netip.MustParseAddr("224.0.0.99")
-	w := &wire{}
+	w := &segment{}
 	conn := w.open()
 	rc := newRecConn()
 	joiner := &joinSpy{wireConn: conn, rec: rc}
@@ -281,7 +282,7 @@ func TestUnicastTTLIsSetPerPacket(t *testing.T) {
 	}{
 		{ttl10, []recSend{{peers[0], 10}, {peers[1], 10}}},
 		{plain, []recSend{{peers[0], -1}, {peers[1], -1}}},
-		{mcast, []recSend{{MulticastGroup4, -1}}},
+		{mcast, []recSend{{wire.MulticastGroup4, -1}}},
 		{ttl10, []recSend{{peers[0], 10}, {peers[1], 10}}}, // and again: per packet, not per socket
 	}
 	for _, tc := range tests {
@@ -356,39 +357,6 @@ func TestPutCmsg6CarriesPktinfoAndHopLimit(t *testing.T) {
 	}
 }
 
-func TestCheckRecvTakesOnlyTheInstancesGroup(t *testing.T) {
-	src := netip.MustParseAddr("10.0.0.2")
-	g88 := netip.MustParseAddr("224.0.0.88")
-	adv := &Advert{Version: 3, VRID: 51, Priority: 100, Interval: 100 * time.Millisecond,
-		Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.100")}}
-	e := RecvExpect{Version: 3, Interval: 100 * time.Millisecond, VIPs: adv.Addrs}
-	tests := []struct {
-		name  string
-		group netip.Addr
-		dst   netip.Addr
-		drop  bool
-	}{
-		{"our group", g88, g88, false},
-		{"the standard group, ours is 224.0.0.88", g88, MulticastGroup4, true},
-		{"another group, ours is standard", MulticastGroup4, g88, true},
-		{"no group configured: any multicast", netip.Addr{}, g88, false},
-		{"unknown destination", g88, netip.Addr{}, false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			e := e
-			e.Group = tc.group
-			r := CheckRecv(adv, RecvMeta{Src: src, Dst: tc.dst, TTL: 255}, e)
-			switch {
-			case tc.drop && (r.Drop == nil || r.Drop.Reason != DropMcastUnicastMismatch || !strings.Contains(r.Drop.Detail, "our group")):
-				t.Errorf("got %+v, want mcast_unicast_mismatch naming our group", r.Drop)
-			case !tc.drop && r.Drop != nil:
-				t.Errorf("dropped: %v", r.Drop)
-			}
-		})
-	}
-}
-
 func TestOldUnicastChecksumUsesVrrpMcastGroup4(t *testing.T) {
 	src, peer := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	g88 := netip.MustParseAddr("224.0.0.88")
@@ -400,25 +368,28 @@ func TestOldUnicastChecksumUsesVrrpMcastGroup4(t *testing.T) {
 	if inst.ckopt.Group4 != g88 || !inst.ckopt.OldUnicastChecksum {
 		t.Fatalf("checksum options %+v, want old_unicast_checksum over 224.0.0.88", inst.ckopt)
 	}
-	adv := Advert{Version: 3, VRID: 51, Priority: 100, Interval: time.Second, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.100")}}
+	adv := wire.Advert{Version: 3, VRID: 51, Priority: 100, Interval: time.Second, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.100")}}
 	b, err := adv.AppendMarshal(nil, src, peer, inst.ckopt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The checksum is over 224.0.0.88, not the peer nor 224.0.0.18.
-	for _, d := range []netip.Addr{peer, MulticastGroup4} {
-		if pktFold(pktSum(pktPseudoSum(src, d, len(b)), b)) == 0 {
-			t.Errorf("checksum verifies with %s in the pseudo-header", d)
+	// The checksum is over 224.0.0.88, not the peer nor 224.0.0.18: read
+	// as sent to each of them (the peer: in either form), only 224.0.0.88
+	// verifies.
+	for _, d := range []netip.Addr{peer, wire.MulticastGroup4} {
+		_, err := wire.Parse(b, src, d, wire.ChecksumOpt{})
+		if de, ok := err.(*wire.DropError); !ok || de.Reason != wire.DropBadChecksum {
+			t.Errorf("read as sent to %s: %v, want bad_checksum", d, err)
 		}
 	}
-	if pktFold(pktSum(pktPseudoSum(src, g88, len(b)), b)) != 0 {
-		t.Error("checksum does not verify with 224.0.0.88 in the pseudo-header")
+	if _, err := wire.Parse(b, src, g88, wire.ChecksumOpt{}); err != nil {
+		t.Errorf("checksum does not verify with 224.0.0.88 in the pseudo-header: %v", err)
 	}
-	if _, err := Parse(b, src, peer, inst.ckopt); err != nil {
+	if _, err := wire.Parse(b, src, peer, inst.ckopt); err != nil {
 		t.Errorf("an instance with the option rejects the old form: %v", err)
 	}
-	_, err = Parse(b, src, peer, ChecksumOpt{Group4: g88})
-	if de, ok := err.(*DropError); !ok || de.Reason != DropOldUnicastChecksum || !strings.Contains(de.Detail, "224.0.0.88") {
+	_, err = wire.Parse(b, src, peer, wire.ChecksumOpt{Group4: g88})
+	if de, ok := err.(*wire.DropError); !ok || de.Reason != wire.DropOldUnicastChecksum || !strings.Contains(de.Detail, "224.0.0.88") {
 		t.Errorf("without the option: %v, want old_unicast_checksum naming 224.0.0.88", err)
 	}
 }
@@ -440,12 +411,12 @@ func TestConnSendTTLOnLoopback(t *testing.T) {
 			if lo.Is6() {
 				vip = netip.MustParseAddr("fd00::100")
 			}
-			adv := Advert{Version: 3, VRID: 201, Priority: 100, Interval: time.Second, Addrs: []netip.Addr{vip}}
-			payload, err := adv.AppendMarshal(nil, lo, lo, ChecksumOpt{})
+			adv := wire.Advert{Version: 3, VRID: 201, Priority: 100, Interval: time.Second, Addrs: []netip.Addr{vip}}
+			payload, err := adv.AppendMarshal(nil, lo, lo, wire.ChecksumOpt{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := make(chan RecvMeta, 16)
+			got := make(chan wire.RecvMeta, 16)
 			go func() {
 				buf := make([]byte, 1500)
 				for {

@@ -1,4 +1,4 @@
-package vrrp
+package wire
 
 import (
 	"bytes"
@@ -106,7 +106,7 @@ func TestFuzzParseSeeds(t *testing.T) {
 	}
 	var seeds []seed
 	for _, tc := range captureCases() {
-		adverts, err := readCaptureAdverts(filepath.Join("testdata", "captures", tc.file))
+		adverts, err := readCaptureAdverts(filepath.Join(capturesDir, tc.file))
 		if err != nil {
 			t.Fatal(err)
 		}

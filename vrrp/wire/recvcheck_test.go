@@ -1,4 +1,4 @@
-package vrrp
+package wire
 
 import (
 	"net/netip"
@@ -126,6 +126,39 @@ func TestCheckRecv(t *testing.T) {
 			}
 			if r.IntervalMismatch != tc.intDiff {
 				t.Errorf("IntervalMismatch = %v, want %v", r.IntervalMismatch, tc.intDiff)
+			}
+		})
+	}
+}
+
+func TestCheckRecvTakesOnlyTheInstancesGroup(t *testing.T) {
+	src := netip.MustParseAddr("10.0.0.2")
+	g88 := netip.MustParseAddr("224.0.0.88")
+	adv := &Advert{Version: 3, VRID: 51, Priority: 100, Interval: 100 * time.Millisecond,
+		Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.100")}}
+	e := RecvExpect{Version: 3, Interval: 100 * time.Millisecond, VIPs: adv.Addrs}
+	tests := []struct {
+		name  string
+		group netip.Addr
+		dst   netip.Addr
+		drop  bool
+	}{
+		{"our group", g88, g88, false},
+		{"the standard group, ours is 224.0.0.88", g88, MulticastGroup4, true},
+		{"another group, ours is standard", MulticastGroup4, g88, true},
+		{"no group configured: any multicast", netip.Addr{}, g88, false},
+		{"unknown destination", g88, netip.Addr{}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := e
+			e.Group = tc.group
+			r := CheckRecv(adv, RecvMeta{Src: src, Dst: tc.dst, TTL: 255}, e)
+			switch {
+			case tc.drop && (r.Drop == nil || r.Drop.Reason != DropMcastUnicastMismatch || !strings.Contains(r.Drop.Detail, "our group")):
+				t.Errorf("got %+v, want mcast_unicast_mismatch naming our group", r.Drop)
+			case !tc.drop && r.Drop != nil:
+				t.Errorf("dropped: %v", r.Drop)
 			}
 		})
 	}

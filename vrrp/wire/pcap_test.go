@@ -1,4 +1,4 @@
-package vrrp
+package wire
 
 import (
 	"bytes"
@@ -13,6 +13,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 )
+
+// capturesDir holds keepalived 2.2.7's captures and configs (copied from
+// ../shared/testdata/keepalived-captures). They stay in vrrp/testdata, where
+// config/loader's and integration/lab's tests read the configs too.
+const capturesDir = "../testdata/captures"
 
 // captureAdvert is one VRRP packet read from a pcap file.
 type captureAdvert struct {
@@ -122,7 +127,7 @@ func captureDecodeEthernet(f []byte) (adv captureAdvert, ok bool, err error) {
 }
 
 // captureNode is one keepalived node of a capture: the priority it sends
-// and how it would receive, from its testdata/captures/*-node*.conf.
+// and how it would receive, from its capturesDir/*-node*.conf.
 type captureNode struct {
 	priority uint8
 	expect   RecvExpect
@@ -136,7 +141,7 @@ func mustAddrs(ss ...string) []netip.Addr {
 	return out
 }
 
-// captureCases describe testdata/captures (copied from
+// captureCases describe capturesDir (copied from
 // ../shared/testdata/keepalived-captures): per capture, what every advert
 // carries and, per sender address, the sending node.
 func captureCases() []struct {
@@ -227,7 +232,7 @@ func captureCases() []struct {
 func TestKeepalivedCapturesParseRemarshalAndPassRecvChecks(t *testing.T) {
 	for _, tc := range captureCases() {
 		t.Run(tc.file, func(t *testing.T) {
-			adverts, err := readCaptureAdverts(filepath.Join("testdata", "captures", tc.file))
+			adverts, err := readCaptureAdverts(filepath.Join(capturesDir, tc.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -288,10 +293,10 @@ func TestKeepalivedCapturesParseRemarshalAndPassRecvChecks(t *testing.T) {
 	}
 }
 
-// TestKeepalivedCapturesCopiedUnchanged keeps testdata/captures in step with
+// TestKeepalivedCapturesCopiedUnchanged keeps vrrp/testdata/captures in step with
 // the shared captures when they are around.
 func TestKeepalivedCapturesCopiedUnchanged(t *testing.T) {
-	shared := filepath.Join("..", "..", "shared", "testdata", "keepalived-captures")
+	shared := filepath.Join("..", "..", "..", "shared", "testdata", "keepalived-captures")
 	if _, err := os.Stat(shared); err != nil {
 		t.Skipf("shared captures not present (%v): nothing to compare", err)
 	}
@@ -300,12 +305,12 @@ func TestKeepalivedCapturesCopiedUnchanged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := os.ReadFile(filepath.Join("testdata", "captures", tc.file))
+		b, err := os.ReadFile(filepath.Join(capturesDir, tc.file))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(a, b) {
-			t.Errorf("testdata/captures/%s differs from %s: copy it again", tc.file, shared)
+			t.Errorf("vrrp/testdata/captures/%s differs from %s: copy it again", tc.file, shared)
 		}
 	}
 }
