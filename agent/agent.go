@@ -609,6 +609,7 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 	ctx, cancel := context.WithCancel(a.runCtx)
 	ri.cancel = cancel
 	a.instances.Add(1)
+	inst.Start() // before the requests that follow (tracking, overrides)
 	go func() {
 		defer a.instances.Done()
 		defer close(ri.done)

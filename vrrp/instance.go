@@ -255,6 +255,8 @@ type Instance struct {
 	heapAt    time.Time    // the deadline the heap holds for it
 	ended     bool         // stopped: its runner does no more work for it
 	stopOnce  sync.Once
+	startOnce sync.Once
+	ownRunner bool // Start made a runner for this lone instance
 
 	m       *Machine
 	buf     []byte
@@ -736,25 +738,36 @@ func (i *Instance) reportFault(on bool) {
 // Run runs the instance until ctx is cancelled, then shuts down: a master
 // sends priority 0 and releases its VIPs. It returns when that is done.
 func (i *Instance) Run(ctx context.Context) {
-	own := i.run == nil
-	if own {
-		i.run = newRunner(i.clock) // a lone instance, attached to no transport
+	own := i.Start()
+	select {
+	case <-ctx.Done():
+	case <-i.stopped:
 	}
-	if i.run.post(work{inst: i, kind: workStart}) {
-		select {
-		case <-ctx.Done():
-		case <-i.stopped:
-		}
-		if !i.run.post(work{inst: i, kind: workStop}) {
-			i.stopOnce.Do(func() { close(i.stopped) })
-		}
-	} else {
+	if !i.run.post(work{inst: i, kind: workStop}) {
 		i.stopOnce.Do(func() { close(i.stopped) })
 	}
 	<-i.stopped
 	if own {
 		i.run.close()
 	}
+}
+
+// Start queues the instance's start on its runner, once: work asked of the
+// instance afterwards (requests, orders) runs after its start. Run calls
+// it; a caller that asks for work right after launching Run in a goroutine
+// calls Start first. It reports whether the instance got a runner of its
+// own (attached to no transport).
+func (i *Instance) Start() (own bool) {
+	i.startOnce.Do(func() {
+		if i.run == nil {
+			i.run = newRunner(i.clock) // a lone instance, attached to no transport
+			i.ownRunner = true
+		}
+		if !i.run.post(work{inst: i, kind: workStart}) {
+			i.stopOnce.Do(func() { close(i.stopped) })
+		}
+	})
+	return i.ownRunner
 }
 
 // begin starts the instance on its runner (Run).

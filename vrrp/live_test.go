@@ -400,6 +400,7 @@ func (n *liveNode) start() *liveNode {
 	n.cancel = cancel
 	n.running = true
 	n.e.nodes = append(n.e.nodes, n)
+	n.inst.Start() // before any request the harness makes
 	go func() { defer close(n.done); n.inst.Run(ctx) }()
 	n.e.settle()
 	return n
