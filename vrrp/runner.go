@@ -90,8 +90,13 @@ func (r *runner) run() {
 	defer timer.Stop()
 	for {
 		r.mu.Lock()
-		batch := r.inbox
-		r.inbox, r.spare = r.spare[:0], nil
+		var batch []work
+		if len(r.inbox) > 0 {
+			// Swap the halves of the double buffer: posters fill the
+			// spare while this batch runs.
+			batch = r.inbox
+			r.inbox, r.spare = r.spare[:0], nil
+		}
 		quit := r.quit && len(batch) == 0
 		r.mu.Unlock()
 		if quit {
