@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/vipd/vipd/api/metrics"
@@ -97,31 +98,17 @@ func onInterface(ri *runningInstance, ifname string) bool {
 	if ri.inst.Interface() == ifname || ri.cfg.Interface == ifname {
 		return true
 	}
-	for _, v := range ri.cfg.VIPs {
-		if v.Dev == ifname {
-			return true
-		}
-	}
-	for _, v := range ri.cfg.ExcludedVIPs {
-		if v.Dev == ifname {
-			return true
-		}
-	}
-	return false
+	return anyVIP(ri.cfg, func(v config.VIP) bool { return v.Dev == ifname })
 }
 
 func hasVIP(ri *runningInstance, addr netip.Addr) bool {
-	for _, v := range ri.cfg.VIPs {
-		if v.Prefix.Addr() == addr {
-			return true
-		}
-	}
-	for _, v := range ri.cfg.ExcludedVIPs {
-		if v.Prefix.Addr() == addr {
-			return true
-		}
-	}
-	return false
+	return anyVIP(ri.cfg, func(v config.VIP) bool { return v.Prefix.Addr() == addr })
+}
+
+// anyVIP reports whether one of the instance's VIPs, advertised or
+// excluded, satisfies f.
+func anyVIP(ic *config.Instance, f func(config.VIP) bool) bool {
+	return slices.ContainsFunc(ic.VIPs, f) || slices.ContainsFunc(ic.ExcludedVIPs, f)
 }
 
 // heldElsewhere reports whether a running instance other than ri is MASTER

@@ -1258,12 +1258,8 @@ func (i *Instance) heal(ev AddrChange) {
 			i.log.Error("cannot put back a virtual route", "route", ev.Route.Dst, "err", err)
 			return
 		}
-		i.cnt.vipHeals.Add(1)
-		what := fmt.Sprintf("virtual route %s removed behind our back: put back (still MASTER)", ev.Route.Dst)
-		i.log.Warn("self-healing: "+what, "route", ev.Route.Dst.String())
-		if i.onHeal != nil {
-			i.onHeal(Heal{Instance: i.cfg.Name, What: what})
-		}
+		i.healed(fmt.Sprintf("virtual route %s removed behind our back: put back (still MASTER)", ev.Route.Dst),
+			"route", ev.Route.Dst.String())
 	case AddrRemoved:
 		if !i.holding {
 			return
@@ -1337,12 +1333,8 @@ func (i *Instance) restore(ctx context.Context, v config.VIP, why string) {
 	if err := i.plane.Announce(ctx, i.ifname, nil, one); err != nil {
 		i.warnOnce(warnKey{what: "garp"}, "cannot send gratuitous ARP / neighbour advertisement", "err", err)
 	}
-	i.cnt.vipHeals.Add(1)
-	what := fmt.Sprintf("VIP %s on %s %s: put back and announced (still MASTER)", v.Prefix, i.vipDev(v), why)
-	i.log.Warn("self-healing: "+what, "vip", v.Prefix.String(), "interface", i.vipDev(v))
-	if i.onHeal != nil {
-		i.onHeal(Heal{Instance: i.cfg.Name, What: what})
-	}
+	i.healed(fmt.Sprintf("VIP %s on %s %s: put back and announced (still MASTER)", v.Prefix, i.vipDev(v), why),
+		"vip", v.Prefix.String(), "interface", i.vipDev(v))
 }
 
 // evict removes a VIP of ours found on a BACKUP.
@@ -1358,9 +1350,14 @@ func (i *Instance) evict(ctx context.Context, v config.VIP) {
 		i.log.Error("cannot remove a VIP found on a BACKUP", "vip", v.Prefix, "err", err)
 		return
 	}
+	i.healed(fmt.Sprintf("VIP %s found on %s while %s: removed", v.Prefix, i.vipDev(v), i.m.State()),
+		"vip", v.Prefix.String(), "interface", i.vipDev(v))
+}
+
+// healed counts, logs and reports one act of self-healing.
+func (i *Instance) healed(what string, attrs ...any) {
 	i.cnt.vipHeals.Add(1)
-	what := fmt.Sprintf("VIP %s found on %s while %s: removed", v.Prefix, i.vipDev(v), i.m.State())
-	i.log.Warn("self-healing: "+what, "vip", v.Prefix.String(), "interface", i.vipDev(v))
+	i.log.Warn("self-healing: "+what, attrs...)
 	if i.onHeal != nil {
 		i.onHeal(Heal{Instance: i.cfg.Name, What: what})
 	}

@@ -255,6 +255,24 @@ func scopeString(id uint32) string {
 }
 
 // u32Opt checks the value of a route metric read by get_u32/get_u8.
+// viaValue reads the gateway of a via (or gw) option, with keepalived's
+// optional family word first ("via inet6 fe80::1"); what names the option
+// in messages. false ends the line.
+func (x *ipLine) viaValue(opt, what string) (string, bool) {
+	v, ok := x.value(opt)
+	if ok && (v == "inet" || v == "inet6") {
+		f := 4
+		if v == "inet6" {
+			f = 6
+		}
+		if !x.family(f, what+" "+v) {
+			return "", false
+		}
+		v, ok = x.value(opt + " " + v)
+	}
+	return v, ok
+}
+
 func (x *ipLine) uintOpt(opt, v string, hi uint64) bool {
 	if _, why := kaUnsigned(v, 10, 0, hi); why != "" {
 		x.errorf("%s %s: %s", opt, v, why)
@@ -304,17 +322,7 @@ loop:
 			if opt == "gw" {
 				x.warnf("gw is deprecated, read as via (keepalived -t reports it); write via")
 			}
-			v, ok := x.value(opt)
-			if ok && (v == "inet" || v == "inet6") {
-				f := 4
-				if v == "inet6" {
-					f = 6
-				}
-				if !x.family(f, opt+" "+v) {
-					break loop
-				}
-				v, ok = x.value(opt + " " + v)
-			}
+			v, ok := x.viaValue(opt, opt)
 			if !ok {
 				break loop
 			}
@@ -588,17 +596,7 @@ func (x *ipLine) nexthops() bool {
 			opt := x.w[x.i]
 			switch opt {
 			case "via":
-				v, ok := x.value(opt)
-				if ok && (v == "inet" || v == "inet6") {
-					f := 4
-					if v == "inet6" {
-						f = 6
-					}
-					if !x.family(f, "nexthop via "+v) {
-						return false
-					}
-					v, ok = x.value(opt + " " + v)
-				}
+				v, ok := x.viaValue(opt, "nexthop via")
 				if !ok {
 					return false
 				}
