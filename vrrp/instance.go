@@ -254,6 +254,8 @@ type Instance struct {
 	heapIdx   int          // in the runner's timer heap; -1 when not
 	heapAt    time.Time    // the deadline the heap holds for it
 	ended     bool         // stopped: its runner does no more work for it
+	begun     bool         // its start ran on the runner
+	early     []work       // work that came before the start, run right after it
 	stopOnce  sync.Once
 	startOnce sync.Once
 	ownRunner bool // Start made a runner for this lone instance

@@ -130,10 +130,24 @@ func (r *runner) handle(w *work, now time.Time) {
 	switch w.kind {
 	case workStart:
 		i.begin(now)
+		i.begun = true
+		// Work that came before the start (a request racing Run's
+		// goroutine) runs now, in its order.
+		early := i.early
+		i.early = nil
+		for k := range early {
+			r.handle(&early[k], now)
+		}
 	case workStop:
 		i.end(now)
+		i.early = nil
 		r.timers.remove(i)
 		return
+	default:
+		if !i.begun && !i.ended {
+			i.early = append(i.early, *w)
+			return
+		}
 	}
 	if i.ended {
 		if w.kind == workCtl {
