@@ -677,6 +677,8 @@ func TestMisconfiguredPeersDropsAreReportedRateLimited(t *testing.T) {
 	}
 	pkt[6] ^= 0xff // the checksum
 	bad := b.conn
+	start := time.Now()
+	sent := uint64(0) // what entered the wire: a full wire buffer drops the rest, as a NIC would
 	for k := 0; k < 500; k++ {
 		for _, o := range w.conns {
 			if o != bad {
@@ -684,6 +686,7 @@ func TestMisconfiguredPeersDropsAreReportedRateLimited(t *testing.T) {
 			}
 			select {
 			case o.in <- wirePkt{append([]byte(nil), pkt...), src, dst}:
+				sent++
 			default:
 			}
 		}
@@ -691,14 +694,17 @@ func TestMisconfiguredPeersDropsAreReportedRateLimited(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
+	eventually(t, "every bad advert that entered the wire counted", func() bool {
+		return DropTotals(b.tr.Drops())[wire.DropBadChecksum] == sent
+	})
 	eventually(t, "bad_checksum reported", func() bool { mu.Lock(); defer mu.Unlock(); return reports[wire.DropBadChecksum] > 0 })
 	mu.Lock()
 	n := reports[wire.DropBadChecksum]
 	mu.Unlock()
-	if n > 2 {
-		t.Errorf("500 bad adverts within well under 2 s reported %d times; want at most one a second", n)
+	if allowed := int(time.Since(start)/dropReportEvery) + 1; n > allowed {
+		t.Errorf("%d bad adverts over %v reported %d times; want at most one a second (%d)", sent, time.Since(start), n, allowed)
 	}
-	if b.state() != StateBackup || DropTotals(b.tr.Drops())[wire.DropBadChecksum] < 400 {
-		t.Errorf("after the flood: state %v, bad_checksum counted %d", b.state(), DropTotals(b.tr.Drops())[wire.DropBadChecksum])
+	if sent < 100 || b.state() != StateBackup {
+		t.Errorf("after the flood of %d: state %v, want BACKUP (and at least 100 on the wire)", sent, b.state())
 	}
 }
