@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -85,7 +86,7 @@ type Agent struct {
 	maint     map[string]maintenance       // source -> what is in maintenance
 	faults    map[string]map[string]string // instance -> fault key -> cause (SetFault)
 	runCtx    context.Context
-	instances sync.WaitGroup
+	srcMemo   map[srcKey]srcAddr // source addresses looked up by the apply in progress (applyMu)
 
 	gate atomic.Pointer[gateBox]
 
@@ -120,10 +121,8 @@ type runningInstance struct {
 	sent      bool              // SetTracking/SetPriority was called once
 	sentFault map[string]string // keyed faults (tracking, maintenance, SetFault) last sent
 
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    string    // set when the instance could not start (status shows FAULT)
-	since  time.Time // when it was started
+	err   string    // set when the instance could not start (status shows FAULT)
+	since time.Time // when it was started
 }
 
 // Run runs the daemon until ctx is cancelled (SIGTERM/SIGINT), then shuts
@@ -296,15 +295,30 @@ func (a *Agent) shutdown(stopInstances context.CancelFunc) {
 	a.closed = true
 	a.log.Info("shutting down: releasing VIPs")
 	stopInstances()
-	done := make(chan struct{})
-	go func() { a.instances.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(ShutdownBudget):
-		a.log.Warn("shutdown budget exceeded; some instances did not finish releasing")
-	}
 	a.mu.Lock()
 	running := a.running
+	a.mu.Unlock()
+	for _, ri := range running {
+		if ri.inst != nil {
+			ri.inst.Stop()
+		}
+	}
+	budget := time.NewTimer(ShutdownBudget)
+	defer budget.Stop()
+wait:
+	for _, ri := range running {
+		if ri.inst == nil {
+			continue
+		}
+		select {
+		case <-ri.inst.Done():
+		case <-budget.C:
+			a.log.Warn("shutdown budget exceeded; some instances did not finish releasing")
+			break wait
+		}
+	}
+	a.mu.Lock()
+	running = a.running
 	a.running = map[string]*runningInstance{}
 	groups := a.groups
 	a.groups = map[string]*syncGroup{}
@@ -382,7 +396,9 @@ func (a *Agent) applyLocked(m *config.Model) Plan {
 	a.mu.Unlock()
 
 	p := plan(cur, m)
+	a.srcMemo = map[srcKey]srcAddr{}
 	a.execute(p, m, oldModel == nil)
+	a.srcMemo = nil
 	a.mu.Lock()
 	// Script settings changed: rebuild the notifiers of the instances that
 	// kept running, so every notify script runs under the new settings.
@@ -402,6 +418,11 @@ func (a *Agent) applyLocked(m *config.Model) Plan {
 	a.refresh()
 	if len(p) > 0 {
 		a.log.Info("configuration applied", "changes", len(p), "took", time.Since(start).Round(time.Microsecond))
+		// Parsing and planning a configuration of thousands of instances
+		// leaves megabytes of garbage, and in steady state vipd allocates
+		// almost nothing, so no GC would come round to return it: collect
+		// and give it back to the system now, off the caller's path.
+		go debug.FreeOSMemory()
 	}
 	return p
 }
@@ -424,9 +445,9 @@ func (a *Agent) stopInstance(ri *runningInstance) {
 	if sg != nil {
 		sg.g.Remove(ri.inst)
 	}
-	ri.cancel()
+	ri.inst.Stop()
 	select {
-	case <-ri.done:
+	case <-ri.inst.Done():
 	case <-time.After(ShutdownBudget):
 		a.log.Warn("instance did not stop in time", "instance", ri.cfg.Name)
 	}
@@ -525,7 +546,7 @@ func (a *Agent) notifyOptions(g config.Global, kind, name string) notify.Options
 }
 
 func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global config.Global, startupDelay time.Duration) *runningInstance {
-	ri := &runningInstance{cfg: ic, done: make(chan struct{}), since: time.Now()}
+	ri := &runningInstance{cfg: ic, since: time.Now()}
 	log := a.log
 	a.hub.setAgent(ri, func(p *agentPart) {
 		p.fromConfig(ic)
@@ -539,7 +560,7 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 		a.hub.failed(ri, err, ri.since)
 		return ri
 	}
-	primary, err := primaryAddr(ic)
+	primary, err := primaryAddr(ic, a.srcMemo)
 	if err != nil {
 		return fail("instance cannot start: FAULT", err.Error())
 	}
@@ -606,15 +627,9 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 		return fail("instance cannot open its VRRP socket: FAULT", msg)
 	}
 	a.hub.runtime(ri, inst.Status())
-	ctx, cancel := context.WithCancel(a.runCtx)
-	ri.cancel = cancel
-	a.instances.Add(1)
-	inst.Start() // before the requests that follow (tracking, overrides)
-	go func() {
-		defer a.instances.Done()
-		defer close(ri.done)
-		inst.Run(ctx)
-	}()
+	// It runs on its socket's runner from here until stopInstance or the
+	// shutdown stops it: no goroutine of its own.
+	inst.Start()
 	return ri
 }
 
@@ -635,16 +650,38 @@ func (a *Agent) ensureVMAC(ic *config.Instance) (string, error) {
 	return name, nil
 }
 
-func primaryAddr(ic *config.Instance) (netip.Addr, error) {
+// srcKey and srcAddr are one apply's memo of interface source addresses:
+// each host lookup reads every address of the host, which thousands of
+// instances on a handful of interfaces would otherwise repeat each.
+type srcKey struct {
+	ifname string
+	v6     bool
+}
+
+type srcAddr struct {
+	addr netip.Addr
+	err  error
+}
+
+// primaryAddr returns the address ic advertises from. memo (nil: none)
+// holds the lookups of the apply in progress.
+func primaryAddr(ic *config.Instance, memo map[srcKey]srcAddr) (netip.Addr, error) {
 	if ic.UnicastSrcIP.IsValid() {
 		return ic.UnicastSrcIP, nil
 	}
 	if ic.McastSrcIP.IsValid() {
 		return ic.McastSrcIP, nil
 	}
-	a, err := vrrp.PrimaryAddr(ic.Interface, ic.IsIPv6())
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("source address for %s: %w", ic.Interface, err)
+	k := srcKey{ic.Interface, ic.IsIPv6()}
+	r, ok := memo[k]
+	if !ok {
+		r.addr, r.err = vrrp.PrimaryAddr(ic.Interface, ic.IsIPv6())
+		if r.err != nil {
+			r.err = fmt.Errorf("source address for %s: %w", ic.Interface, r.err)
+		}
+		if memo != nil {
+			memo[k] = r
+		}
 	}
-	return a, nil
+	return r.addr, r.err
 }

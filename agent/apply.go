@@ -172,10 +172,10 @@ func (a *Agent) update(c Change, want map[string]*config.Instance, global config
 		rc.Interface = ri.vmac
 		runCfg = &rc
 	}
-	primary, err := primaryAddr(nc)
+	primary, err := primaryAddr(nc, a.srcMemo)
 	if err != nil {
 		a.log.Error("instance update: keeping the old source address", "instance", name, "err", err)
-		primary, _ = primaryAddr(old)
+		primary, _ = primaryAddr(old, a.srcMemo)
 	}
 	if err := ri.inst.Update(a.runCtx, runCfg, primary); err != nil && !errors.Is(err, vrrp.ErrStopped) {
 		a.log.Error("instance update failed", "instance", name, "err", err)

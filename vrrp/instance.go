@@ -745,14 +745,25 @@ func (i *Instance) Run(ctx context.Context) {
 	case <-ctx.Done():
 	case <-i.stopped:
 	}
-	if !i.run.post(work{inst: i, kind: workStop}) {
-		i.stopOnce.Do(func() { close(i.stopped) })
-	}
+	i.Stop()
 	<-i.stopped
 	if own {
 		i.run.close()
 	}
 }
+
+// Stop asks a started instance to stop on its runner (a master sends
+// priority 0 and releases its VIPs) without waiting: Done is closed when
+// it has. An instance needs no goroutine of its own between Start and
+// Stop; Run is Start, a wait for ctx, then Stop.
+func (i *Instance) Stop() {
+	if i.run == nil || !i.run.post(work{inst: i, kind: workStop}) {
+		i.stopOnce.Do(func() { close(i.stopped) })
+	}
+}
+
+// Done is closed when the instance has stopped.
+func (i *Instance) Done() <-chan struct{} { return i.stopped }
 
 // Start queues the instance's start on its runner, once: work asked of the
 // instance afterwards (requests, orders) runs after its start. Run calls
@@ -1090,8 +1101,10 @@ func (i *Instance) nextGarp() time.Time {
 }
 
 func (i *Instance) garpTick(now time.Time) {
-	if !i.holding {
-		return
+	roundDue := len(i.garpRounds) > 0 && !now.Before(i.garpRounds[0].at)
+	refreshDue := !i.garpRefresh.IsZero() && !now.Before(i.garpRefresh)
+	if !i.holding || !roundDue && !refreshDue {
+		return // the common case, on every timer of a master: nothing made
 	}
 	ctx, cancel := i.opCtx()
 	defer cancel()
@@ -1248,6 +1261,16 @@ func (i *Instance) vipDev(v config.VIP) string {
 func (i *Instance) heal(ev AddrChange) {
 	if i.m.State() == StateStop || !i.started {
 		return
+	}
+	switch {
+	case ev.Kind == RouteRemoved, ev.Kind == AddrRemoved:
+		if !i.holding {
+			return
+		}
+	case ev.Kind == AddrAdded:
+		if i.holding {
+			return // our own VIP going on: the common case, nothing made
+		}
 	}
 	ctx, cancel := i.opCtx()
 	defer cancel()

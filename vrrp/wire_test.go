@@ -312,6 +312,43 @@ func TestSendAdvertDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// TestMasterTimerDoesNotAllocate runs a master's whole advert timer as its
+// runner does (state step, advert sent, the GARP check): nothing allocated
+// per advert. A GARP refresh or round that is due may allocate; one that is
+// not must not (it once made a context and a timer on every advert).
+func TestMasterTimerDoesNotAllocate(t *testing.T) {
+	conn := newRecConn()
+	tr := NewTransportWith(nil, func(string, bool) (PacketConn, error) { return conn, nil })
+	defer tr.Close()
+	for _, inst := range []*Instance{
+		wireInstance("VI_OWNER", 1, func(c *config.Instance) { c.Priority = 255 }),
+		wireInstance("VI_REFRESH", 2, func(c *config.Instance) {
+			c.Priority = 255
+			c.Garp.MasterRefresh = config.Duration(time.Hour)
+		}),
+	} {
+		if err := tr.Attach(inst); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Unix(1e9, 0)
+		inst.begin(now)
+		if st := inst.m.State(); st != StateMaster {
+			t.Fatalf("%s: %v after start, want MASTER", inst.cfg.Name, st)
+		}
+		before := conn.n
+		n := testing.AllocsPerRun(100, func() {
+			now = now.Add(100 * time.Millisecond)
+			inst.timer(now)
+		})
+		if n != 0 {
+			t.Errorf("%s: %v allocations per advert timer, want 0", inst.cfg.Name, n)
+		}
+		if sent := conn.n - before; sent < 100 {
+			t.Errorf("%s: %d adverts sent over 101 timers, want one each", inst.cfg.Name, sent)
+		}
+	}
+}
+
 func TestPutIPv4HeaderIsKeepalivedsWithTheTTL(t *testing.T) {
 	src, dst := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	for _, ttl := range []int{255, 10, 1} {

@@ -52,8 +52,26 @@ func Load(path string, opts Options) (*config.Model, config.Diagnostics) {
 	// Validate even after syntax errors, so one run reports every error of
 	// the file; values the parser refused are left out of the model (or
 	// marked, like config.VRIDInvalid) so they are not reported twice.
-	ds = append(ds, config.Validate(m, config.ValidateOptions{InterfaceExists: opts.InterfaceExists})...)
+	ds = append(ds, config.Validate(m, config.ValidateOptions{InterfaceExists: memoize(opts.InterfaceExists)})...)
 	return m, ds
+}
+
+// memoize asks exists once per name during one load: a configuration of
+// thousands of instances names a handful of interfaces, and each host
+// lookup reads the whole link table.
+func memoize(exists func(string) bool) func(string) bool {
+	if exists == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	return func(name string) bool {
+		ok, done := seen[name]
+		if !done {
+			ok = exists(name)
+			seen[name] = ok
+		}
+		return ok
+	}
 }
 
 func parse(path string, opts Options) (*config.Model, config.Diagnostics) {

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -190,6 +191,33 @@ func TestLoadValidatesAndWarnsAboutMissingInterfaces(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Load (-want +got):\n%s", diff)
+	}
+}
+
+// TestLoadLooksUpEachInterfaceOnce: a host lookup reads the whole link
+// table, so thousands of instances on a few interfaces ask once per name
+// (every warning is still given).
+func TestLoadLooksUpEachInterfaceOnce(t *testing.T) {
+	var conf strings.Builder
+	conf.WriteString("instances:\n")
+	for i := 1; i <= 20; i++ {
+		fmt.Fprintf(&conf, "  - name: I%d\n    interface: eth%d\n    virtual_router_id: %d\n    virtual_ipaddress: [10.0.%d.1]\n", i, i%2, i, i)
+	}
+	read := func(string) ([]byte, error) { return []byte(conf.String()), nil }
+	asked := map[string]int{}
+	exists := func(name string) bool { asked[name]++; return name == "eth0" }
+	_, ds := Load("v.yaml", Options{InterfaceExists: exists, Keepalived: keepalived.Options{ReadFile: read}})
+	if want := map[string]int{"eth0": 1, "eth1": 1}; !maps.Equal(asked, want) {
+		t.Errorf("lookups %v, want %v", asked, want)
+	}
+	warned := 0
+	for _, d := range ds {
+		if strings.Contains(d.String(), "interface eth1: does not exist") {
+			warned++
+		}
+	}
+	if warned != 10 {
+		t.Errorf("%d warnings about eth1, want one per instance on it (10): %v", warned, ds)
 	}
 }
 
