@@ -127,9 +127,19 @@ type ipLink struct {
 }
 
 func (n *Node) ipJSON(args ...string) ([]ipLink, error) {
-	out, err := run("ip", append([]string{"-j", "-n", n.NS}, args...)...)
-	if err != nil {
-		return nil, fmt.Errorf("node %s: %w", n.Name, err)
+	var out string
+	var err error
+	// A dump that crosses a change of thousands of addresses is cut short:
+	// ip prints "Dump was interrupted and may be inconsistent." before the
+	// JSON. Such a dump is asked again, a few times.
+	for try := 0; try < 5; try++ {
+		out, err = run("ip", append([]string{"-j", "-n", n.NS}, args...)...)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		if !strings.HasPrefix(out, "Dump was interrupted") {
+			break
+		}
 	}
 	var links []ipLink
 	if err := json.Unmarshal([]byte(out), &links); err != nil {
