@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vipd/vipd/agent/state"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -58,7 +59,37 @@ type Options struct {
 	// Clock drives the instances' timers; nil is the system clock (tests
 	// inject a fake one).
 	Clock clock.Clock
+	// StateDir holds the state that outlives the process (state.json):
+	// written at every transition, read at start to resume MASTERs after
+	// a restart, a crash or an upgrade. Empty: no state kept.
+	StateDir string
+	// Executable is the path of the running binary (vipd upgrade runs the
+	// file found there now); empty: upgrade is refused.
+	Executable string
+	// Ready, when set, is called once the first configuration is applied.
+	Ready func()
+	// UpgradeNote says how the vipd upgrade that started this run ended
+	// (shown in status); "" when this run is no upgrade's.
+	UpgradeNote string
 }
+
+// RestartSignal makes vipd exit for a restart: no priority 0, VIPs kept,
+// the state written for the next start to resume (systemd's
+// RestartKillSignal). keepalived gives SIGQUIT no meaning.
+const RestartSignal = syscall.SIGQUIT
+
+// ErrRestart is what Run returns after the restart signal: the process
+// should exit 0 at once, leaving its VIPs in place.
+var ErrRestart = errors.New("exited for a restart: VIPs kept, state written")
+
+// UpgradeExec is what Run returns when vipd upgrade asked for the binary
+// at Binary: the caller executes it in place of the process (same PID);
+// the state is written for it to resume.
+type UpgradeExec struct {
+	Binary string
+}
+
+func (u *UpgradeExec) Error() string { return "upgrade: re-executing " + u.Binary }
 
 // Agent is one running vipd node. It is the single owner of the runtime:
 // everything outside (the control socket, metrics, and the fleet layer)
@@ -86,7 +117,18 @@ type Agent struct {
 	maint     map[string]maintenance       // source -> what is in maintenance
 	faults    map[string]map[string]string // instance -> fault key -> cause (SetFault)
 	runCtx    context.Context
-	srcMemo   map[srcKey]srcAddr // source addresses looked up by the apply in progress (applyMu)
+	// The state directory (resume.go): prev is the previous run's state
+	// until the first apply; resumes what that apply resumes; stateKick
+	// asks the state loop for a write.
+	prev        *previous
+	resumes     map[string]*vrrp.Resume
+	stateKick   chan struct{}
+	stateWarned time.Time // stateLoop's own
+	upgradeReq  chan string
+	started     time.Time // guarded by mu
+	resumed     int       // instances the first apply resumed; guarded by mu
+	crashStreak int       // quick crashes in a row before this run (state.File.CrashStreak); guarded by mu
+	srcMemo     map[srcKey]srcAddr // source addresses looked up by the apply in progress (applyMu)
 
 	gate atomic.Pointer[gateBox]
 
@@ -166,16 +208,17 @@ func newAgent(opts Options, plane vrrp.AddressPlane, tr *vrrp.Transport) *Agent 
 		opts.Logger = slog.Default()
 	}
 	return &Agent{
-		opts:      opts,
-		log:       opts.Logger,
-		plane:     plane,
-		transport: tr,
-		hub:       newHub(),
-		running:   map[string]*runningInstance{},
-		groups:    map[string]*syncGroup{},
-		overrides: map[string]map[string]int{},
-		maint:     map[string]maintenance{},
-		faults:    map[string]map[string]string{},
+		opts:       opts,
+		log:        opts.Logger,
+		plane:      plane,
+		transport:  tr,
+		hub:        newHub(),
+		running:    map[string]*runningInstance{},
+		groups:     map[string]*syncGroup{},
+		overrides:  map[string]map[string]int{},
+		maint:      map[string]maintenance{},
+		faults:     map[string]map[string]string{},
+		upgradeReq: make(chan string, 1),
 	}
 }
 
@@ -237,11 +280,43 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 		go func() { defer close(trackDone); a.tracker.Run(runCtx) }()
 		go a.trackLoop(runCtx, sub)
 	}
+	stateCtx, stopState := context.WithCancel(context.Background())
+	defer stopState()
+	stateDone := make(chan struct{})
+	if a.opts.StateDir != "" {
+		a.prev = a.loadPrevious()
+		a.restoreIntents(a.prev)
+		a.stateKick = make(chan struct{}, 1)
+		go a.stateLoop(stateCtx, stateDone)
+	} else {
+		close(stateDone)
+	}
 	a.apply(model)
+	a.prev = nil
+	if a.opts.Ready != nil {
+		a.opts.Ready()
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	restart := make(chan os.Signal, 1)
+	signal.Notify(restart, RestartSignal)
+	defer signal.Stop(restart)
+	// leave ends the run without a graceful stop (restart, upgrade): the
+	// instances keep running until the process goes, nothing is released,
+	// no notify script runs; the last state says how the run ended.
+	leave := func(mode state.Mode) error {
+		a.applyMu.Lock()
+		a.closed = true
+		a.applyMu.Unlock()
+		stopState()
+		<-stateDone
+		err := a.finalState(mode)
+		stopSrv()
+		<-srvErr
+		return err
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -249,9 +324,30 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 			if trackDone != nil {
 				<-trackDone
 			}
+			stopState()
+			<-stateDone
+			if err := a.finalState(state.ModeStopped); err != nil {
+				a.log.Warn("cannot write the state file", "err", err)
+			}
 			stopSrv()
 			<-srvErr
 			return nil
+		case <-restart:
+			a.log.Info("restart signal (SIGQUIT): exiting at once for a restart, VIPs kept",
+				"state_dir", a.opts.StateDir)
+			if a.opts.StateDir == "" {
+				a.log.Warn("no --state-dir: the next start cannot resume; its instances start as BACKUP")
+			}
+			if err := leave(state.ModeRestarting); err != nil {
+				a.log.Error("cannot write the state file: the next start will not resume", "err", err)
+			}
+			return ErrRestart
+		case bin := <-a.upgradeReq:
+			a.log.Info("upgrade: re-executing in place, VIPs kept", "binary", bin)
+			if err := leave(state.ModeUpgrading); err != nil {
+				a.log.Error("cannot write the state file: the new binary will not resume", "err", err)
+			}
+			return &UpgradeExec{Binary: bin}
 		case <-hup:
 			a.log.Info("SIGHUP: reloading configuration", "config", a.opts.ConfigPath)
 			if err := a.Reload(ctx); err != nil {
@@ -397,8 +493,14 @@ func (a *Agent) applyLocked(m *config.Model) Plan {
 
 	p := plan(cur, m)
 	a.srcMemo = map[srcKey]srcAddr{}
+	if oldModel == nil {
+		a.resumes = a.planResumes(m)
+		a.mu.Lock()
+		a.started, a.resumed = time.Now(), len(a.resumes)
+		a.mu.Unlock()
+	}
 	a.execute(p, m, oldModel == nil)
-	a.srcMemo = nil
+	a.srcMemo, a.resumes = nil, nil
 	a.mu.Lock()
 	// Script settings changed: rebuild the notifiers of the instances that
 	// kept running, so every notify script runs under the new settings.
@@ -416,6 +518,7 @@ func (a *Agent) applyLocked(m *config.Model) Plan {
 	a.mu.Unlock()
 	a.configureTracking(m)
 	a.refresh()
+	a.kickState()
 	if len(p) > 0 {
 		a.log.Info("configuration applied", "changes", len(p), "took", time.Since(start).Round(time.Microsecond))
 		// Parsing and planning a configuration of thousands of instances
@@ -589,14 +692,16 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 		WaitTracking:  a.tracker != nil,
 		SendInterface: sendIf,
 		StartupDelay:  startupDelay,
+		Resume:        a.resumes[ic.Name],
 		Clock:         a.opts.Clock,
 		Gate:          a,
 		HeldElsewhere: func(addr netip.Addr) bool { return a.heldElsewhere(ri, addr) },
 		OnTransition: func(tr vrrp.Transition) {
 			a.hub.transition(ri, ri.inst.Status(), tr)
+			a.kickState()
 			n := ri.notifier.Load()
-			if n == nil {
-				return
+			if n == nil || tr.CauseKind == vrrp.CauseResume {
+				return // a resume changes nothing on the network: no notify
 			}
 			switch tr.To {
 			case vrrp.StateMaster, vrrp.StateBackup, vrrp.StateFault, vrrp.StateStop:

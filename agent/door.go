@@ -48,6 +48,7 @@ func (a *Agent) SetPriorityOverride(instance, source string, priority int) error
 	a.mu.Unlock()
 	a.log.Info("priority override set", "instance", instance, "source", source, "priority", priority)
 	a.refresh()
+	a.kickState()
 	return nil
 }
 
@@ -63,6 +64,7 @@ func (a *Agent) ClearPriorityOverride(instance, source string) {
 	if had {
 		a.log.Info("priority override cleared", "instance", instance, "source", source)
 		a.refresh()
+		a.kickState()
 	}
 }
 
@@ -127,6 +129,7 @@ func (a *Agent) SetMaintenance(source, instance, reason string, on bool) error {
 		a.log.Info("maintenance off", "what", what, "source", source)
 	}
 	a.refresh()
+	a.kickState()
 	return nil
 }
 

@@ -23,6 +23,8 @@ type fakeAgent struct {
 	reloadErr error
 	reloads   int
 	maints    []MaintRequest
+	upgrades  int
+	upgrade   UpgradeResult
 	prios     []PriorityRequest
 	doorErr   error
 }
@@ -39,6 +41,13 @@ func (f *fakeAgent) OverridePriority(_ context.Context, r PriorityRequest) error
 	defer f.mu.Unlock()
 	f.prios = append(f.prios, r)
 	return f.doorErr
+}
+
+func (f *fakeAgent) Upgrade(context.Context) (UpgradeResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.upgrades++
+	return f.upgrade, f.doorErr
 }
 
 func (f *fakeAgent) Status() Status {
@@ -396,5 +405,37 @@ func TestStatusCarriesDrops(t *testing.T) {
 	}
 	if got.Drops["auth_pass"] != 3 {
 		t.Errorf("drops lost on the way: %v", got.Drops)
+	}
+}
+
+// TestStatusCarriesEveryField: the socket passes the agent's whole status,
+// not a hand-copied subset (the daemon block was once lost that way).
+func TestStatusCarriesEveryField(t *testing.T) {
+	st := sampleStatus()
+	st.Drops = map[string]uint64{"auth_pass": 3}
+	st.Daemon = &Daemon{PID: 42, Version: "1.2.3", Started: time.Unix(1e9, 0).UTC(), StateDir: "/var/lib/vipd/lb1", Resumed: 7,
+		Upgrade: "upgraded in place from 1.2.2"}
+	socket := startServer(t, &fakeAgent{status: st})
+	got, err := NewClient(socket).Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(normalizeStatus(st), got); diff != "" {
+		t.Errorf("status through the socket (-agent +client):\n%s", diff)
+	}
+}
+
+func TestUpgradeAnswersTheResultOrTheRefusal(t *testing.T) {
+	fa := &fakeAgent{upgrade: UpgradeResult{Binary: "/usr/sbin/vipd", From: "1", To: "vipd 2"}}
+	socket := startServer(t, fa)
+	res, err := NewClient(socket).Upgrade(context.Background())
+	if err != nil || res != fa.upgrade {
+		t.Fatalf("Upgrade = %+v, %v; want %+v", res, err, fa.upgrade)
+	}
+	fa.mu.Lock()
+	fa.doorErr = errors.New("upgrade refused, nothing changed: bad binary")
+	fa.mu.Unlock()
+	if _, err := NewClient(socket).Upgrade(context.Background()); err == nil || err.Error() != "upgrade refused, nothing changed: bad binary" {
+		t.Errorf("refusal = %v", err)
 	}
 }

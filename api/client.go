@@ -98,6 +98,21 @@ func (c *Client) OverridePriority(ctx context.Context, req PriorityRequest) erro
 	return c.post(ctx, pathPriority, req)
 }
 
+// Upgrade asks the daemon to re-execute the binary at its path in place.
+// The answer comes before the re-execution: wait for Status to answer
+// again to see the result.
+func (c *Client) Upgrade(ctx context.Context) (UpgradeResult, error) {
+	var res UpgradeResult
+	if err := c.doBody(ctx, http.MethodPost, pathUpgrade, struct{}{}, &res); err != nil {
+		var re *RemoteError
+		if errors.As(err, &re) && re.Code == http.StatusBadRequest {
+			return res, errors.New(re.Msg)
+		}
+		return res, err
+	}
+	return res, nil
+}
+
 func (c *Client) post(ctx context.Context, path string, body any) error {
 	var ok okBody
 	if err := c.doBody(ctx, http.MethodPost, path, body, &ok); err != nil {

@@ -26,6 +26,7 @@ const (
 	pathReload   = "/v1/reload"
 	pathMaint    = "/v1/maint"
 	pathPriority = "/v1/priority"
+	pathUpgrade  = "/v1/upgrade"
 )
 
 // shutdownGrace bounds how long Serve waits for in-flight requests once its
@@ -54,6 +55,7 @@ func NewServer(a Agent, log *slog.Logger) *Server {
 //	POST /v1/reload  -> 200 {"ok":true} | 400 {"error":"FILE:LINE: ..."}
 //	POST /v1/maint    MaintRequest    -> 200 {"ok":true} | 400 {"error"}
 //	POST /v1/priority PriorityRequest -> 200 {"ok":true} | 400 {"error"}
+//	POST /v1/upgrade  -> 200 UpgradeResult, then the daemon re-executes | 400 {"error"}
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(pathStatus, only(http.MethodGet, s.handleStatus))
@@ -71,6 +73,14 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		answer(w, s.agent.OverridePriority(r.Context(), req))
+	}))
+	mux.HandleFunc(pathUpgrade, only(http.MethodPost, func(w http.ResponseWriter, r *http.Request) {
+		res, err := s.agent.Upgrade(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
 	}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
@@ -242,7 +252,8 @@ func answer(w http.ResponseWriter, err error) {
 // normalizeStatus makes list fields encode as [] rather than null, as the
 // contract promises arrays.
 func normalizeStatus(st Status) Status {
-	out := Status{Node: st.Node, Instances: make([]InstanceStatus, len(st.Instances)), Drops: st.Drops}
+	out := st // every field passes: only the instance list is normalized
+	out.Instances = make([]InstanceStatus, len(st.Instances))
 	for i, in := range st.Instances {
 		if in.VIPs == nil {
 			in.VIPs = []string{}

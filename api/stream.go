@@ -83,6 +83,7 @@ const (
 	CauseSyncGroup      = "sync_group"      // ordered by the sync group
 	CauseDemote         = "demote"          // demoted by the gate's owner (arbitration)
 	CauseShutdown       = "shutdown"        // vipd stops, or the instance is removed
+	CauseResume         = "resume"          // MASTER again right after a restart or upgrade of vipd, VIPs in place
 )
 
 // InstanceCounters are the counters of one running instance.

@@ -17,6 +17,8 @@ type Status struct {
 	// Drops counts received adverts dropped, by reason (bad_ttl,
 	// auth_pass, interval_mismatch, ...). An addition to the contract's shape.
 	Drops map[string]uint64 `json:"drops,omitempty"`
+	// Daemon is the process answering (an addition to the contract).
+	Daemon *Daemon `json:"daemon,omitempty"`
 }
 
 // InstanceStatus is one vrrp_instance as the node runs it.
@@ -92,4 +94,30 @@ type Agent interface {
 	Maintenance(ctx context.Context, req MaintRequest) error
 	// OverridePriority sets or clears the operator's priority override.
 	OverridePriority(ctx context.Context, req PriorityRequest) error
+	// Upgrade checks the binary at the daemon's path and re-executes it
+	// in place (same PID), carrying the state; an error changes nothing.
+	Upgrade(ctx context.Context) (UpgradeResult, error)
+}
+
+// UpgradeResult is the answer to POST /v1/upgrade: the daemon re-executes
+// Binary right after it.
+type UpgradeResult struct {
+	Binary string `json:"binary"`
+	From   string `json:"from"` // the running version
+	To     string `json:"to"`   // what the new binary's version command said
+}
+
+// Daemon is the process behind the control socket (an addition to the
+// status contract: "daemon" in vipd status -o json).
+type Daemon struct {
+	PID      int       `json:"pid"`
+	Version  string    `json:"version"`
+	Started  time.Time `json:"started"`
+	StateDir string    `json:"state_dir,omitempty"`
+	// Resumed counts the instances this run resumed as MASTER after a
+	// restart, crash or upgrade of vipd.
+	Resumed int `json:"resumed"`
+	// Upgrade says how the last vipd upgrade ended, when this run is the
+	// result of one ("" otherwise).
+	Upgrade string `json:"upgrade,omitempty"`
 }

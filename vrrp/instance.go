@@ -122,6 +122,29 @@ type InstanceOptions struct {
 	// (or, with WaitTracking, starts at the first tracking result after
 	// that). Measured on Clock.
 	StartupDelay time.Duration
+	// Resume, when set, starts the instance as MASTER at once (EvResume):
+	// vipd restarted or was upgraded while the instance was MASTER, and
+	// its VIPs are still in place. No start-up delay, no wait for
+	// tracking (a fault found later takes it out as usual), no
+	// transition counted; its status keeps the MASTER's old since.
+	Resume *Resume
+}
+
+// MasterDownIntervalOf is the Master_Down_Interval of an instance
+// configured as c, with its own priority and advert interval.
+func MasterDownIntervalOf(c *config.Instance) time.Duration {
+	prio := c.Priority
+	if prio < 1 || prio > PriorityOwner {
+		prio = 100
+	}
+	return NewMachine(Params{Version: c.Version, Priority: uint8(prio), AdvertInt: c.AdvertInt.D(),
+		DownTimerAdverts: c.DownTimerAdverts}).MasterDownInterval()
+}
+
+// Resume is what a restarted vipd knows of an instance it resumes.
+type Resume struct {
+	Cause string    // logged and shown as the transition's cause
+	Since time.Time // when the instance became MASTER, before the restart
 }
 
 // InstanceStatus is a snapshot of an instance for the API.
@@ -271,6 +294,7 @@ type Instance struct {
 	sendIf       string
 	started      bool
 	startDelay   time.Duration // vrrp_startup_delay
+	resume       *Resume       // start as a resumed MASTER (InstanceOptions.Resume); nil once begun
 	startAt      time.Time     // no start-up before then
 	startPending bool          // start-up is due at startAt
 
@@ -324,6 +348,7 @@ func NewInstance(o InstanceOptions) *Instance {
 		waitTracking: o.WaitTracking,
 		sendIf:       o.SendInterface,
 		startDelay:   o.StartupDelay,
+		resume:       o.Resume,
 		heapIdx:      -1,
 		stopped:      make(chan struct{}),
 		warned:       map[warnKey]time.Time{},
@@ -785,6 +810,18 @@ func (i *Instance) Start() (own bool) {
 
 // begin starts the instance on its runner (Run).
 func (i *Instance) begin(now time.Time) {
+	if r := i.resume; r != nil {
+		i.resume = nil
+		i.started = true
+		i.apply(i.m.Step(now, Event{Kind: EvResume, Cause: r.Cause}))
+		if i.m.State() == StateMaster && !r.Since.IsZero() {
+			i.mu.Lock()
+			i.status.Since = r.Since
+			i.mu.Unlock()
+			i.publish()
+		}
+		return
+	}
 	if i.startDelay > 0 {
 		// keepalived vrrp_startup_delay: nothing is sent before then.
 		i.startAt = now.Add(i.startDelay)
@@ -1127,6 +1164,8 @@ func (i *Instance) transition(a Action) {
 	now := i.clock.Now()
 	master, _ := i.m.Master()
 	switch {
+	case a.To == StateMaster && a.CauseKind == CauseResume:
+		// Not an entry into MASTER on the network: the old run's.
 	case a.To == StateMaster:
 		i.cnt.becomeMaster.Add(1)
 		switch a.CauseKind {

@@ -99,6 +99,12 @@ const (
 	// EvDemote: leave MASTER with a priority-0 advert (the gate's owner,
 	// e.g. split-brain arbitration, says so); Cause says why.
 	EvDemote
+	// EvResume: the instance starts again after a restart of vipd that
+	// found it MASTER with its VIPs still in place (Cause says so): it
+	// is MASTER at once and advertises now, before any backup's down
+	// timer can run out. With a fault, or when the gate says no, it
+	// starts like EvStartup.
+	EvResume
 )
 
 // Event is one input of Step.
@@ -166,6 +172,7 @@ const (
 	CauseSyncGroup      CauseKind = "sync_group"
 	CauseDemote         CauseKind = "demote"
 	CauseShutdown       CauseKind = "shutdown"
+	CauseResume         CauseKind = "resume"
 )
 
 // Machine is the VRRP state machine of one instance: a pure function of
@@ -263,6 +270,8 @@ func (m *Machine) Step(now time.Time, ev Event) []Action {
 	switch ev.Kind {
 	case EvStartup:
 		return m.startup(now)
+	case EvResume:
+		return m.resume(now, ev.Cause)
 	case EvTimer:
 		return m.timer(now)
 	case EvAdvert:
@@ -368,6 +377,18 @@ func (m *Machine) startup(now time.Time) []Action {
 	// Coming up we hold no VIPs; release anything a crashed run left.
 	acts := []Action{{Kind: ActRelease}}
 	return append(acts, m.toBackup(now, wait, CauseStartup, cause)...)
+}
+
+// resume is the start of an instance that was MASTER before vipd
+// restarted and still holds its VIPs: no start-up wait, no release.
+func (m *Machine) resume(now time.Time, cause string) []Action {
+	if m.state != StateInit {
+		return nil
+	}
+	if m.faults > 0 || m.p.Gate != nil && !m.p.Gate(cause) {
+		return m.startup(now)
+	}
+	return m.toMaster(now, CauseResume, cause)
 }
 
 func (m *Machine) timer(now time.Time) []Action {

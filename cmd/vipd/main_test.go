@@ -263,6 +263,14 @@ type fakeAgent struct {
 	reloadErr error
 	maints    []api.MaintRequest
 	prios     []api.PriorityRequest
+	upgrade   api.UpgradeResult
+	upErr     error
+	upgrades  int
+}
+
+func (f *fakeAgent) Upgrade(context.Context) (api.UpgradeResult, error) {
+	f.upgrades++
+	return f.upgrade, f.upErr
 }
 
 func (f *fakeAgent) Status() api.Status               { return f.status }
@@ -413,6 +421,25 @@ func TestUnfinishedCommandsSayNotImplementedInOneLine(t *testing.T) {
 	}
 }
 
+func TestRunStateDirFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--node-name", "lb1"}, "/var/lib/vipd/lb1"},
+		{[]string{"--node-name", "lb1", "--state-dir", "/srv/vipd"}, "/srv/vipd"},
+		{[]string{"--state-dir", "none"}, ""},
+	} {
+		r, got := vipd(t, append([]string{"run", "--config", "/etc/keepalived/keepalived.conf"}, tc.args...)...)
+		if r.code != 0 || got == nil {
+			t.Fatalf("%v: exit %d stderr %q", tc.args, r.code, r.stderr)
+		}
+		if got.StateDir != tc.want {
+			t.Errorf("%v: state dir %q, want %q", tc.args, got.StateDir, tc.want)
+		}
+	}
+}
+
 func TestRunPassesFlagsAndEnvironmentToTheAgent(t *testing.T) {
 	t.Setenv("VIPD_NODE_NAME", "from-env")
 	t.Setenv("VIPD_ETCD_ENDPOINTS", "http://10.0.0.5:2379,http://10.0.0.6:2379")
@@ -442,7 +469,12 @@ func TestRunPassesFlagsAndEnvironmentToTheAgent(t *testing.T) {
 		EtcdEndpoints: []string{"http://10.0.0.5:2379", "http://10.0.0.6:2379"},
 		EtcdPrefix:    "/vipd",
 		MetricsListen: "127.0.0.1:9650", Version: "dev",
+		StateDir: "/var/lib/vipd/from-env", // the default: one per node name
 	}
+	if got.Executable == "" {
+		t.Error("agent got no executable path (vipd upgrade needs it)")
+	}
+	got.Executable = ""
 	if diff := cmp.Diff(want, *got); diff != "" {
 		t.Errorf("agent options (-want +got):\n%s", diff)
 	}

@@ -123,6 +123,8 @@ underscores: VIPD_NODE_NAME, VIPD_SOCKET, VIPD_ETCD_ENDPOINTS, ...`,
 		newMaintCmd(env, v),
 		newPriorityCmd(env, v),
 		newReloadCmd(env, v),
+		newUpgradeCmd(env, v),
+		newReleaseCmd(env, v),
 		newLVSCmd(),
 		newVersionCmd(env),
 	)

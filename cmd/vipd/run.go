@@ -1,11 +1,15 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -75,10 +79,38 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			log.Debug("vipd version", "version", version)
-			if err := env.runAgent(ctx, opts); err != nil {
+			up, note := takeUpgradeEnv()
+			opts.UpgradeNote = note
+			if note != "" {
+				log.Info("upgrade: " + note)
+			}
+			var ready chan struct{}
+			if up != nil {
+				ready = make(chan struct{})
+				opts.Ready = sync.OnceFunc(func() { close(ready) })
+				go up.watch(ready, func(s string) { fmt.Fprintln(env.stderr, s) })
+			}
+			for {
+				err := env.runAgent(ctx, opts)
+				var ue *agent.UpgradeExec
+				switch {
+				case err == nil:
+					return nil
+				case errors.Is(err, agent.ErrRestart):
+					return nil // VIPs kept, state written: the next start resumes
+				case errors.As(err, &ue):
+					err = execUpgrade(ue.Binary) // returns only on failure
+					log.Error("upgrade failed: resuming with the running binary", "err", err)
+					opts.UpgradeNote = "upgrade failed: " + err.Error()
+					continue
+				case up != nil && !closed(ready):
+					log.Error("the new binary failed to start: rolling back", "err", err)
+					if rerr := up.rollback("start failed: " + err.Error()); rerr != nil {
+						log.Error("rollback failed", "err", rerr)
+					}
+				}
 				return fail(exitFailure, "run: %v", err)
 			}
-			return nil
 		},
 	}
 	fs := cmd.Flags()
@@ -94,7 +126,25 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 	fs.String("metrics-listen", "", "Prometheus /metrics listen address HOST:PORT (off when empty)")
 	fs.String("log-format", "text", "log format: text or json (logs go to stderr)")
 	fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.String("state-dir", "", "directory of the state that outlives the process, for restarts and upgrades without a re-election (default "+defaultStateRoot+"/NODE-NAME; \"none\": keep no state)")
 	return cmd
+}
+
+// defaultStateRoot holds one state directory per node name, so several
+// vipd on one host (one per network namespace) keep theirs apart.
+const defaultStateRoot = "/var/lib/vipd"
+
+// closed reports whether ch is closed (nil: no).
+func closed(ch chan struct{}) bool {
+	if ch == nil {
+		return false
+	}
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // runOptions reads `vipd run`'s settings from flags and environment.
@@ -103,10 +153,25 @@ func runOptions(v *viper.Viper) (agent.Options, error) {
 	if err != nil {
 		return agent.Options{}, err
 	}
+	node := v.GetString("node-name")
+	stateDir := v.GetString("state-dir")
+	switch stateDir {
+	case "":
+		name := node
+		if name == "" {
+			name, _ = os.Hostname()
+		}
+		stateDir = filepath.Join(defaultStateRoot, name)
+	case "none":
+		stateDir = ""
+	}
+	exe, _ := os.Executable()
 	return agent.Options{
+		StateDir:      stateDir,
+		Executable:    exe,
 		ConfigPath:    path,
 		ConfigIDs:     splitList(v.GetStringSlice("config-id")),
-		NodeName:      v.GetString("node-name"),
+		NodeName:      node,
 		SocketPath:    v.GetString("socket"),
 		GossipBind:    v.GetString("gossip-bind"),
 		Join:          splitList(v.GetStringSlice("join")),

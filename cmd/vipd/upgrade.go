@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+
+	"github.com/vipd/vipd/api"
+)
+
+// The environment of an upgrade in flight, from the old image of the
+// process to the new one (and back on a rollback). Not flags: set only by
+// vipd itself across exec.
+const (
+	envRollbackFD = "VIPD_UPGRADE_ROLLBACK_FD" // descriptor of the old binary
+	envDeadline   = "VIPD_UPGRADE_DEADLINE"    // unix nanoseconds by which the new image must be ready
+	envFrom       = "VIPD_UPGRADE_FROM"        // the old version
+	envNote       = "VIPD_UPGRADE_NOTE"        // how the upgrade ended, for the run it ends in
+)
+
+// upgradeReadyTimeout is how long a new binary has, from its exec, to
+// apply its configuration before the old one is put back.
+const upgradeReadyTimeout = 10 * time.Second
+
+// inflight is an upgrade that exec'd this image.
+type inflight struct {
+	fd       int       // the old binary
+	deadline time.Time // ready by then, or rolled back
+	from     string
+}
+
+// takeUpgradeEnv reads and clears the upgrade's environment: nil when
+// this image was not started by vipd upgrade. note is how an upgrade that
+// ended in this image went ("" when none).
+func takeUpgradeEnv() (up *inflight, note string) {
+	note = os.Getenv(envNote)
+	fdS, dlS := os.Getenv(envRollbackFD), os.Getenv(envDeadline)
+	from := os.Getenv(envFrom)
+	for _, k := range []string{envRollbackFD, envDeadline, envFrom, envNote} {
+		os.Unsetenv(k)
+	}
+	fd, err1 := strconv.Atoi(fdS)
+	dl, err2 := strconv.ParseInt(dlS, 10, 64)
+	if fdS == "" || err1 != nil || err2 != nil || fd < 3 {
+		return nil, note
+	}
+	return &inflight{fd: fd, deadline: time.Unix(0, dl), from: from}, fmt.Sprintf("upgraded in place from %s", from)
+}
+
+// execUpgrade replaces the process image with bin (same PID, same
+// arguments), leaving it a descriptor of the running binary to roll back
+// to. It returns only when the exec failed.
+func execUpgrade(bin string) error {
+	fd, err := syscall.Open("/proc/self/exe", syscall.O_RDONLY, 0) // no O_CLOEXEC: it crosses the exec
+	if err != nil {
+		return fmt.Errorf("upgrade: keeping the running binary for a rollback: %w", err)
+	}
+	env := append(os.Environ(),
+		envRollbackFD+"="+strconv.Itoa(fd),
+		envDeadline+"="+strconv.FormatInt(time.Now().Add(upgradeReadyTimeout).UnixNano(), 10),
+		envFrom+"="+version)
+	err = syscall.Exec(bin, os.Args, env)
+	syscall.Close(fd)
+	return fmt.Errorf("upgrade: exec %s: %w", bin, err)
+}
+
+// rollback puts the old binary back in place of this image; it returns
+// only when that failed.
+func (u *inflight) rollback(why string) error {
+	env := append(os.Environ(), envNote+"="+fmt.Sprintf("upgrade from %s to %s rolled back: %s", u.from, version, why))
+	path := "/proc/self/fd/" + strconv.Itoa(u.fd)
+	err := syscall.Exec(path, os.Args, env)
+	return fmt.Errorf("upgrade rollback: exec the old binary: %w", err)
+}
+
+// watch rolls back unless ready is closed before the deadline.
+func (u *inflight) watch(ready <-chan struct{}, stderr func(string)) {
+	t := time.NewTimer(time.Until(u.deadline))
+	defer t.Stop()
+	select {
+	case <-ready:
+		syscall.Close(u.fd)
+	case <-t.C:
+		stderr("vipd: the new binary was not ready within " + upgradeReadyTimeout.String() + " of the upgrade: rolling back")
+		if err := u.rollback("not ready in time"); err != nil {
+			stderr("vipd: " + err.Error())
+			os.Exit(exitFailure)
+		}
+	}
+}
+
+func newUpgradeCmd(env *cliEnv, v *viper.Viper) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "upgrade",
+		Short: "Re-execute the vipd binary in place (new version), moving no VIP",
+		Long: `Ask the running vipd to re-execute the binary now at its path, after you
+installed a new one there (install -m 755 vipd /usr/sbin/vipd, or a package
+upgrade): same PID, so systemd keeps tracking it; same arguments; the state is
+carried across, so every MASTER stays MASTER and advertises again within
+milliseconds, and no backup notices.
+
+Before anything moves, the new binary must answer "version" and accept the
+running configuration with "check"; otherwise the upgrade is refused and the
+running vipd goes on. A new binary that does not apply its configuration within
+10 s of the exec is rolled back: the old binary is executed again (vipd keeps a
+descriptor of it) and resumes from the state. vipd upgrade waits for the new
+run to answer and reports the versions, or the rollback (exit 1).
+
+Needs a state directory (vipd run --state-dir, on by default).`,
+		Example: `  install -m 755 ./vipd /usr/sbin/vipd && vipd upgrade
+
+  # The vipd of network namespace lb2
+  vipd upgrade --socket /run/vipd/lb2.sock`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			socket := v.GetString("socket")
+			c := api.NewClient(socket)
+			ctx, cancel := context.WithTimeout(cmd.Context(), 60*time.Second)
+			defer cancel()
+			before, err := c.Status(ctx)
+			if err != nil {
+				return fail(exitFailure, "%v", err)
+			}
+			res, err := c.Upgrade(ctx)
+			if err != nil {
+				return fail(exitFailure, "%v", err)
+			}
+			after, err := waitNewRun(ctx, c, before)
+			if err != nil {
+				return fail(exitFailure, "upgrade to %s: %v", strings.TrimSpace(res.To), err)
+			}
+			d := after.Daemon
+			if strings.Contains(d.Upgrade, "rolled back") {
+				return fail(exitFailure, "%s (pid %d, version %s, %d instances resumed as MASTER)", d.Upgrade, d.PID, d.Version, d.Resumed)
+			}
+			fmt.Fprintf(env.stdout, "vipd at %s: upgraded in place from %s to %s, pid %d, %d instances resumed as MASTER\n",
+				socket, res.From, d.Version, d.PID, d.Resumed)
+			return nil
+		},
+	}
+	addSocketFlag(cmd.Flags())
+	return cmd
+}
+
+// waitNewRun polls the socket until a run started after before answers.
+func waitNewRun(ctx context.Context, c *api.Client, before api.Status) (api.Status, error) {
+	var last error
+	for {
+		st, err := c.Status(ctx)
+		if err == nil && st.Daemon != nil && before.Daemon != nil && st.Daemon.Started.After(before.Daemon.Started) {
+			return st, nil
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			if last == nil {
+				last = errors.New("no new run answered")
+			}
+			return api.Status{}, fmt.Errorf("waiting for the new run: %w", last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
