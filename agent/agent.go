@@ -125,9 +125,9 @@ type Agent struct {
 	stateKick   chan struct{}
 	stateWarned time.Time // stateLoop's own
 	upgradeReq  chan string
-	started     time.Time // guarded by mu
-	resumed     int       // instances the first apply resumed; guarded by mu
-	crashStreak int       // quick crashes in a row before this run (state.File.CrashStreak); guarded by mu
+	started     time.Time          // guarded by mu
+	resumed     int                // instances the first apply resumed; guarded by mu
+	crashStreak int                // quick crashes in a row before this run (state.File.CrashStreak); guarded by mu
 	srcMemo     map[srcKey]srcAddr // source addresses looked up by the apply in progress (applyMu)
 
 	gate atomic.Pointer[gateBox]

@@ -38,7 +38,7 @@ releases them itself.
 release refuses while the vipd that wrote the state is still running (its PID is
 alive and is vipd). Operator maintenance and priority overrides stay recorded.`,
 		Example: `  vipd release --state-dir /var/lib/vipd/lb1`,
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir := v.GetString("state-dir")
 			if dir == "" {
