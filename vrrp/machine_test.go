@@ -111,6 +111,8 @@ func smEvName(ev Event) string {
 		return "shutdown"
 	case EvForceBackup:
 		return "force-backup"
+	case EvResume:
+		return "resume"
 	}
 	return fmt.Sprintf("Event(%d)", ev.Kind)
 }
@@ -1195,4 +1197,41 @@ func TestMachineRandomEventSequencesKeepInvariants(t *testing.T) {
 			feed(now, ev)
 		}
 	}
+}
+
+// TestResumeIsMasterAtOnce: a MASTER that vipd restarted with its VIPs in
+// place advertises at once and keeps advertising at its interval; with a
+// fault or a gate that says no it starts as usual; a resume after the
+// start-up changes nothing.
+func TestResumeIsMasterAtOnce(t *testing.T) {
+	resume := Event{Kind: EvResume, Cause: "resumed MASTER after a restart"}
+	t.Run("resumes", func(t *testing.T) {
+		m := NewMachine(smV2(150))
+		smRun(t, m, []smStep{
+			{at: 0, ev: resume, want: []Action{smSend(150), smAcquire, smTrans(StateInit, StateMaster, "resumed MASTER after a restart")},
+				state: StateMaster, deadline: time.Second},
+			{at: time.Second, ev: smTimer, want: []Action{smSend(150)}, state: StateMaster, deadline: 2 * time.Second},
+			{at: time.Second, ev: resume, state: StateMaster, deadline: 2 * time.Second},
+			{at: time.Second, ev: smStartup, state: StateMaster, deadline: 2 * time.Second},
+		})
+	})
+	t.Run("a fault first", func(t *testing.T) {
+		m := NewMachine(smV2(150))
+		smRun(t, m, []smStep{
+			{at: 0, ev: smFault("eth1 down"), state: StateInit, deadline: smNone},
+			{at: 0, ev: resume, want: []Action{smRelease, smTrans(StateInit, StateFault, "eth1 down")}, state: StateFault, deadline: smNone},
+		})
+	})
+	t.Run("the gate says no", func(t *testing.T) {
+		p := smV2(150)
+		var asked []string
+		p.Gate = func(cause string) bool { asked = append(asked, cause); return false }
+		m := NewMachine(p)
+		smRun(t, m, []smStep{
+			{at: 0, ev: resume, want: smStartBackup("start-up"), state: StateBackup, deadline: v2MDI150},
+		})
+		if len(asked) != 1 || asked[0] != "resumed MASTER after a restart" {
+			t.Errorf("gate asked %q, want the resume once", asked)
+		}
+	})
 }

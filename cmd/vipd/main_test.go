@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/vipd/vipd/agent"
+	"github.com/vipd/vipd/agent/state"
 	"github.com/vipd/vipd/api"
 	"github.com/vipd/vipd/config"
 	"github.com/vipd/vipd/config/loader"
@@ -659,5 +661,73 @@ func TestConfigIDSelectsConditionalLines(t *testing.T) {
 	r, opts := vipd(t, "run", "--config", conf, "--config-id", "lb2")
 	if r.code != 0 || opts == nil || len(opts.ConfigIDs) != 1 || opts.ConfigIDs[0] != "lb2" {
 		t.Errorf("run --config-id lb2: exit %d, options %+v", r.code, opts)
+	}
+}
+
+// upgradeFake is a daemon whose upgrade starts a new run (a later start
+// time, the same PID), or a run that rolled back.
+type upgradeFake struct {
+	fakeAgent
+	mu     sync.Mutex
+	daemon api.Daemon
+	next   api.Daemon
+}
+
+func (f *upgradeFake) Status() api.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.daemon
+	return api.Status{Node: "n1", Daemon: &d}
+}
+
+func (f *upgradeFake) Upgrade(context.Context) (api.UpgradeResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	from := f.daemon.Version
+	f.daemon = f.next
+	return api.UpgradeResult{Binary: "/usr/sbin/vipd", From: from, To: "vipd " + f.next.Version}, nil
+}
+
+func TestUpgradeWaitsForTheNewRunAndReportsIt(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
+	fa := &upgradeFake{daemon: api.Daemon{PID: 77, Version: "1.0", Started: t0},
+		next: api.Daemon{PID: 77, Version: "1.1", Started: t0.Add(time.Hour), Resumed: 3, Upgrade: "upgraded in place from 1.0"}}
+	r, _ := vipd(t, "upgrade", "--socket", serve(t, fa))
+	if r.code != 0 || !strings.Contains(r.stdout, "upgraded in place from 1.0 to 1.1, pid 77, 3 instances resumed as MASTER") {
+		t.Errorf("exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+
+	fa = &upgradeFake{daemon: api.Daemon{PID: 77, Version: "1.0", Started: t0},
+		next: api.Daemon{PID: 77, Version: "1.0", Started: t0.Add(time.Hour), Resumed: 3,
+			Upgrade: "upgrade from 1.0 to 1.1 rolled back: start failed: boom"}}
+	r, _ = vipd(t, "upgrade", "--socket", serve(t, fa))
+	if r.code != 1 || !strings.Contains(r.stderr, "rolled back: start failed: boom") {
+		t.Errorf("rollback: exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestUpgradeRefusedChangesNothing(t *testing.T) {
+	fa := &fakeAgent{status: api.Status{Daemon: &api.Daemon{PID: 1}}, upErr: errors.New("upgrade refused, nothing changed: /usr/sbin/vipd version: exit status 1")}
+	r, _ := vipd(t, "upgrade", "--socket", serve(t, fa))
+	if r.code != 1 || !strings.Contains(r.stderr, "upgrade refused, nothing changed") {
+		t.Errorf("exit %d stderr %q", r.code, r.stderr)
+	}
+}
+
+func TestReleaseWithNothingToRelease(t *testing.T) {
+	dir := t.TempDir()
+	r, _ := vipd(t, "release", "--state-dir", dir)
+	if r.code != 0 || !strings.Contains(r.stdout, "no state: nothing to release") {
+		t.Errorf("no state: exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if err := state.Write(dir, state.File{Mode: state.ModeStopped}); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = vipd(t, "release", "--state-dir", dir)
+	if r.code != 0 || !strings.Contains(r.stdout, "ended stopped: nothing to release") {
+		t.Errorf("stopped: exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r, _ := vipd(t, "release"); r.code != 2 {
+		t.Errorf("without --state-dir: exit %d, want 2", r.code)
 	}
 }

@@ -1,0 +1,204 @@
+package agent
+
+import (
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vipd/vipd/agent/state"
+	"github.com/vipd/vipd/internal/clock"
+	"github.com/vipd/vipd/config"
+	"github.com/vipd/vipd/vip"
+)
+
+func TestDecideResume(t *testing.T) {
+	ic := inst("VI_1", 51, 150, "10.0.0.100/24")
+	ic.AdvertInt = config.Duration(time.Second)
+	ic.Version = 2
+	// Master_Down_Interval of a v2 priority-150 instance at 1 s: 3 s + 106/256 s.
+	mdi := 3*time.Second + 106*time.Second/256
+	master := func(mut func(*state.Instance)) *state.Instance {
+		s := &state.Instance{Name: "VI_1", Identity: identityString(ic), State: "MASTER",
+			VIPs: []state.VIP{{Prefix: netip.MustParsePrefix("10.0.0.100/24"), Dev: "eth0"}}}
+		if mut != nil {
+			mut(s)
+		}
+		return s
+	}
+	present := func(state.VIP) bool { return true }
+	gone := func(state.VIP) bool { return false }
+	for _, tc := range []struct {
+		name string
+		prev *state.Instance
+		mode state.Mode
+		age  time.Duration
+		has  func(state.VIP) bool
+		ok   bool
+		why  string
+	}{
+		{"restart", master(nil), state.ModeRestarting, 300 * time.Millisecond, present, true, "resumed MASTER after a restart of vipd (300ms ago, VIPs in place)"},
+		{"crash", master(nil), state.ModeRunning, time.Second, present, true, "after a crash"},
+		{"upgrade", master(nil), state.ModeUpgrading, 50 * time.Millisecond, present, true, "after an upgrade"},
+		{"just inside the MDI", master(nil), state.ModeRunning, mdi, present, true, "resumed"},
+		{"stale", master(nil), state.ModeRestarting, mdi + time.Millisecond, present, false, "more than the Master_Down_Interval 3.414s"},
+		{"new instance", nil, state.ModeRestarting, 0, present, false, "not in the previous run's state"},
+		{"graceful stop", master(nil), state.ModeStopped, 0, present, false, "ended stopped"},
+		{"released", master(nil), state.ModeReleased, 0, present, false, "ended released"},
+		{"was backup", master(func(s *state.Instance) { s.State = "BACKUP" }), state.ModeRestarting, 0, present, false, "was BACKUP"},
+		{"identity changed", master(func(s *state.Instance) { s.Identity = "vrid=52 family=ipv4 interface=eth0 mode=multicast" }),
+			state.ModeRestarting, 0, present, false, "identity changed"},
+		{"VIPs gone", master(nil), state.ModeRestarting, 0, gone, false, "VIP 10.0.0.100/24 is gone from eth0"},
+		{"held nothing", master(func(s *state.Instance) { s.VIPs = nil }), state.ModeRestarting, 0, present, false, "held no VIPs"},
+	} {
+		ok, why := decideResume(tc.prev, tc.mode, tc.age, ic, tc.has)
+		if ok != tc.ok || !strings.Contains(why, tc.why) {
+			t.Errorf("%s: decideResume = %v %q, want %v and %q", tc.name, ok, why, tc.ok, tc.why)
+		}
+	}
+}
+
+func TestIdentityStringFollowsTheIdentity(t *testing.T) {
+	a := inst("VI_1", 51, 100, "10.0.0.100/24")
+	b := inst("VI_1", 51, 200, "10.0.0.101/24") // priority and VIPs are not identity
+	if identityString(a) != identityString(b) {
+		t.Errorf("%q != %q", identityString(a), identityString(b))
+	}
+	for _, mut := range []func(*config.Instance){
+		func(c *config.Instance) { c.VRID = 52 },
+		func(c *config.Instance) { c.Interface = "eth1" },
+		func(c *config.Instance) { c.UnicastPeers = []netip.Addr{netip.MustParseAddr("10.0.0.2")} },
+		func(c *config.Instance) { c.UseVMAC = true },
+	} {
+		c := inst("VI_1", 51, 100, "10.0.0.100/24")
+		mut(c)
+		if identityString(c) == identityString(a) {
+			t.Errorf("identity %q did not change", identityString(c))
+		}
+	}
+}
+
+// resumeAgent is an agent on the in-memory plane whose first apply finds
+// prev in its state directory (written age ago on its clock).
+func resumeAgent(t *testing.T, prev state.File, age time.Duration) (*Agent, *vip.Memory, *clock.Fake) {
+	t.Helper()
+	fc := clock.NewFake(time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC))
+	dir := t.TempDir()
+	if err := state.Write(dir, prev); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(state.Path(dir), time.Time{}, fc.Now().Add(-age)); err != nil {
+		t.Fatal(err)
+	}
+	a, plane := testAgentWith(t, Options{Clock: fc, StateDir: dir})
+	a.prev = a.loadPrevious()
+	return a, plane, fc
+}
+
+func masterState(names ...string) state.File {
+	f := state.File{Mode: state.ModeRestarting, Started: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+	for i, n := range names {
+		ic := inst(n, 51+i, 150, "10.0.0."+string(rune('1'+i))+"00/24")
+		model(ic)
+		f.Instances = append(f.Instances, state.Instance{Name: n, Identity: identityString(ic), State: "MASTER",
+			Since: time.Date(2026, 12, 1, 1, 0, 0, 0, time.UTC), VIPs: heldVIPs(ic, "")})
+	}
+	return f
+}
+
+// TestStartResumesAMasterWhoseVIPsAreInPlace: with the clock never moving,
+// only a resume can make an instance MASTER; it keeps its old since and
+// counts no entry into MASTER, and the instance whose VIP is gone starts
+// as a plain BACKUP.
+func TestStartResumesAMasterWhoseVIPsAreInPlace(t *testing.T) {
+	// 100 ms: inside the Master_Down_Interval of 50 ms adverts (171 ms).
+	a, plane, _ := resumeAgent(t, masterState("VI_1", "VI_2"), 100*time.Millisecond)
+	ctx := t.Context()
+	if err := plane.AddAddrs(ctx, "eth0", []config.VIP{{Prefix: netip.MustParsePrefix("10.0.0.100/24")}}); err != nil {
+		t.Fatal(err)
+	}
+	m := model(inst("VI_1", 51, 150, "10.0.0.100/24"), inst("VI_2", 52, 150, "10.0.0.200/24"))
+	a.apply(m)
+	a.prev = nil
+	waitState(t, a, "VI_1", "MASTER")
+	waitState(t, a, "VI_2", "BACKUP")
+	for _, s := range a.Status().Instances {
+		if s.Name != "VI_1" {
+			continue
+		}
+		if !strings.HasPrefix(s.Cause, "resumed MASTER after a restart") {
+			t.Errorf("cause %q", s.Cause)
+		}
+		if want := time.Date(2026, 12, 1, 1, 0, 0, 0, time.UTC); !s.Since.Equal(want) {
+			t.Errorf("since %v, want the old run's %v", s.Since, want)
+		}
+	}
+	for _, c := range a.Counters().Instances {
+		if c.BecomeMaster != 0 {
+			t.Errorf("%s: become_master %d after a resume, want 0", c.Name, c.BecomeMaster)
+		}
+	}
+	if got := a.Status().Daemon.Resumed; got != 1 {
+		t.Errorf("daemon.resumed = %d, want 1", got)
+	}
+}
+
+func TestASyncGroupResumesWholeOrNotAtAll(t *testing.T) {
+	a, plane, _ := resumeAgent(t, masterState("VI_1", "VI_2"), 0)
+	// Only VI_1's VIP is still there: the group starts as usual.
+	if err := plane.AddAddrs(t.Context(), "eth0", []config.VIP{{Prefix: netip.MustParsePrefix("10.0.0.100/24")}}); err != nil {
+		t.Fatal(err)
+	}
+	m := model(inst("VI_1", 51, 150, "10.0.0.100/24"), inst("VI_2", 52, 150, "10.0.0.200/24"))
+	m.SyncGroups = []*config.SyncGroup{{Name: "G", Members: []string{"VI_1", "VI_2"}}}
+	if got := a.planResumes(m); len(got) != 0 {
+		t.Errorf("resumes %v, want none", got)
+	}
+	if err := plane.AddAddrs(t.Context(), "eth0", []config.VIP{{Prefix: netip.MustParsePrefix("10.0.0.200/24")}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.planResumes(m); len(got) != 2 {
+		t.Errorf("resumes %v, want both members", got)
+	}
+}
+
+func TestACrashLoopStopsResuming(t *testing.T) {
+	for streak, want := range map[int]int{0: 1, state.MaxCrashStreak - 1: 1, state.MaxCrashStreak: 0} {
+		f := masterState("VI_1")
+		f.Mode, f.CrashStreak = state.ModeRunning, streak
+		a, plane, fc := resumeAgent(t, f, 0)
+		// The crashed run lived 10 s: a quick crash.
+		a.prev.file.Started = fc.Now().Add(-10 * time.Second)
+		if err := plane.AddAddrs(t.Context(), "eth0", []config.VIP{{Prefix: netip.MustParsePrefix("10.0.0.100/24")}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(a.planResumes(model(inst("VI_1", 51, 150, "10.0.0.100/24")))); got != want {
+			t.Errorf("after %d quick crashes: %d resumes, want %d", streak+1, got, want)
+		}
+		if a.crashStreak != streak+1 {
+			t.Errorf("crash streak %d, want %d", a.crashStreak, streak+1)
+		}
+	}
+}
+
+func TestOperatorIntentsSurviveTheRestart(t *testing.T) {
+	f := masterState("VI_1")
+	f.Mode = state.ModeStopped
+	f.Maintenance = &state.Maintenance{Instances: map[string]string{"VI_1": "NIC swap"}}
+	f.Priorities = map[string]int{"VI_1": 120}
+	a, _, _ := resumeAgent(t, f, time.Hour)
+	a.restoreIntents(a.prev)
+	a.apply(model(inst("VI_1", 51, 150, "10.0.0.100/24")))
+	waitState(t, a, "VI_1", "FAULT")
+	snap := a.snapshot(state.ModeRunning)
+	if snap.Maintenance == nil || snap.Maintenance.Instances["VI_1"] != "NIC swap" || snap.Priorities["VI_1"] != 120 {
+		t.Errorf("snapshot lost the operator's intents: %+v %v", snap.Maintenance, snap.Priorities)
+	}
+	a.mu.Lock()
+	ovr := a.overridesOf("VI_1")
+	a.mu.Unlock()
+	if len(ovr) == 0 {
+		t.Error("the priority override is not in force")
+	}
+}
