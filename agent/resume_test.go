@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/vipd/vipd/agent/state"
-	"github.com/vipd/vipd/internal/clock"
 	"github.com/vipd/vipd/config"
+	"github.com/vipd/vipd/internal/clock"
 	"github.com/vipd/vipd/vip"
 )
 
