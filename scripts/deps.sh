@@ -2,7 +2,7 @@
 # Installs what vipd's build and tests need on Debian 12, as root: the Debian packages the
 # integration tests drive (keepalived, nftables, tcpdump, iproute2, etcd, ...), prometheus (for
 # promtool, which lints vipd's /metrics in api/metrics' tests), a C compiler for the race detector,
-# and staticcheck. Idempotent and quiet: when everything is present it only checks and prints
+# systemd (systemd-analyze verifies the units in deploy/) and staticcheck. Idempotent and quiet: when everything is present it only checks and prints
 # nothing. It also makes sure the keepalived and prometheus services of the Debian packages are
 # not running: the host must never run keepalived on its own interfaces, nor a Prometheus server.
 set -euo pipefail
@@ -14,7 +14,7 @@ export DEBIAN_FRONTEND=noninteractive
 STATICCHECK_VERSION=v0.8.2
 
 PACKAGES=(keepalived nftables tcpdump iproute2 jq etcd-server etcd-client procps iputils-ping
-	make gcc libc6-dev git ca-certificates prometheus)
+	make gcc libc6-dev git ca-certificates prometheus systemd)
 
 say() { echo "deps: $*" >&2; }
 
