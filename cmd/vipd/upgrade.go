@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -24,6 +25,7 @@ const (
 	envDeadline   = "VIPD_UPGRADE_DEADLINE"    // unix nanoseconds by which the new image must be ready
 	envFrom       = "VIPD_UPGRADE_FROM"        // the old version
 	envNote       = "VIPD_UPGRADE_NOTE"        // how the upgrade ended, for the run it ends in
+	envArgs       = "VIPD_UPGRADE_ARGS"        // the old image's arguments (JSON), to roll back with
 )
 
 // upgradeReadyTimeout is how long a new binary has, from its exec, to
@@ -35,6 +37,7 @@ type inflight struct {
 	fd       int       // the old binary
 	deadline time.Time // ready by then, or rolled back
 	from     string
+	args     []string // the old image's arguments (a wrapper may have changed this image's)
 }
 
 // takeUpgradeEnv reads and clears the upgrade's environment: nil when
@@ -44,15 +47,17 @@ func takeUpgradeEnv() (up *inflight, note string) {
 	note = os.Getenv(envNote)
 	fdS, dlS := os.Getenv(envRollbackFD), os.Getenv(envDeadline)
 	from := os.Getenv(envFrom)
-	for _, k := range []string{envRollbackFD, envDeadline, envFrom, envNote} {
+	var args []string
+	argsErr := json.Unmarshal([]byte(os.Getenv(envArgs)), &args)
+	for _, k := range []string{envRollbackFD, envDeadline, envFrom, envNote, envArgs} {
 		os.Unsetenv(k)
 	}
 	fd, err1 := strconv.Atoi(fdS)
 	dl, err2 := strconv.ParseInt(dlS, 10, 64)
-	if fdS == "" || err1 != nil || err2 != nil || fd < 3 {
+	if fdS == "" || err1 != nil || err2 != nil || argsErr != nil || fd < 3 || len(args) == 0 {
 		return nil, note
 	}
-	return &inflight{fd: fd, deadline: time.Unix(0, dl), from: from}, fmt.Sprintf("upgraded in place from %s", from)
+	return &inflight{fd: fd, deadline: time.Unix(0, dl), from: from, args: args}, fmt.Sprintf("upgraded in place from %s", from)
 }
 
 // execUpgrade replaces the process image with bin (same PID, same
@@ -63,7 +68,13 @@ func execUpgrade(bin string) error {
 	if err != nil {
 		return fmt.Errorf("upgrade: keeping the running binary for a rollback: %w", err)
 	}
+	args, err := json.Marshal(os.Args)
+	if err != nil {
+		syscall.Close(fd)
+		return fmt.Errorf("upgrade: %w", err)
+	}
 	env := append(os.Environ(),
+		envArgs+"="+string(args),
 		envRollbackFD+"="+strconv.Itoa(fd),
 		envDeadline+"="+strconv.FormatInt(time.Now().Add(upgradeReadyTimeout).UnixNano(), 10),
 		envFrom+"="+version)
@@ -77,7 +88,7 @@ func execUpgrade(bin string) error {
 func (u *inflight) rollback(why string) error {
 	env := append(os.Environ(), envNote+"="+fmt.Sprintf("upgrade from %s to %s rolled back: %s", u.from, version, why))
 	path := "/proc/self/fd/" + strconv.Itoa(u.fd)
-	err := syscall.Exec(path, os.Args, env)
+	err := syscall.Exec(path, u.args, env)
 	return fmt.Errorf("upgrade rollback: exec the old binary: %w", err)
 }
 
