@@ -86,7 +86,8 @@ track_file, with a reason shown in vipd status and in the logs.
 
 Today maint acts on the local node (the vipd behind --socket). --node, for
 another node of the fleet, needs gossip or etcd: not built yet, so it is
-refused. Maintenance does not survive a restart of vipd yet.`,
+refused. Maintenance survives restarts of vipd, graceful or not: it is kept in
+the state directory (vipd run --state-dir) until maint off.`,
 		Example: `  # Drain this node before a kernel upgrade
   vipd maint on --reason "kernel upgrade, ticket OPS-123"
 

@@ -39,9 +39,24 @@ Signals, as with keepalived:
                     state change and no VIP moved
   SIGTERM, SIGINT   stop: a MASTER sends a priority-0 advert so its BACKUP takes
                     over at once, VIPs are removed, notify stop scripts run
+  SIGQUIT           exit at once for a restart (systemctl restart): no priority
+                    0, VIPs kept, no notify; the next start resumes every
+                    MASTER whose VIPs are still in place, advertising within
+                    milliseconds, so no backup notices
+
+State that outlives the process lives in --state-dir (default
+/var/lib/vipd/NODE-NAME): each instance's state and VIPs, written at every
+transition, and the operator's vipd maint and vipd priority settings, which
+survive every restart. A start resumes a MASTER only when the state is younger
+than its Master_Down_Interval (a restart, a crash restarted at once, vipd
+upgrade), its identity (VRID, family, interface, unicast mode, use_vmac) is the
+same and its VIPs are still there; otherwise it starts as BACKUP, as keepalived
+does, and says why. After 3 quick crashes in a row a start no longer resumes.
+vipd release removes what a dead run left; vipd upgrade re-executes a new
+binary in place.
 
 To run several vipd on one host (one per network namespace), give each its own
---socket. --metrics-listen HOST:PORT serves Prometheus metrics on /metrics,
+--socket and --node-name (or --state-dir). --metrics-listen HOST:PORT serves Prometheus metrics on /metrics,
 with keepalived-exporter's names too (api/metrics/METRICS.md). A VIP removed
 behind vipd's back on a MASTER is put back and announced at once.
 
@@ -62,6 +77,9 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 
   # Second instance in a network namespace, with its own control socket
   ip netns exec lb2 vipd run --config /etc/vipd/lb2.conf --socket /run/vipd/lb2.sock
+
+  # Restart without moving a VIP (what systemctl restart does with the unit in deploy/)
+  kill -QUIT $(pidof vipd) && vipd run --config /etc/keepalived/keepalived.conf
 
   # The same model as YAML (vipd convert keepalived.conf > vipd.yaml)
   vipd run --config /etc/vipd/vipd.yaml --node-name lb1`,
