@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -175,9 +176,10 @@ func (a *Agent) planResumes(m *config.Model) map[string]*vrrp.Resume {
 		return nil
 	}
 	out := map[string]*vrrp.Resume{}
+	has := a.vipChecker()
 	for _, ic := range m.Instances {
 		prev := p.byName[ic.Name]
-		ok, why := decideResume(prev, p.file.Mode, age, ic, a.hasVIP)
+		ok, why := decideResume(prev, p.file.Mode, age, ic, has)
 		if ok {
 			out[ic.Name] = &vrrp.Resume{Cause: why, Since: prev.Since}
 		} else if prev != nil && prev.State == vrrp.StateMaster.String() {
@@ -205,10 +207,38 @@ func (a *Agent) planResumes(m *config.Model) map[string]*vrrp.Resume {
 	return out
 }
 
-// hasVIP reports whether v is on its device now.
-func (a *Agent) hasVIP(v state.VIP) bool {
-	ok, err := a.plane.HasAddr(v.Dev, v.Prefix.Addr())
-	return err == nil && ok
+// addrLister lists a device's addresses in one request (both planes do).
+type addrLister interface {
+	AddrsOf(ifname string) ([]netip.Addr, error)
+}
+
+// vipChecker returns a "is v on its device now" for one start: each
+// device is listed once, not once per VIP (thousands of instances on a
+// handful of interfaces would read every address of the host each).
+func (a *Agent) vipChecker() func(state.VIP) bool {
+	l, ok := a.plane.(addrLister)
+	if !ok {
+		return func(v state.VIP) bool {
+			has, err := a.plane.HasAddr(v.Dev, v.Prefix.Addr())
+			return err == nil && has
+		}
+	}
+	byDev := map[string]map[netip.Addr]bool{}
+	return func(v state.VIP) bool {
+		set, seen := byDev[v.Dev]
+		if !seen {
+			addrs, err := l.AddrsOf(v.Dev)
+			if err != nil {
+				a.log.Warn("cannot list addresses: resuming nothing on this device", "dev", v.Dev, "err", err)
+			}
+			set = make(map[netip.Addr]bool, len(addrs))
+			for _, ad := range addrs {
+				set[ad] = true
+			}
+			byDev[v.Dev] = set
+		}
+		return set[v.Prefix.Addr().Unmap()]
+	}
 }
 
 func (a *Agent) now() time.Time {

@@ -164,6 +164,17 @@ func (m *Memory) Announce(ctx context.Context, ifname string, srcMAC net.Hardwar
 	})
 }
 
+// AddrsOf returns the addresses on ifname (Netlink.AddrsOf's twin).
+func (m *Memory) AddrsOf(ifname string) ([]netip.Addr, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]netip.Addr, 0, len(m.addrs[ifname]))
+	for _, p := range m.addrs[ifname] {
+		out = append(out, p.Addr())
+	}
+	return out, nil
+}
+
 // HasAddr implements Plane.
 func (m *Memory) HasAddr(ifname string, addr netip.Addr) (bool, error) {
 	m.mu.Lock()

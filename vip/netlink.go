@@ -185,6 +185,39 @@ func (n *Netlink) DelAddrs(ctx context.Context, ifname string, vips []config.VIP
 	}, "remove")
 }
 
+// AddrsOf returns every address on ifname with one netlink request (none
+// when the interface does not exist): a caller checking many addresses of
+// one device asks once instead of once per address.
+func (n *Netlink) AddrsOf(ifname string) ([]netip.Addr, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, errClosed
+	}
+	l, missing, err := n.cachedLink(ifname)
+	if missing {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("vip: %w", err)
+	}
+	list, err := n.h.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		n.forget(ifname)
+		return nil, fmt.Errorf("vip: list addresses of %s: %w", ifname, err)
+	}
+	out := make([]netip.Addr, 0, len(list))
+	for _, a := range list {
+		if a.IPNet == nil {
+			continue
+		}
+		if got, ok := netip.AddrFromSlice(a.IP); ok {
+			out = append(out, got.Unmap())
+		}
+	}
+	return out, nil
+}
+
 // HasAddr implements Plane.
 func (n *Netlink) HasAddr(ifname string, addr netip.Addr) (bool, error) {
 	n.mu.Lock()
