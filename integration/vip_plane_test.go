@@ -270,9 +270,27 @@ func TestVIPPlaneAddsAndRemovesAddresses(t *testing.T) {
 		}
 	}
 
+	// AddrsOf lists the same in one request (a resume checks thousands of
+	// VIPs with it).
+	list, err := p.plane.AddrsOf(p.ifA)
+	if err != nil {
+		t.Fatalf("AddrsOf: %v", err)
+	}
+	for _, a := range []string{"192.0.2.100", "192.0.2.101", "2001:db8::101"} {
+		if !slices.Contains(list, netip.MustParseAddr(a)) {
+			t.Errorf("AddrsOf(%s) = %v, lacks %s", p.ifA, list, a)
+		}
+	}
+	if slices.Contains(list, netip.MustParseAddr("192.0.2.200")) {
+		t.Errorf("AddrsOf(%s) = %v has 192.0.2.200", p.ifA, list)
+	}
+	if none, err := p.plane.AddrsOf("vpnope0"); err != nil || len(none) != 0 {
+		t.Errorf("AddrsOf(missing interface) = %v, %v; want nothing", none, err)
+	}
+
 	// A VIP on a missing interface is an error for add, and the others of
 	// the list are still handled.
-	err := p.plane.AddAddrs(p.ctx, p.ifA, []config.VIP{{Prefix: pfx("192.0.2.150/24"), Dev: "vpnope0"}, {Prefix: pfx("192.0.2.151/24")}})
+	err = p.plane.AddAddrs(p.ctx, p.ifA, []config.VIP{{Prefix: pfx("192.0.2.150/24"), Dev: "vpnope0"}, {Prefix: pfx("192.0.2.151/24")}})
 	if err == nil || !strings.Contains(err.Error(), "vpnope0") {
 		t.Errorf("AddAddrs on a missing interface: error %v, want one naming vpnope0", err)
 	}
