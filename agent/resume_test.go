@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/vipd/vipd/agent/state"
+	"github.com/vipd/vipd/api"
 	"github.com/vipd/vipd/config"
 	"github.com/vipd/vipd/internal/clock"
 	"github.com/vipd/vipd/vip"
+	"github.com/vipd/vipd/vrrp"
 )
 
 func TestDecideResume(t *testing.T) {
@@ -200,5 +202,23 @@ func TestOperatorIntentsSurviveTheRestart(t *testing.T) {
 	a.mu.Unlock()
 	if len(ovr) == 0 {
 		t.Error("the priority override is not in force")
+	}
+}
+
+// TestCauseKindsAreTheAPIs: the runtime's cause kinds travel as the API's
+// strings (metric labels, status); a kind added to one must exist in both.
+func TestCauseKindsAreTheAPIs(t *testing.T) {
+	pairs := map[vrrp.CauseKind]string{
+		vrrp.CauseStartup: api.CauseStartup, vrrp.CauseMasterDown: api.CauseMasterDown,
+		vrrp.CausePriorityZero: api.CausePriorityZero, vrrp.CausePreempt: api.CausePreempt,
+		vrrp.CauseHigherPriority: api.CauseHigherPriority, vrrp.CauseOwner: api.CauseOwner,
+		vrrp.CauseFault: api.CauseFault, vrrp.CauseFaultCleared: api.CauseFaultCleared,
+		vrrp.CauseMaintenance: api.CauseMaintenance, vrrp.CauseSyncGroup: api.CauseSyncGroup,
+		vrrp.CauseDemote: api.CauseDemote, vrrp.CauseShutdown: api.CauseShutdown, vrrp.CauseResume: api.CauseResume,
+	}
+	for k, v := range pairs {
+		if string(k) != v {
+			t.Errorf("vrrp %q is api %q", k, v)
+		}
 	}
 }
