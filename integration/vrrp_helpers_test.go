@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -118,6 +119,11 @@ func startVipd(t testing.TB, n *lab.Node, conf string, extra ...string) *daemon 
 	d := &daemon{t: t, node: n, kind: "vipd", conf: writeConf(t, n.Name, conf)}
 	d.socket = filepath.Join(filepath.Dir(d.conf), "vipd.sock")
 	args := append([]string{"run", "--config", d.conf, "--socket", d.socket, "--node-name", n.Name, "--log-level", "debug"}, extra...)
+	if !slices.Contains(extra, "--state-dir") {
+		// Never the host's /var/lib/vipd: a state of its own per start, so a
+		// test's restart resumes only when it asks to (restart_test.go).
+		args = append(args, "--state-dir", filepath.Join(filepath.Dir(d.conf), "state"))
+	}
 	d.proc = n.Start(bin, args...)
 	return d
 }

@@ -194,7 +194,7 @@ start_vipd() {
 	conf "$n" "$prio" >"$WORK/$n.conf"
 	# Not through in_ns: a function in the background runs in a subshell, and $! would be
 	# that shell, not the daemon the steps signal. ip netns exec execs the command.
-	ip netns exec "$P$n" "$VIPD" run --config "$WORK/$n.conf" --socket "$WORK/$n.sock" --node-name "$n" \
+	ip netns exec "$P$n" "$VIPD" run --config "$WORK/$n.conf" --socket "$WORK/$n.sock" --node-name "$n" --state-dir "$WORK/$n-state" \
 		>>"$WORK/$n-vipd.log" 2>&1 &
 	PID[$n]=$!
 }
