@@ -68,6 +68,13 @@ type Options struct {
 	Executable string
 	// Ready, when set, is called once the first configuration is applied.
 	Ready func()
+	// Restart delivers the restart signal; nil: Run listens for
+	// RestartSignal itself (the CLI registers it before loading anything,
+	// so Go's default for SIGQUIT never applies).
+	Restart <-chan os.Signal
+	// RunArgs are the arguments of this `vipd run` (without the program):
+	// vipd upgrade has the new binary check them (run --preflight).
+	RunArgs []string
 	// UpgradeNote says how the vipd upgrade that started this run ended
 	// (shown in status); "" when this run is no upgrade's.
 	UpgradeNote string
@@ -82,11 +89,22 @@ const RestartSignal = syscall.SIGQUIT
 // should exit 0 at once, leaving its VIPs in place.
 var ErrRestart = errors.New("exited for a restart: VIPs kept, state written")
 
+// ExitRestart is the exit status after the restart signal: not 0, so a
+// restart signal that came from anything but systemctl restart makes
+// systemd start vipd again (the unit's RestartForceExitStatus=) instead
+// of leaving the VIPs with no daemon.
+const ExitRestart = 75
+
 // UpgradeExec is what Run returns when vipd upgrade asked for the binary
 // at Binary: the caller executes it in place of the process (same PID);
 // the state is written for it to resume.
 type UpgradeExec struct {
 	Binary string
+	// ReadyWithin is how long the new image has to apply its
+	// configuration before the old one is put back: less than the
+	// shortest Master_Down_Interval less one advert interval, so the
+	// backups never notice a rollback either.
+	ReadyWithin time.Duration
 }
 
 func (u *UpgradeExec) Error() string { return "upgrade: re-executing " + u.Binary }
@@ -124,7 +142,8 @@ type Agent struct {
 	resumes     map[string]*vrrp.Resume
 	stateKick   chan struct{}
 	stateWarned time.Time // stateLoop's own
-	upgradeReq  chan string
+	upgradeReq  chan *UpgradeExec
+	applied     atomic.Bool        // the first apply is done (the state's heartbeat may move)
 	started     time.Time          // guarded by mu
 	resumed     int                // instances the first apply resumed; guarded by mu
 	crashStreak int                // quick crashes in a row before this run (state.File.CrashStreak); guarded by mu
@@ -218,7 +237,8 @@ func newAgent(opts Options, plane vrrp.AddressPlane, tr *vrrp.Transport) *Agent 
 		overrides:  map[string]map[string]int{},
 		maint:      map[string]maintenance{},
 		faults:     map[string]map[string]string{},
-		upgradeReq: make(chan string, 1),
+		upgradeReq: make(chan *UpgradeExec, 1),
+		stateKick:  make(chan struct{}, 1),
 	}
 }
 
@@ -242,6 +262,32 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 	runCtx, stopInstances := context.WithCancel(context.Background())
 	defer stopInstances()
 	a.runCtx = runCtx
+	restart := a.opts.Restart
+	if restart == nil {
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, RestartSignal)
+		defer signal.Stop(ch)
+		restart = ch
+	}
+	a.mu.Lock()
+	a.started = a.now()
+	a.mu.Unlock()
+
+	// The state directory first, before anything answers on the socket:
+	// one vipd per directory, the previous run's state and the operator's
+	// intents, then this run's first state.
+	if dir := a.opts.StateDir; dir != "" {
+		unlock, err := state.Lock(dir, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		a.prev = a.loadPrevious()
+		a.restoreIntents(a.prev)
+		if err := state.Write(dir, a.firstState(a.prev)); err != nil {
+			a.log.Warn("cannot write the state file", "dir", dir, "err", err)
+		}
+	}
 
 	srv := api.NewServer(a, a.log)
 	srvCtx, stopSrv := context.WithCancel(context.Background())
@@ -284,15 +330,12 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 	defer stopState()
 	stateDone := make(chan struct{})
 	if a.opts.StateDir != "" {
-		a.prev = a.loadPrevious()
-		a.restoreIntents(a.prev)
-		a.stateKick = make(chan struct{}, 1)
 		go a.stateLoop(stateCtx, stateDone)
 	} else {
 		close(stateDone)
 	}
 	a.apply(model)
-	a.prev = nil
+	a.applied.Store(true)
 	if a.opts.Ready != nil {
 		a.opts.Ready()
 	}
@@ -300,9 +343,6 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	restart := make(chan os.Signal, 1)
-	signal.Notify(restart, RestartSignal)
-	defer signal.Stop(restart)
 	// leave ends the run without a graceful stop (restart, upgrade): the
 	// instances keep running until the process goes, nothing is released,
 	// no notify script runs; the last state says how the run ended.
@@ -342,12 +382,15 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 				a.log.Error("cannot write the state file: the next start will not resume", "err", err)
 			}
 			return ErrRestart
-		case bin := <-a.upgradeReq:
-			a.log.Info("upgrade: re-executing in place, VIPs kept", "binary", bin)
+		case up := <-a.upgradeReq:
+			if ctx.Err() != nil {
+				continue // a stop came with it: the stop wins, on the next round
+			}
+			a.log.Info("upgrade: re-executing in place, VIPs kept", "binary", up.Binary, "ready_within", up.ReadyWithin)
 			if err := leave(state.ModeUpgrading); err != nil {
 				a.log.Error("cannot write the state file: the new binary will not resume", "err", err)
 			}
-			return &UpgradeExec{Binary: bin}
+			return up
 		case <-hup:
 			a.log.Info("SIGHUP: reloading configuration", "config", a.opts.ConfigPath)
 			if err := a.Reload(ctx); err != nil {
@@ -495,8 +538,10 @@ func (a *Agent) applyLocked(m *config.Model) Plan {
 	a.srcMemo = map[srcKey]srcAddr{}
 	if oldModel == nil {
 		a.resumes = a.planResumes(m)
+		a.releaseOrphans(a.prev, a.resumes, m)
+		a.prev = nil
 		a.mu.Lock()
-		a.started, a.resumed = time.Now(), len(a.resumes)
+		a.resumed = len(a.resumes)
 		a.mu.Unlock()
 	}
 	a.execute(p, m, oldModel == nil)

@@ -82,9 +82,11 @@ func decideResume(prev *state.Instance, mode state.Mode, age time.Duration, ic *
 	if id := identityString(ic); id != prev.Identity {
 		return false, fmt.Sprintf("identity changed (%s, was %s)", id, prev.Identity)
 	}
-	if mdi := vrrp.MasterDownIntervalOf(ic); age > mdi {
-		return false, fmt.Sprintf("state is %s old, more than the Master_Down_Interval %s: a backup may have taken over",
-			age.Round(time.Millisecond), mdi.Round(time.Millisecond))
+	// The backups' down timers run from our last advert, which came up to
+	// one advert interval before the state's heartbeat.
+	if mdi, adv := vrrp.MasterDownIntervalOf(ic), ic.AdvertInt.D(); age+adv >= mdi {
+		return false, fmt.Sprintf("state is %s old: with the advert interval %s, past the Master_Down_Interval %s, a backup may have taken over",
+			age.Round(time.Millisecond), adv, mdi.Round(time.Millisecond))
 	}
 	if len(prev.VIPs) == 0 {
 		return false, "held no VIPs"
@@ -117,13 +119,74 @@ func (a *Agent) loadPrevious() *previous {
 		}
 		return nil
 	}
+	if f.Node != "" && f.Node != a.opts.NodeName {
+		a.log.Warn("state directory written by another node: not resuming from it, nor keeping its maintenance",
+			"dir", a.opts.StateDir, "written_by", f.Node, "node", a.opts.NodeName)
+		return nil
+	}
 	p := &previous{file: f, heartbeat: hb, byName: map[string]*state.Instance{}}
 	for i := range f.Instances {
 		p.byName[f.Instances[i].Name] = &f.Instances[i]
 	}
+	// A run that died (mode running) soon after its start counts in the
+	// crash streak; one that lived, or ended otherwise, starts a new one.
+	streak := 0
+	if f.Mode == state.ModeRunning && hb.Sub(f.Started) < state.CrashWindow {
+		streak = f.CrashStreak + 1
+	}
+	a.mu.Lock()
+	a.crashStreak = streak
+	a.mu.Unlock()
 	a.log.Info("state of the previous run found", "dir", a.opts.StateDir, "mode", f.Mode, "pid", f.PID,
-		"age", a.now().Sub(hb).Round(time.Millisecond), "instances", len(f.Instances))
+		"age", a.now().Sub(hb).Round(time.Millisecond), "instances", len(f.Instances), "crash_streak", streak)
 	return p
+}
+
+// firstState is what this run writes before its first apply: the
+// previous run's instances as found, marked as this run's (mode running,
+// started now, the crash streak), so a crash from here on counts, and a
+// stale state stays stale (the heartbeat moves only once the first apply
+// is done).
+func (a *Agent) firstState(p *previous) state.File {
+	f := a.snapshot(state.ModeRunning)
+	if p != nil {
+		f.Instances = p.file.Instances
+	}
+	return f
+}
+
+// releaseOrphans removes, at the first apply, the VIPs the previous run
+// held that no resumed instance holds now: an instance removed from the
+// configuration, one whose identity changed, a VIP dropped from a list.
+// (An instance that starts as usual releases its own VIPs too; this
+// covers what no instance of the new configuration would.)
+func (a *Agent) releaseOrphans(p *previous, resumes map[string]*vrrp.Resume, m *config.Model) {
+	if p == nil || p.file.Mode == state.ModeStopped || p.file.Mode == state.ModeReleased {
+		return
+	}
+	kept := map[state.VIP]bool{}
+	for _, ic := range m.Instances {
+		if resumes[ic.Name] != nil {
+			for _, v := range heldVIPs(ic, "") {
+				kept[v] = true
+			}
+		}
+	}
+	has := a.vipChecker()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, in := range p.file.Instances {
+		for _, v := range in.VIPs {
+			if kept[v] || !has(v) {
+				continue
+			}
+			if err := a.plane.DelAddrs(ctx, v.Dev, []config.VIP{{Prefix: v.Prefix, Dev: v.Dev}}); err != nil {
+				a.log.Error("cannot remove a VIP the previous run left", "vip", v.Prefix, "dev", v.Dev, "err", err)
+				continue
+			}
+			a.log.Info("removed a VIP the previous run left and no instance holds now", "vip", v.Prefix, "dev", v.Dev, "instance", in.Name)
+		}
+	}
 }
 
 // restoreIntents puts back the operator's maintenance and priority
@@ -163,12 +226,8 @@ func (a *Agent) planResumes(m *config.Model) map[string]*vrrp.Resume {
 	if age < 0 {
 		age = 0
 	}
-	streak := 0
-	if p.file.Mode == state.ModeRunning && p.heartbeat.Sub(p.file.Started) < state.CrashWindow {
-		streak = p.file.CrashStreak + 1
-	}
 	a.mu.Lock()
-	a.crashStreak = streak
+	streak := a.crashStreak
 	a.mu.Unlock()
 	if streak > state.MaxCrashStreak {
 		a.log.Warn("not resuming: the last runs crashed soon after their start; starting as usual (VIPs released, VRRP decides)",
@@ -327,35 +386,50 @@ func (a *Agent) stateLoop(ctx context.Context, done chan<- struct{}) {
 	every := heartbeatEvery(a.currentModel())
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	dirty := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.stateKick:
-			if err := state.Write(a.opts.StateDir, a.snapshot(state.ModeRunning)); err != nil {
-				a.warnState(err)
-			}
+			dirty = !a.writeState()
 			if e := heartbeatEvery(a.currentModel()); e != every {
 				every = e
 				tick.Reset(every)
 			}
 		case <-tick.C:
-			if err := state.Touch(a.opts.StateDir, time.Now()); err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					a.kickState() // removed behind our back: write it again
-				} else {
-					a.warnState(err)
+			switch {
+			case dirty:
+				// The last write failed: the file is behind. Write it
+				// again, and never vouch for it with a heartbeat.
+				dirty = !a.writeState()
+			case !a.applied.Load():
+				// Until the first apply is done the file holds the
+				// previous run's instances: its heartbeat must age.
+			default:
+				if err := state.Touch(a.opts.StateDir, time.Now()); err != nil {
+					if errors.Is(err, fs.ErrNotExist) {
+						dirty = !a.writeState() // removed behind our back
+					} else {
+						a.warnState(err)
+					}
 				}
 			}
 		}
 	}
 }
 
+// writeState writes the snapshot of the run; false when it failed.
+func (a *Agent) writeState() bool {
+	if err := state.Write(a.opts.StateDir, a.snapshot(state.ModeRunning)); err != nil {
+		a.warnState(err)
+		return false
+	}
+	return true
+}
+
 // kickState asks stateLoop for a write; it never blocks.
 func (a *Agent) kickState() {
-	if a.stateKick == nil {
-		return
-	}
 	select {
 	case a.stateKick <- struct{}{}:
 	default: // a write is pending already: it will see this change too
@@ -369,7 +443,7 @@ func (a *Agent) warnState(err error) {
 		return
 	}
 	a.stateWarned = now
-	a.log.Warn("cannot write the state file: a restart will start as BACKUP", "dir", a.opts.StateDir, "err", err)
+	a.log.Warn("cannot write the state file: retrying; until it works a restart resumes from older state, or none", "dir", a.opts.StateDir, "err", err)
 }
 
 // finalState writes the run's last state (stopped, restarting, upgrading).

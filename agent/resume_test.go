@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"context"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -43,8 +45,9 @@ func TestDecideResume(t *testing.T) {
 		{"restart", master(nil), state.ModeRestarting, 300 * time.Millisecond, present, true, "resumed MASTER after a restart of vipd (300ms ago, VIPs in place)"},
 		{"crash", master(nil), state.ModeRunning, time.Second, present, true, "after a crash"},
 		{"upgrade", master(nil), state.ModeUpgrading, 50 * time.Millisecond, present, true, "after an upgrade"},
-		{"just inside the MDI", master(nil), state.ModeRunning, mdi, present, true, "resumed"},
-		{"stale", master(nil), state.ModeRestarting, mdi + time.Millisecond, present, false, "more than the Master_Down_Interval 3.414s"},
+		// The backups' timers run from the last advert, up to an advert interval before the heartbeat.
+		{"just inside the MDI", master(nil), state.ModeRunning, mdi - time.Second - time.Millisecond, present, true, "resumed"},
+		{"stale", master(nil), state.ModeRestarting, mdi - time.Second, present, false, "past the Master_Down_Interval 3.414s"},
 		{"new instance", nil, state.ModeRestarting, 0, present, false, "not in the previous run's state"},
 		{"graceful stop", master(nil), state.ModeStopped, 0, present, false, "ended stopped"},
 		{"released", master(nil), state.ModeReleased, 0, present, false, "ended released"},
@@ -169,9 +172,9 @@ func TestACrashLoopStopsResuming(t *testing.T) {
 	for streak, want := range map[int]int{0: 1, state.MaxCrashStreak - 1: 1, state.MaxCrashStreak: 0} {
 		f := masterState("VI_1")
 		f.Mode, f.CrashStreak = state.ModeRunning, streak
-		a, plane, fc := resumeAgent(t, f, 0)
 		// The crashed run lived 10 s: a quick crash.
-		a.prev.file.Started = fc.Now().Add(-10 * time.Second)
+		f.Started = time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC).Add(-10 * time.Second)
+		a, plane, _ := resumeAgent(t, f, 0)
 		if err := plane.AddAddrs(t.Context(), "eth0", []config.VIP{{Prefix: netip.MustParsePrefix("10.0.0.100/24")}}); err != nil {
 			t.Fatal(err)
 		}
@@ -220,5 +223,104 @@ func TestCauseKindsAreTheAPIs(t *testing.T) {
 		if string(k) != v {
 			t.Errorf("vrrp %q is api %q", k, v)
 		}
+	}
+}
+
+// TestFirstApplyRemovesVIPsNoInstanceHoldsNow: a VIP of an instance
+// removed from the file, and one dropped from a resumed instance's list,
+// are removed at start; the resumed instance's VIP stays.
+func TestFirstApplyRemovesVIPsNoInstanceHoldsNow(t *testing.T) {
+	f := masterState("VI_1")
+	f.Instances[0].VIPs = append(f.Instances[0].VIPs, state.VIP{Prefix: netip.MustParsePrefix("10.0.0.101/24"), Dev: "eth0"})
+	f.Instances = append(f.Instances, state.Instance{Name: "VI_GONE", Identity: "vrid=99 family=ipv4 interface=eth1 mode=multicast",
+		State: "MASTER", VIPs: []state.VIP{{Prefix: netip.MustParsePrefix("10.9.0.50/24"), Dev: "eth1"}}})
+	a, plane, _ := resumeAgent(t, f, 20*time.Millisecond)
+	for _, v := range []struct{ dev, p string }{{"eth0", "10.0.0.100/24"}, {"eth0", "10.0.0.101/24"}, {"eth1", "10.9.0.50/24"}} {
+		if err := plane.AddAddrs(t.Context(), v.dev, []config.VIP{{Prefix: netip.MustParsePrefix(v.p)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.apply(model(inst("VI_1", 51, 150, "10.0.0.100/24")))
+	waitState(t, a, "VI_1", "MASTER")
+	has := func(dev, addr string) bool { ok, _ := plane.HasAddr(dev, netip.MustParseAddr(addr)); return ok }
+	if !has("eth0", "10.0.0.100") {
+		t.Error("the resumed instance's VIP was removed")
+	}
+	if has("eth0", "10.0.0.101") {
+		t.Error("the VIP dropped from VI_1's list is still there")
+	}
+	if has("eth1", "10.9.0.50") {
+		t.Error("the removed instance's VIP is still there")
+	}
+}
+
+func TestStateOfAnotherNodeIsNotUsed(t *testing.T) {
+	f := masterState("VI_1")
+	f.Node = "lb9"
+	f.Maintenance = &state.Maintenance{Node: true, Reason: "lb9's"}
+	a, _, _ := resumeAgent(t, f, 0)
+	if a.prev != nil {
+		t.Errorf("state written by lb9 used by n1: %+v", a.prev.file)
+	}
+}
+
+// TestStateLoopVouchesOnlyForWhatItWrote: the heartbeat does not move
+// before the first apply is done (the file holds the previous run's
+// instances), nor while a write is failing; a failed write is retried.
+func TestStateLoopVouchesOnlyForWhatItWrote(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "state")
+	a, _ := testAgentWith(t, Options{StateDir: dir})
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	if err := state.Write(dir, masterState("VI_1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(state.Path(dir), time.Time{}, old); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go a.stateLoop(ctx, done)
+	defer func() { cancel(); <-done }()
+	heartbeat := func() time.Time {
+		_, hb, err := state.Read(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hb
+	}
+	time.Sleep(1200 * time.Millisecond) // more than a heartbeat period (1 s with no model)
+	if hb := heartbeat(); !hb.Equal(old) {
+		t.Fatalf("heartbeat moved to %v before the first apply", hb)
+	}
+	a.applied.Store(true)
+	deadline := time.Now().Add(5 * time.Second)
+	for heartbeat().Equal(old) {
+		if time.Now().After(deadline) {
+			t.Fatal("heartbeat never moved after the first apply")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Writes fail (the directory is replaced by a file): no heartbeat.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.kickState()
+	time.Sleep(1200 * time.Millisecond)
+	// Writable again: the loop writes by itself, no kick needed.
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, _, err := state.Read(dir); err == nil {
+			break
+		}
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			t.Fatal("a failed write was never retried")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -17,5 +17,5 @@ func (a *Agent) daemon() *api.Daemon {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return &api.Daemon{PID: os.Getpid(), Version: a.opts.Version, Started: a.started,
-		StateDir: a.opts.StateDir, Resumed: a.resumed, Upgrade: a.opts.UpgradeNote}
+		StateDir: a.opts.StateDir, Ready: a.applied.Load(), Resumed: a.resumed, Upgrade: a.opts.UpgradeNote}
 }

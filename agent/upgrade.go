@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/vipd/vipd/api"
+	"github.com/vipd/vipd/vrrp"
 )
 
 // preflightTimeout bounds each check of a new binary before vipd upgrade
@@ -36,12 +38,15 @@ func (a *Agent) Upgrade(ctx context.Context) (api.UpgradeResult, error) {
 		return api.UpgradeResult{}, fmt.Errorf("upgrade refused, nothing changed: %s version: %w", bin, err)
 	}
 	to := strings.TrimSpace(out)
-	args := []string{"check", "--config", a.opts.ConfigPath}
-	for _, id := range a.opts.ConfigIDs {
-		args = append(args, "--config-id", id)
+	// The new binary must take this very command line and configuration:
+	// run --preflight parses the flags and loads the file, then exits.
+	args := append(slices.Clone(a.opts.RunArgs), "--preflight")
+	if len(a.opts.RunArgs) == 0 {
+		args = []string{"run", "--config", a.opts.ConfigPath, "--preflight"}
 	}
 	if _, err := preflight(ctx, bin, args...); err != nil {
-		return api.UpgradeResult{}, fmt.Errorf("upgrade refused, nothing changed: the new binary rejects %s: %w", a.opts.ConfigPath, err)
+		return api.UpgradeResult{}, fmt.Errorf("upgrade refused, nothing changed: the new binary does not take `vipd %s`: %w",
+			strings.Join(args, " "), err)
 	}
 	a.applyMu.Lock()
 	closed := a.closed
@@ -50,7 +55,7 @@ func (a *Agent) Upgrade(ctx context.Context) (api.UpgradeResult, error) {
 		return api.UpgradeResult{}, errors.New("upgrade: vipd is stopping")
 	}
 	select {
-	case a.upgradeReq <- bin:
+	case a.upgradeReq <- &UpgradeExec{Binary: bin, ReadyWithin: a.readyWithin()}:
 	default:
 		return api.UpgradeResult{}, errors.New("upgrade: one is already under way")
 	}
@@ -76,4 +81,20 @@ func preflight(ctx context.Context, bin string, args ...string) (string, error) 
 		return "", err
 	}
 	return out.String(), nil
+}
+
+// readyWithin is how long a new image may take to apply its
+// configuration before it is rolled back: the shortest Master_Down_Interval
+// less one advert interval and half a second of margin, so that even a
+// rollback moves nothing; at least 1 s, at most 10 s.
+func (a *Agent) readyWithin() time.Duration {
+	d := 10 * time.Second
+	if m := a.currentModel(); m != nil {
+		for _, ic := range m.Instances {
+			if w := vrrp.MasterDownIntervalOf(ic) - ic.AdvertInt.D() - 500*time.Millisecond; w < d {
+				d = w
+			}
+		}
+	}
+	return max(d, time.Second)
 }

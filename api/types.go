@@ -114,6 +114,8 @@ type Daemon struct {
 	Version  string    `json:"version"`
 	Started  time.Time `json:"started"`
 	StateDir string    `json:"state_dir,omitempty"`
+	// Ready: the run has applied its first configuration.
+	Ready bool `json:"ready"`
 	// Resumed counts the instances this run resumed as MASTER after a
 	// restart, crash or upgrade of vipd.
 	Resumed int `json:"resumed"`

@@ -55,7 +55,7 @@ func TestRestartKeepsVIPsStopHandsOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"RestartKillSignal=SIGQUIT", "KillSignal=SIGTERM", "--state-dir /var/lib/vipd/default",
+	for _, want := range []string{"RestartKillSignal=SIGQUIT", "KillSignal=SIGTERM", "RestartForceExitStatus=75", "SuccessExitStatus=75", "--state-dir /var/lib/vipd/default",
 		"OnFailure=vipd-release.service", "StateDirectory=vipd"} {
 		if !strings.Contains(string(b), "\n"+want) && !strings.Contains(string(b), " "+want) {
 			t.Errorf("vipd.service lacks %q", want)

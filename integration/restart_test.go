@@ -345,8 +345,8 @@ func TestRestartKeepsTheVIPAndKeepalivedNeverNotices(t *testing.T) {
 		t.Fatalf("vipd did not exit after SIGQUIT: %v", err)
 	}
 	exited := time.Now()
-	if code != 0 {
-		t.Errorf("vipd exit code %d after SIGQUIT, want 0: %s", code, lastLines(old.proc.Output(), 10))
+	if code != agent.ExitRestart {
+		t.Errorf("vipd exit code %d after SIGQUIT, want %d (systemd's RestartForceExitStatus): %s", code, agent.ExitRestart, lastLines(old.proc.Output(), 10))
 	}
 	if !chLogged(old, "restart signal (SIGQUIT)") {
 		t.Errorf("the old run does not log the restart signal:\n%s", lastLines(old.proc.Output(), 10))

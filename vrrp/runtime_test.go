@@ -708,3 +708,48 @@ func TestMisconfiguredPeersDropsAreReportedRateLimited(t *testing.T) {
 		t.Errorf("after the flood of %d: state %v, want BACKUP (and at least 100 on the wire)", sent, b.state())
 	}
 }
+
+// TestResumedSyncGroupRunsNoGroupNotify: members resumed after a restart
+// of vipd make the group MASTER without the group's state change (its
+// notify_master would run a script for nothing that happened).
+func TestResumedSyncGroupRunsNoGroupNotify(t *testing.T) {
+	conn := newRecConn()
+	tr := NewTransportWith(nil, func(string, bool) (PacketConn, error) { return conn, nil })
+	defer tr.Close()
+	g := NewSyncGroup("G1", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var mu sync.Mutex
+	var states []State
+	g.OnState = func(_ string, s State) { mu.Lock(); states = append(states, s); mu.Unlock() }
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var insts []*Instance
+	for _, vrid := range []int{1, 2} {
+		ic := &config.Instance{Name: "VI_" + strconv.Itoa(vrid), Interface: "eth0", VRID: vrid, Priority: 150, Version: 3,
+			AdvertInt: config.Duration(20 * time.Millisecond),
+			VIPs:      []config.VIP{{Prefix: netip.MustParsePrefix("10.0." + strconv.Itoa(vrid) + ".100/24")}}}
+		inst := NewInstance(InstanceOptions{Config: ic, Primary: netip.MustParseAddr("10.0.0.1"), Plane: &fakePlane{},
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Resume: &Resume{Cause: "resumed MASTER after a restart of vipd"}})
+		g.Add(inst)
+		if err := tr.Attach(inst); err != nil {
+			t.Fatal(err)
+		}
+		insts = append(insts, inst)
+	}
+	for _, inst := range insts {
+		wg.Add(1)
+		go func() { defer wg.Done(); inst.Run(ctx) }()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	deadline := time.Now().Add(5 * time.Second)
+	for insts[0].Status().State != StateMaster || insts[1].Status().State != StateMaster {
+		if time.Now().After(deadline) {
+			t.Fatalf("members did not resume MASTER: %v %v", insts[0].Status().State, insts[1].Status().State)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(states) != 0 {
+		t.Errorf("group state changes %v after a resume, want none", states)
+	}
+}

@@ -181,6 +181,13 @@ func (g *SyncGroup) memberTransition(from *Instance, a Action) {
 			}
 		}
 		g.setState(StateBackup)
+	case a.To == StateMaster && a.CauseKind == CauseResume:
+		// Resumed after a restart of vipd: the group was MASTER before and
+		// nothing changed on the network, so no group notify runs.
+		if g.state != StateMaster {
+			g.log.Info("sync group resumed in MASTER state", "from", g.state.String())
+			g.state = StateMaster
+		}
 	case a.To == StateMaster:
 		// An owner (priority 255) goes MASTER without asking.
 		g.setState(StateMaster)

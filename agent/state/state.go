@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -230,4 +231,37 @@ func Touch(dir string, now time.Time) error {
 		return fmt.Errorf("state heartbeat: %w", err)
 	}
 	return err
+}
+
+// LockName is the lock file of a state directory: one vipd at a time.
+const LockName = "lock"
+
+// Lock takes dir's lock (flock on dir/lock), waiting up to wait for a run
+// that is exiting (a restart) to let go. The lock goes with the process
+// (and with an exec: the descriptor is close-on-exec), so a crash never
+// leaves it held. unlock releases it.
+func Lock(dir string, wait time.Duration) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	p := filepath.Join(dir, LockName)
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state directory lock: %w", err)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				return nil, fmt.Errorf("state directory %s is in use by another vipd (give each its own --state-dir or --node-name)", dir)
+			}
+			return nil, fmt.Errorf("state directory lock %s: %w", p, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

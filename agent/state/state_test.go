@@ -142,3 +142,21 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestLockKeepsASecondVipdOut(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := Lock(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Lock(dir, 50*time.Millisecond); err == nil || !strings.Contains(err.Error(), "in use by another vipd") {
+		t.Errorf("second Lock = %v, want in use", err)
+	}
+	unlock()
+	unlock2, err := Lock(dir, 0)
+	if err != nil {
+		t.Errorf("Lock after unlock: %v", err)
+	} else {
+		unlock2()
+	}
+}

@@ -476,7 +476,13 @@ func TestRunPassesFlagsAndEnvironmentToTheAgent(t *testing.T) {
 	if got.Executable == "" {
 		t.Error("agent got no executable path (vipd upgrade needs it)")
 	}
-	got.Executable = ""
+	if got.Restart == nil {
+		t.Error("agent got no restart signal channel (SIGQUIT must be vipd's from the start)")
+	}
+	if len(got.RunArgs) == 0 || got.RunArgs[0] != "run" || got.RunArgs[len(got.RunArgs)-1] != "json" {
+		t.Errorf("run args %q: want this command line (vipd upgrade's preflight runs it)", got.RunArgs)
+	}
+	got.Executable, got.Restart, got.RunArgs = "", nil, nil
 	if diff := cmp.Diff(want, *got); diff != "" {
 		t.Errorf("agent options (-want +got):\n%s", diff)
 	}
@@ -691,14 +697,14 @@ func (f *upgradeFake) Upgrade(context.Context) (api.UpgradeResult, error) {
 func TestUpgradeWaitsForTheNewRunAndReportsIt(t *testing.T) {
 	t0 := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
 	fa := &upgradeFake{daemon: api.Daemon{PID: 77, Version: "1.0", Started: t0},
-		next: api.Daemon{PID: 77, Version: "1.1", Started: t0.Add(time.Hour), Resumed: 3, Upgrade: "upgraded in place from 1.0"}}
+		next: api.Daemon{PID: 77, Version: "1.1", Started: t0.Add(time.Hour), Ready: true, Resumed: 3, Upgrade: "upgraded in place from 1.0"}}
 	r, _ := vipd(t, "upgrade", "--socket", serve(t, fa))
 	if r.code != 0 || !strings.Contains(r.stdout, "upgraded in place from 1.0 to 1.1, pid 77, 3 instances resumed as MASTER") {
 		t.Errorf("exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
 
 	fa = &upgradeFake{daemon: api.Daemon{PID: 77, Version: "1.0", Started: t0},
-		next: api.Daemon{PID: 77, Version: "1.0", Started: t0.Add(time.Hour), Resumed: 3,
+		next: api.Daemon{PID: 77, Version: "1.0", Started: t0.Add(time.Hour), Ready: true, Resumed: 3,
 			Upgrade: "upgrade from 1.0 to 1.1 rolled back: start failed: boom"}}
 	r, _ = vipd(t, "upgrade", "--socket", serve(t, fa))
 	if r.code != 1 || !strings.Contains(r.stderr, "rolled back: start failed: boom") {

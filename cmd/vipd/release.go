@@ -73,7 +73,11 @@ alive and is vipd). Operator maintenance and priority overrides stay recorded.`,
 				in := &f.Instances[i]
 				for _, a := range in.VIPs {
 					has, err := plane.HasAddr(a.Dev, a.Prefix.Addr())
-					if err != nil || !has {
+					if err != nil {
+						failed = append(failed, fmt.Sprintf("%s on %s: %v", a.Prefix, a.Dev, err))
+						continue
+					}
+					if !has {
 						continue
 					}
 					if err := plane.DelAddrs(ctx, a.Dev, []config.VIP{{Prefix: a.Prefix, Dev: a.Dev}}); err != nil {

@@ -30,6 +30,7 @@ type cliEnv struct {
 	interfaceExists func(string) bool
 	runAgent        func(context.Context, agent.Options) error
 	now             func() time.Time
+	args            []string // the command line, without the program (set by execute)
 }
 
 // exitError ends a command with a given exit code. msg, when not empty, is
@@ -48,6 +49,7 @@ func fail(code int, format string, args ...any) error {
 
 // execute runs the command line args and returns the process exit code.
 func execute(args []string, env *cliEnv) int {
+	env.args = args
 	root := newRootCmd(env)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteC()

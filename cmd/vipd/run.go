@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/vipd/vipd/agent"
+	"github.com/vipd/vipd/config/keepalived"
+	"github.com/vipd/vipd/config/loader"
 )
 
 func newRunCmd(env *cliEnv, v *viper.Viper) *cobra.Command {
@@ -39,10 +42,10 @@ Signals, as with keepalived:
                     state change and no VIP moved
   SIGTERM, SIGINT   stop: a MASTER sends a priority-0 advert so its BACKUP takes
                     over at once, VIPs are removed, notify stop scripts run
-  SIGQUIT           exit at once for a restart (systemctl restart): no priority
-                    0, VIPs kept, no notify; the next start resumes every
-                    MASTER whose VIPs are still in place, advertising within
-                    milliseconds, so no backup notices
+  SIGQUIT           exit at once for a restart (systemctl restart), status 75:
+                    no priority 0, VIPs kept, no notify; the next start
+                    resumes every MASTER whose VIPs are still in place,
+                    advertising within milliseconds, so no backup notices
 
 State that outlives the process lives in --state-dir (default
 /var/lib/vipd/NODE-NAME): each instance's state and VIPs, written at every
@@ -51,7 +54,8 @@ survive every restart. A start resumes a MASTER only when the state is younger
 than its Master_Down_Interval (a restart, a crash restarted at once, vipd
 upgrade), its identity (VRID, family, interface, unicast mode, use_vmac) is the
 same and its VIPs are still there; otherwise it starts as BACKUP, as keepalived
-does, and says why. After 3 quick crashes in a row a start no longer resumes.
+does, and says why. A 4th crash in a row within a minute of its start is not
+resumed: that start releases the VIPs and VRRP decides.
 vipd release removes what a dead run left; vipd upgrade re-executes a new
 binary in place.
 
@@ -76,15 +80,20 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
   vipd run --config /etc/keepalived/keepalived.conf --log-format json --log-level debug
 
   # Second instance in a network namespace, with its own control socket
-  ip netns exec lb2 vipd run --config /etc/vipd/lb2.conf --socket /run/vipd/lb2.sock
+  ip netns exec lb2 vipd run --config /etc/vipd/lb2.conf --socket /run/vipd/lb2.sock --node-name lb2
 
-  # Restart without moving a VIP (what systemctl restart does with the unit in deploy/)
-  kill -QUIT $(pidof vipd) && vipd run --config /etc/keepalived/keepalived.conf
+  # Restart without moving a VIP, with the unit in deploy/systemd (SIGQUIT, then a new start)
+  systemctl restart vipd
 
   # The same model as YAML (vipd convert keepalived.conf > vipd.yaml)
   vipd run --config /etc/vipd/vipd.yaml --node-name lb1`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// The restart signal is vipd's from the first instant: Go's
+			// default for SIGQUIT (a stack dump, exit 2) must never apply.
+			restart := make(chan os.Signal, 1)
+			signal.Notify(restart, agent.RestartSignal)
+			defer signal.Stop(restart)
 			opts, err := runOptions(v)
 			if err != nil {
 				return err
@@ -93,11 +102,16 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 			if err != nil {
 				return fail(exitUsage, "%v", err)
 			}
+			if v.GetBool("preflight") {
+				return preflightRun(env, opts)
+			}
 			opts.Logger = log
+			opts.Restart = restart
+			opts.RunArgs = env.args
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			log.Debug("vipd version", "version", version)
-			up, note := takeUpgradeEnv()
+			up, note := takeUpgradeEnv(log)
 			opts.UpgradeNote = note
 			if note != "" {
 				log.Info("upgrade: " + note)
@@ -108,27 +122,31 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 				opts.Ready = sync.OnceFunc(func() { close(ready) })
 				go up.watch(ready, func(s string) { fmt.Fprintln(env.stderr, s) })
 			}
-			for {
-				err := env.runAgent(ctx, opts)
-				var ue *agent.UpgradeExec
-				switch {
-				case err == nil:
-					return nil
-				case errors.Is(err, agent.ErrRestart):
-					return nil // VIPs kept, state written: the next start resumes
-				case errors.As(err, &ue):
-					err = execUpgrade(ue.Binary) // returns only on failure
-					log.Error("upgrade failed: resuming with the running binary", "err", err)
-					opts.UpgradeNote = "upgrade failed: " + err.Error()
-					continue
-				case up != nil && !closed(ready):
-					log.Error("the new binary failed to start: rolling back", "err", err)
-					if rerr := up.rollback("start failed: " + err.Error()); rerr != nil {
-						log.Error("rollback failed", "err", rerr)
-					}
+			err = env.runAgent(ctx, opts)
+			var ue *agent.UpgradeExec
+			switch {
+			case err == nil:
+				return nil
+			case errors.Is(err, agent.ErrRestart):
+				// VIPs kept, state written: the next start resumes. Not
+				// 0: a restart signal from anything but systemctl restart
+				// must still bring vipd back (the unit's
+				// RestartForceExitStatus=).
+				return fail(agent.ExitRestart, "")
+			case errors.As(err, &ue):
+				err = execUpgrade(ue.Binary, ue.ReadyWithin, env.args) // returns only on failure
+				log.Error("upgrade failed: starting the running binary again", "err", err)
+				// The old run's instances still run in this process: a
+				// clean re-exec of this binary resumes from the state.
+				err = reexecSelf(env.args, "upgrade failed: "+err.Error())
+				log.Error("cannot re-execute the running binary", "err", err)
+			case up != nil && !closed(ready):
+				log.Error("the new binary failed to start: rolling back", "err", err)
+				if rerr := up.rollback("start failed: " + err.Error()); rerr != nil {
+					log.Error("rollback failed", "err", rerr)
 				}
-				return fail(exitFailure, "run: %v", err)
 			}
+			return fail(exitFailure, "run: %v", err)
 		},
 	}
 	fs := cmd.Flags()
@@ -144,6 +162,8 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 	fs.String("metrics-listen", "", "Prometheus /metrics listen address HOST:PORT (off when empty)")
 	fs.String("log-format", "text", "log format: text or json (logs go to stderr)")
 	fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.Bool("preflight", false, "check this command line and --config, then exit (vipd upgrade asks a new binary this)")
+	_ = fs.MarkHidden("preflight")
 	fs.String("state-dir", "", "directory of the state that outlives the process, for restarts and upgrades without a re-election (default "+defaultStateRoot+"/NODE-NAME; \"none\": keep no state)")
 	return cmd
 }
@@ -183,10 +203,9 @@ func runOptions(v *viper.Viper) (agent.Options, error) {
 	case "none":
 		stateDir = ""
 	}
-	exe, _ := os.Executable()
 	return agent.Options{
 		StateDir:      stateDir,
-		Executable:    exe,
+		Executable:    executablePath(),
 		ConfigPath:    path,
 		ConfigIDs:     splitList(v.GetStringSlice("config-id")),
 		NodeName:      node,
@@ -226,4 +245,32 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("--log-format %q: want text or json", format)
 	}
+}
+
+// executablePath is the path vipd was started as, symlinks not resolved:
+// vipd upgrade runs what is found there now (a symlink switched to a new
+// release is followed; os.Executable would name the old release's file).
+func executablePath() string {
+	arg0 := os.Args[0]
+	if !strings.Contains(arg0, "/") {
+		if p, err := exec.LookPath(arg0); err == nil {
+			arg0 = p
+		}
+	}
+	if p, err := filepath.Abs(arg0); err == nil {
+		return p
+	}
+	p, _ := os.Executable()
+	return p
+}
+
+// preflightRun is `vipd run ... --preflight`: the flags parsed, the
+// configuration loaded and valid, nothing started.
+func preflightRun(env *cliEnv, opts agent.Options) error {
+	_, diags := loader.Load(opts.ConfigPath, loader.Options{Keepalived: keepalived.Options{ConfigIDs: opts.ConfigIDs}})
+	if err := diags.Err(); err != nil {
+		return fail(exitFailure, "preflight: %v", err)
+	}
+	fmt.Fprintf(env.stdout, "preflight: vipd %s takes this command line and %s\n", version, opts.ConfigPath)
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -25,70 +26,91 @@ const (
 	envDeadline   = "VIPD_UPGRADE_DEADLINE"    // unix nanoseconds by which the new image must be ready
 	envFrom       = "VIPD_UPGRADE_FROM"        // the old version
 	envNote       = "VIPD_UPGRADE_NOTE"        // how the upgrade ended, for the run it ends in
-	envArgs       = "VIPD_UPGRADE_ARGS"        // the old image's arguments (JSON), to roll back with
+	envArgs       = "VIPD_UPGRADE_ARGS"        // the old image's arguments (JSON, without the program), to roll back with
 )
-
-// upgradeReadyTimeout is how long a new binary has, from its exec, to
-// apply its configuration before the old one is put back.
-const upgradeReadyTimeout = 10 * time.Second
 
 // inflight is an upgrade that exec'd this image.
 type inflight struct {
 	fd       int       // the old binary
 	deadline time.Time // ready by then, or rolled back
 	from     string
-	args     []string // the old image's arguments (a wrapper may have changed this image's)
+	args     []string // the old image's arguments without the program (a wrapper may have changed this image's)
 }
 
 // takeUpgradeEnv reads and clears the upgrade's environment: nil when
 // this image was not started by vipd upgrade. note is how an upgrade that
 // ended in this image went ("" when none).
-func takeUpgradeEnv() (up *inflight, note string) {
+func takeUpgradeEnv(log *slog.Logger) (up *inflight, note string) {
 	note = os.Getenv(envNote)
 	fdS, dlS := os.Getenv(envRollbackFD), os.Getenv(envDeadline)
-	from := os.Getenv(envFrom)
-	var args []string
-	argsErr := json.Unmarshal([]byte(os.Getenv(envArgs)), &args)
+	from, argsS := os.Getenv(envFrom), os.Getenv(envArgs)
 	for _, k := range []string{envRollbackFD, envDeadline, envFrom, envNote, envArgs} {
 		os.Unsetenv(k)
 	}
-	fd, err1 := strconv.Atoi(fdS)
-	dl, err2 := strconv.ParseInt(dlS, 10, 64)
-	if fdS == "" || err1 != nil || err2 != nil || argsErr != nil || fd < 3 || len(args) == 0 {
+	if fdS == "" {
 		return nil, note
 	}
-	return &inflight{fd: fd, deadline: time.Unix(0, dl), from: from, args: args}, fmt.Sprintf("upgraded in place from %s", from)
+	var args []string
+	argsErr := json.Unmarshal([]byte(argsS), &args)
+	fd, err1 := strconv.Atoi(fdS)
+	dl, err2 := strconv.ParseInt(dlS, 10, 64)
+	if err1 != nil || err2 != nil || argsErr != nil || fd < 3 || len(args) == 0 {
+		log.Error("upgrade: the old image's hand-over is unreadable: no rollback possible",
+			"fd", fdS, "deadline", dlS, "args", argsS)
+		return nil, "upgraded in place from " + from + " (no rollback: hand-over unreadable)"
+	}
+	// Scripts this image runs must not inherit the old binary.
+	syscall.CloseOnExec(fd)
+	return &inflight{fd: fd, deadline: time.Unix(0, dl), from: from, args: args}, "upgraded in place from " + from
 }
 
-// execUpgrade replaces the process image with bin (same PID, same
+// execUpgrade replaces the process image with bin (same PID, the same
 // arguments), leaving it a descriptor of the running binary to roll back
-// to. It returns only when the exec failed.
-func execUpgrade(bin string) error {
-	fd, err := syscall.Open("/proc/self/exe", syscall.O_RDONLY, 0) // no O_CLOEXEC: it crosses the exec
+// to and ready (how long it has to apply its configuration). It returns
+// only when the exec failed.
+func execUpgrade(bin string, ready time.Duration, args []string) error {
+	fd, err := syscall.Open("/proc/self/exe", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("upgrade: keeping the running binary for a rollback: %w", err)
+		return fmt.Errorf("upgrade: cannot open the running binary (/proc/self/exe) to keep for a rollback: %w", err)
 	}
-	args, err := json.Marshal(os.Args)
+	argsJSON, err := json.Marshal(args)
 	if err != nil {
 		syscall.Close(fd)
 		return fmt.Errorf("upgrade: %w", err)
 	}
 	env := append(os.Environ(),
-		envArgs+"="+string(args),
+		envArgs+"="+string(argsJSON),
 		envRollbackFD+"="+strconv.Itoa(fd),
-		envDeadline+"="+strconv.FormatInt(time.Now().Add(upgradeReadyTimeout).UnixNano(), 10),
+		envDeadline+"="+strconv.FormatInt(time.Now().Add(ready).UnixNano(), 10),
 		envFrom+"="+version)
-	err = syscall.Exec(bin, os.Args, env)
+	// Only this descriptor crosses the exec; no fork may copy it meanwhile.
+	syscall.ForkLock.Lock()
+	_, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_SETFD, 0)
+	if errno == 0 {
+		err = syscall.Exec(bin, append([]string{os.Args[0]}, args...), env)
+	} else {
+		err = errno
+	}
+	syscall.ForkLock.Unlock()
 	syscall.Close(fd)
 	return fmt.Errorf("upgrade: exec %s: %w", bin, err)
 }
 
-// rollback puts the old binary back in place of this image; it returns
-// only when that failed.
+// reexecSelf executes the running binary again with args (after a failed
+// upgrade exec: the old run's instances still run in this process, a
+// clean image resumes them from the state). It returns only on failure.
+func reexecSelf(args []string, note string) error {
+	env := append(os.Environ(), envNote+"="+note)
+	err := syscall.Exec("/proc/self/exe", append([]string{os.Args[0]}, args...), env)
+	return fmt.Errorf("re-exec /proc/self/exe: %w", err)
+}
+
+// rollback puts the old binary back in place of this image, with the old
+// image's arguments; it returns only when that failed.
 func (u *inflight) rollback(why string) error {
 	env := append(os.Environ(), envNote+"="+fmt.Sprintf("upgrade from %s to %s rolled back: %s", u.from, version, why))
 	path := "/proc/self/fd/" + strconv.Itoa(u.fd)
-	err := syscall.Exec(path, u.args, env)
+	err := syscall.Exec(path, append([]string{os.Args[0]}, u.args...), env)
 	return fmt.Errorf("upgrade rollback: exec the old binary: %w", err)
 }
 
@@ -100,7 +122,7 @@ func (u *inflight) watch(ready <-chan struct{}, stderr func(string)) {
 	case <-ready:
 		syscall.Close(u.fd)
 	case <-t.C:
-		stderr("vipd: the new binary was not ready within " + upgradeReadyTimeout.String() + " of the upgrade: rolling back")
+		stderr("vipd: the new binary did not apply its configuration in time: rolling back")
 		if err := u.rollback("not ready in time"); err != nil {
 			stderr("vipd: " + err.Error())
 			os.Exit(exitFailure)
@@ -118,12 +140,20 @@ upgrade): same PID, so systemd keeps tracking it; same arguments; the state is
 carried across, so every MASTER stays MASTER and advertises again within
 milliseconds, and no backup notices.
 
-Before anything moves, the new binary must answer "version" and accept the
-running configuration with "check"; otherwise the upgrade is refused and the
-running vipd goes on. A new binary that does not apply its configuration within
-10 s of the exec is rolled back: the old binary is executed again (vipd keeps a
-descriptor of it) and resumes from the state. vipd upgrade waits for the new
-run to answer and reports the versions, or the rollback (exit 1).
+Before anything moves, the new binary must answer "version" and accept this
+run's command line and configuration (vipd run ... --preflight); otherwise the
+upgrade is refused and the running vipd goes on. A new binary that fails to
+start, or does not apply its configuration in time (the shortest
+Master_Down_Interval less one advert interval, between 1 and 10 s), is rolled
+back: the old binary, kept open by vipd, is executed again with the old
+arguments and resumes from the state. vipd upgrade waits for the new run to
+answer and reports the versions, or the rollback (exit 1).
+
+What a rollback cannot cover: a new file that passes the checks but dies before
+vipd's own code runs (killed at exec, a crash in the Go runtime's start-up)
+ends the process with its VIPs in place; systemd's Restart= then starts the
+file at the path again, and vipd release (the unit's OnFailure=) removes the
+VIPs if that keeps failing.
 
 Needs a state directory (vipd run --state-dir, on by default).`,
 		Example: `  install -m 755 ./vipd /usr/sbin/vipd && vipd upgrade
@@ -149,7 +179,7 @@ Needs a state directory (vipd run --state-dir, on by default).`,
 				return fail(exitFailure, "upgrade to %s: %v", strings.TrimSpace(res.To), err)
 			}
 			d := after.Daemon
-			if strings.Contains(d.Upgrade, "rolled back") {
+			if !strings.HasPrefix(d.Upgrade, "upgraded in place") {
 				return fail(exitFailure, "%s (pid %d, version %s, %d instances resumed as MASTER)", d.Upgrade, d.PID, d.Version, d.Resumed)
 			}
 			fmt.Fprintf(env.stdout, "vipd at %s: upgraded in place from %s to %s, pid %d, %d instances resumed as MASTER\n",
@@ -166,7 +196,7 @@ func waitNewRun(ctx context.Context, c *api.Client, before api.Status) (api.Stat
 	var last error
 	for {
 		st, err := c.Status(ctx)
-		if err == nil && st.Daemon != nil && before.Daemon != nil && st.Daemon.Started.After(before.Daemon.Started) {
+		if err == nil && st.Daemon != nil && before.Daemon != nil && st.Daemon.Started.After(before.Daemon.Started) && st.Daemon.Ready {
 			return st, nil
 		}
 		if err != nil {
