@@ -284,6 +284,19 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 		defer unlock()
 		a.prev = a.loadPrevious()
 		a.restoreIntents(a.prev)
+		if prev := a.prev; prev != nil {
+			// A start that fails before its first apply (a socket or a
+			// metrics port in use, say) leaves the previous state as it
+			// found it, heartbeat included: what comes next (a rollback,
+			// systemd's next start) judges it as if this run never was.
+			defer func() {
+				if !a.applied.Load() {
+					if err := state.Write(dir, prev.file); err == nil {
+						_ = state.Touch(dir, prev.heartbeat)
+					}
+				}
+			}()
+		}
 		if err := state.Write(dir, a.firstState(a.prev)); err != nil {
 			a.log.Warn("cannot write the state file", "dir", dir, "err", err)
 		}

@@ -643,8 +643,8 @@ func TestRestartThousandMastersMovesNothing(t *testing.T) {
 		t.Fatalf("vipd did not exit after SIGQUIT: %v", err)
 	}
 	exited := time.Now()
-	if code != 0 {
-		t.Errorf("vipd exit code %d after SIGQUIT, want 0: %s", code, lastLines(d1.proc.Output(), 10))
+	if code != agent.ExitRestart {
+		t.Errorf("vipd exit code %d after SIGQUIT, want %d: %s", code, agent.ExitRestart, lastLines(d1.proc.Output(), 10))
 	}
 	nd := v.start()
 	st := rsWaitUp(t, nd, scaleInstances, 20*time.Second)
@@ -735,7 +735,7 @@ func TestRestartWithoutResume(t *testing.T) {
 				})
 				time.Sleep(time.Until(quit.Add(5 * time.Second)))
 			},
-			why:   "more than the Master_Down_Interval",
+			why:   "past the Master_Down_Interval",
 			alone: true,
 		},
 		{
@@ -763,7 +763,7 @@ func TestRestartWithoutResume(t *testing.T) {
 			if err := old.proc.Signal(agent.RestartSignal); err != nil {
 				t.Fatal(err)
 			}
-			if code, err := old.proc.Wait(5 * time.Second); err != nil || code != 0 {
+			if code, err := old.proc.Wait(5 * time.Second); err != nil || code != agent.ExitRestart {
 				t.Fatalf("vipd after SIGQUIT: exit %d, %v", code, err)
 			}
 			tc.between(t, p, quit)
