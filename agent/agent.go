@@ -143,6 +143,7 @@ type Agent struct {
 	stateKick   chan struct{}
 	stateWarned time.Time // stateLoop's own
 	upgradeReq  chan *UpgradeExec
+	fleet       fleetLayer // gossip; nil when off
 	applied     atomic.Bool        // the first apply is done (the state's heartbeat may move)
 	started     time.Time          // guarded by mu
 	resumed     int                // instances the first apply resumed; guarded by mu

@@ -81,7 +81,7 @@ func (e *hubEntry) status() api.InstanceStatus {
 	rt := e.rt
 	s.State, s.EffectivePriority, s.Since, s.Cause = rt.State.String(), rt.EffectivePriority, rt.Since, rt.Cause
 	if rt.Master.IsValid() {
-		s.Master = rt.Master.String()
+		s.Master, s.MasterPriority = rt.Master.String(), rt.MasterPriority
 	}
 	if len(rt.Faults) > 0 {
 		s.Faults = map[string]string{}
@@ -246,7 +246,7 @@ func (h *hub) subscribe(ctx context.Context) ([]api.InstanceStatus, <-chan api.E
 // statusEqual compares two statuses on what a subscriber would see change.
 func statusEqual(a, b api.InstanceStatus) bool {
 	if a.Name != b.Name || a.State != b.State || a.Priority != b.Priority || a.EffectivePriority != b.EffectivePriority ||
-		a.Master != b.Master || !a.Since.Equal(b.Since) || a.Cause != b.Cause || a.Group != b.Group || a.GateHeld != b.GateHeld ||
+		a.Master != b.Master || a.MasterPriority != b.MasterPriority || !a.Since.Equal(b.Since) || a.Cause != b.Cause || a.Group != b.Group || a.GateHeld != b.GateHeld ||
 		a.VRID != b.VRID || a.Interface != b.Interface || a.Version != b.Version {
 		return false
 	}

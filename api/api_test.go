@@ -18,6 +18,9 @@ import (
 )
 
 type fakeAgent struct {
+	fleet     Fleet
+	fleetErr  error
+	joins     []JoinRequest
 	mu        sync.Mutex
 	status    Status
 	reloadErr error
@@ -438,4 +441,13 @@ func TestUpgradeAnswersTheResultOrTheRefusal(t *testing.T) {
 	if _, err := NewClient(socket).Upgrade(context.Background()); err == nil || err.Error() != "upgrade refused, nothing changed: bad binary" {
 		t.Errorf("refusal = %v", err)
 	}
+}
+
+func (f *fakeAgent) Fleet(context.Context) (Fleet, error) {
+	return f.fleet, f.fleetErr
+}
+
+func (f *fakeAgent) Join(_ context.Context, r JoinRequest) (JoinResult, error) {
+	f.joins = append(f.joins, r)
+	return JoinResult{Joined: len(r.Addrs)}, f.fleetErr
 }

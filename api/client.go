@@ -113,6 +113,32 @@ func (c *Client) Upgrade(ctx context.Context) (UpgradeResult, error) {
 	return res, nil
 }
 
+// Fleet returns the fleet view of the daemon's gossip cluster.
+func (c *Client) Fleet(ctx context.Context) (Fleet, error) {
+	var f Fleet
+	if err := c.do(ctx, http.MethodGet, pathFleet, &f); err != nil {
+		var re *RemoteError
+		if errors.As(err, &re) && re.Code == http.StatusBadRequest {
+			return f, errors.New(re.Msg)
+		}
+		return f, err
+	}
+	return f, nil
+}
+
+// Join asks the daemon to join the gossip cluster through addrs.
+func (c *Client) Join(ctx context.Context, addrs []string) (JoinResult, error) {
+	var res JoinResult
+	if err := c.doBody(ctx, http.MethodPost, pathJoin, JoinRequest{Addrs: addrs}, &res); err != nil {
+		var re *RemoteError
+		if errors.As(err, &re) && re.Code == http.StatusBadRequest {
+			return res, errors.New(re.Msg)
+		}
+		return res, err
+	}
+	return res, nil
+}
+
 func (c *Client) post(ctx context.Context, path string, body any) error {
 	var ok okBody
 	if err := c.doBody(ctx, http.MethodPost, path, body, &ok); err != nil {

@@ -27,6 +27,8 @@ const (
 	pathMaint    = "/v1/maint"
 	pathPriority = "/v1/priority"
 	pathUpgrade  = "/v1/upgrade"
+	pathFleet    = "/v1/fleet"
+	pathJoin     = "/v1/join"
 )
 
 // shutdownGrace bounds how long Serve waits for in-flight requests once its
@@ -56,6 +58,8 @@ func NewServer(a Agent, log *slog.Logger) *Server {
 //	POST /v1/maint    MaintRequest    -> 200 {"ok":true} | 400 {"error"}
 //	POST /v1/priority PriorityRequest -> 200 {"ok":true} | 400 {"error"}
 //	POST /v1/upgrade  -> 200 UpgradeResult, then the daemon re-executes | 400 {"error"}
+//	GET  /v1/fleet    -> 200 Fleet | 400 {"error"} (gossip off)
+//	POST /v1/join     JoinRequest -> 200 JoinResult | 400 {"error"}
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(pathStatus, only(http.MethodGet, s.handleStatus))
@@ -76,6 +80,26 @@ func (s *Server) Handler() http.Handler {
 	}))
 	mux.HandleFunc(pathUpgrade, only(http.MethodPost, func(w http.ResponseWriter, r *http.Request) {
 		res, err := s.agent.Upgrade(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	}))
+	mux.HandleFunc(pathFleet, only(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+		f, err := s.agent.Fleet(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, normalizeFleet(f))
+	}))
+	mux.HandleFunc(pathJoin, only(http.MethodPost, func(w http.ResponseWriter, r *http.Request) {
+		var req JoinRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		res, err := s.agent.Join(r.Context(), req)
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
 			return
@@ -272,4 +296,33 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	w.Write(append(b, '\n'))
+}
+
+// normalizeFleet gives empty lists as [] (the contract's shape), never null.
+func normalizeFleet(f Fleet) Fleet {
+	if f.Nodes == nil {
+		f.Nodes = []FleetNode{}
+	}
+	if f.Peers == nil {
+		f.Peers = []Peer{}
+	}
+	if f.Warnings == nil {
+		f.Warnings = []Warning{}
+	}
+	for i := range f.Nodes {
+		if f.Nodes[i].Instances == nil {
+			f.Nodes[i].Instances = []FleetInstance{}
+		}
+		for j := range f.Nodes[i].Instances {
+			if f.Nodes[i].Instances[j].VIPs == nil {
+				f.Nodes[i].Instances[j].VIPs = []string{}
+			}
+		}
+	}
+	for i := range f.Warnings {
+		if f.Warnings[i].Nodes == nil {
+			f.Warnings[i].Nodes = []string{}
+		}
+	}
+	return f
 }

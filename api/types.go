@@ -23,17 +23,20 @@ type Status struct {
 
 // InstanceStatus is one vrrp_instance as the node runs it.
 type InstanceStatus struct {
-	Name              string    `json:"name"`
-	VRID              int       `json:"vrid"`
-	Interface         string    `json:"interface"`
-	State             string    `json:"state"` // INIT, BACKUP, MASTER, FAULT, STOP
-	Priority          int       `json:"priority"`
-	EffectivePriority int       `json:"effective_priority"`
-	VIPs              []string  `json:"vips"`
-	Master            string    `json:"master"` // address of the master seen, "" when unknown; ours when MASTER
-	Since             time.Time `json:"since"`
-	Cause             string    `json:"cause"`
-	Version           int       `json:"version,omitempty"`
+	Name              string   `json:"name"`
+	VRID              int      `json:"vrid"`
+	Interface         string   `json:"interface"`
+	State             string   `json:"state"` // INIT, BACKUP, MASTER, FAULT, STOP
+	Priority          int      `json:"priority"`
+	EffectivePriority int      `json:"effective_priority"`
+	VIPs              []string `json:"vips"`
+	Master            string   `json:"master"` // address of the master seen, "" when unknown; ours when MASTER
+	// MasterPriority is the priority the master advertises (an addition to
+	// the contract; 0 when no master is known).
+	MasterPriority int       `json:"master_priority,omitempty"`
+	Since          time.Time `json:"since"`
+	Cause          string    `json:"cause"`
+	Version        int       `json:"version,omitempty"`
 	// Tracked lists tracked items and their current result (issue 4).
 	Tracked []TrackedStatus `json:"tracked,omitempty"`
 	// Faults are the faults in force by key ("tracking", "sync_group",
@@ -62,6 +65,19 @@ type MaintRequest struct {
 	On       bool   `json:"on"`
 	Instance string `json:"instance,omitempty"` // "" = every instance of the node
 	Reason   string `json:"reason,omitempty"`
+	// Node is the node it is for ("" or this node's name: this node);
+	// another node's request travels by gossip.
+	Node string `json:"node,omitempty"`
+}
+
+// JoinRequest is the body of POST /v1/join.
+type JoinRequest struct {
+	Addrs []string `json:"addrs"` // HOST:PORT of members of the gossip cluster
+}
+
+// JoinResult says how many nodes were contacted.
+type JoinResult struct {
+	Joined int `json:"joined"`
 }
 
 // PriorityRequest is the body of POST /v1/priority: set (Clear false) or
@@ -97,6 +113,11 @@ type Agent interface {
 	// Upgrade checks the binary at the daemon's path and re-executes it
 	// in place (same PID), carrying the state; an error changes nothing.
 	Upgrade(ctx context.Context) (UpgradeResult, error)
+	// Fleet is the whole fleet as this node sees it through gossip; an
+	// error when gossip is off.
+	Fleet(ctx context.Context) (Fleet, error)
+	// Join joins the gossip cluster through the given members.
+	Join(ctx context.Context, req JoinRequest) (JoinResult, error)
 }
 
 // UpgradeResult is the answer to POST /v1/upgrade: the daemon re-executes

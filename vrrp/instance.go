@@ -158,6 +158,7 @@ type InstanceStatus struct {
 	EffectivePriority int
 	VIPs              []netip.Prefix
 	Master            netip.Addr
+	MasterPriority    int // the priority the master advertises (ours when MASTER)
 	Since             time.Time
 	Cause             string
 	// Faults are the faults in force, by key (tracking, sync_group,
@@ -892,10 +893,10 @@ func (i *Instance) receive(it rxItem) {
 		i.cnt.priorityZeroReceived.Add(1)
 	}
 	i.apply(i.m.Step(i.clock.Now(), Event{Kind: EvAdvert, From: it.src, Priority: it.priority, Interval: it.interval}))
-	master, _ := i.m.Master()
+	master, mprio := i.m.Master()
 	i.mu.Lock()
-	changed := i.status.Master != master
-	i.status.Master = master
+	changed := i.status.Master != master || i.status.MasterPriority != int(mprio)
+	i.status.Master, i.status.MasterPriority = master, int(mprio)
 	i.mu.Unlock()
 	if changed {
 		i.publish()
@@ -1162,7 +1163,7 @@ func (i *Instance) garpTick(now time.Time) {
 
 func (i *Instance) transition(a Action) {
 	now := i.clock.Now()
-	master, _ := i.m.Master()
+	master, mprio := i.m.Master()
 	switch {
 	case a.To == StateMaster && a.CauseKind == CauseResume:
 		// Not an entry into MASTER on the network: the old run's.
@@ -1179,7 +1180,7 @@ func (i *Instance) transition(a Action) {
 	i.status.State = a.To
 	i.status.Since = now
 	i.status.Cause = a.Cause
-	i.status.Master = master
+	i.status.Master, i.status.MasterPriority = master, int(mprio)
 	prio := i.status.EffectivePriority
 	i.mu.Unlock()
 	i.log.Info(fmt.Sprintf("entering %s state", a.To), "from", a.From.String(), "to", a.To.String(), "cause", a.Cause, "priority", prio)

@@ -261,6 +261,9 @@ func TestAge(t *testing.T) {
 }
 
 type fakeAgent struct {
+	fleet     api.Fleet
+	fleetErr  error
+	joins     []api.JoinRequest
 	status    api.Status
 	reloadErr error
 	maints    []api.MaintRequest
@@ -736,4 +739,13 @@ func TestReleaseWithNothingToRelease(t *testing.T) {
 	if r, _ := vipd(t, "release"); r.code != 2 {
 		t.Errorf("without --state-dir: exit %d, want 2", r.code)
 	}
+}
+
+func (f *fakeAgent) Fleet(context.Context) (api.Fleet, error) {
+	return f.fleet, f.fleetErr
+}
+
+func (f *fakeAgent) Join(_ context.Context, r api.JoinRequest) (api.JoinResult, error) {
+	f.joins = append(f.joins, r)
+	return api.JoinResult{Joined: len(r.Addrs)}, f.fleetErr
 }
