@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
@@ -53,18 +54,51 @@ func notImplemented(what string) func(*cobra.Command, []string) error {
 	}
 }
 
-func newJoinCmd() *cobra.Command {
+func newJoinCmd(env *cliEnv, v *viper.Viper) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "join HOST:PORT...",
-		Short: "Join the gossip cluster through the given nodes (not implemented yet)",
+		Short: "Join the gossip cluster through the given nodes",
 		Long: `Ask the running vipd to join the gossip cluster through one or more of its
-members, as --join does at startup. Gossip carries node and instance states
-for vipd status --fleet, and maintenance requests when etcd is not used.
+members, given by their gossip address (their --gossip-bind HOST:PORT). One
+member that answers is enough: the others learn of this node from it.
 
-Not implemented yet: it needs gossip. The command exits 2.`,
-		Example: `  vipd join 10.0.0.12:7946 10.0.0.13:7946`,
-		Args:    cobra.MinimumNArgs(1),
-		RunE:    notImplemented("join (needs gossip)"),
+Gossip carries, between the vipd of a fleet, each node's name and liveness,
+the state of its instances and the classic VRRP routers it hears (for vipd
+status --fleet), and maintenance requests for another node (vipd maint
+--node). It never decides who is MASTER: VRRP on the wire does, with or
+without gossip.
+
+vipd run --join HOST:PORT,... does the same at start; vipd join is for a node
+started alone, or to point it at other members. A partition needs no vipd
+join: each side keeps running VRRP, and when the network heals the nodes find
+each other again by themselves.
+
+The daemon must run with gossip (--gossip-bind or --join); otherwise it says
+so and vipd join exits 1, as it does when no member answers.`,
+		Example: `  # Join through two members; one answering is enough
+  vipd join 10.0.0.12:7946 10.0.0.13:7946
+
+  # The vipd of network namespace lb2
+  vipd join --socket /run/vipd/lb2.sock 10.0.0.12:7946`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			addrs := splitList(args)
+			if len(addrs) == 0 {
+				return fail(exitUsage, "join: want HOST:PORT of at least one member of the gossip cluster")
+			}
+			socket := v.GetString("socket")
+			ctx, cancel := context.WithTimeout(cmd.Context(), joinTimeout)
+			defer cancel()
+			res, err := api.NewClient(socket).Join(ctx, addrs)
+			if err != nil {
+				return fail(exitFailure, "%v", err)
+			}
+			if res.Joined == 0 {
+				return fail(exitFailure, "vipd at %s: join: no member answered (%s)", socket, strings.Join(addrs, ", "))
+			}
+			fmt.Fprintf(env.stdout, "vipd at %s: joined through %s\n", socket, plural(res.Joined, "node"))
+			return nil
+		},
 	}
 	addSocketFlag(cmd.Flags())
 	return cmd
@@ -73,8 +107,9 @@ Not implemented yet: it needs gossip. The command exits 2.`,
 func newMaintCmd(env *cliEnv, v *viper.Viper) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "maint on|off",
-		Short: "Put this node, or one of its instances, in maintenance",
-		Long: `Put this node (or one of its vrrp_instances) in maintenance, or take it out.
+		Short: "Put a node of the fleet, or one of its instances, in maintenance",
+		Long: `Put a node (or one of its vrrp_instances) in maintenance, or take it out:
+this node, or with --node another node of the fleet.
 
 In maintenance an instance hands over at once — a MASTER sends a priority-0
 advert, so a backup takes over after Skew_Time, not Master_Down_Interval — and
@@ -84,10 +119,16 @@ another reason (a tracked interface down) stays in FAULT for that reason.
 It is what you would do with keepalived by stopping it or by writing to a
 track_file, with a reason shown in vipd status and in the logs.
 
-Today maint acts on the local node (the vipd behind --socket). --node, for
-another node of the fleet, needs gossip or etcd: not built yet, so it is
-refused. Maintenance survives restarts of vipd, graceful or not: it is kept in
-the state directory (vipd run --state-dir) until maint off.`,
+Without --node, maint acts on the local node (the vipd behind --socket).
+--node NAME acts on another node of the fleet, from any node: the local vipd
+sends the request by gossip to NAME (the name vipd status --fleet shows), and
+NAME applies it as its own operator's maintenance. NAME must be alive in
+gossip, and gossip on here (vipd run --gossip-bind or --join); otherwise the
+request is refused and maint exits 1. --node with this node's own name is the
+same as no --node.
+
+Maintenance survives restarts of vipd, graceful or not: the node that applies
+it keeps it in its state directory (vipd run --state-dir) until maint off.`,
 		Example: `  # Drain this node before a kernel upgrade
   vipd maint on --reason "kernel upgrade, ticket OPS-123"
 
@@ -95,7 +136,11 @@ the state directory (vipd run --state-dir) until maint off.`,
   vipd maint on --instance VI_1 --reason "NIC replacement"
 
   # Back into service
-  vipd maint off`,
+  vipd maint off
+
+  # From any node: drain lb2 (sent to it by gossip)
+  vipd maint on --node lb2 --reason "PSU swap"
+  vipd maint off --node lb2`,
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"on", "off"},
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -107,15 +152,20 @@ the state directory (vipd run --state-dir) until maint off.`,
 			default:
 				return fail(exitUsage, "maint %q: want on or off", args[0])
 			}
-			if node := v.GetString("node"); node != "" {
-				return fail(exitUsage, "maint --node %s: maintenance of another node needs gossip or etcd, which are not built yet; run vipd maint on that node", node)
-			}
 			socket := v.GetString("socket")
 			ctx, cancel := context.WithTimeout(cmd.Context(), clientTimeout)
 			defer cancel()
-			req := api.MaintRequest{On: on, Instance: v.GetString("instance"), Reason: v.GetString("reason")}
+			req := api.MaintRequest{On: on, Instance: v.GetString("instance"), Reason: v.GetString("reason"), Node: v.GetString("node")}
 			if err := api.NewClient(socket).Maintenance(ctx, req); err != nil {
 				return fail(exitFailure, "%v", err)
+			}
+			if req.Node != "" {
+				scope := "every instance"
+				if req.Instance != "" {
+					scope = req.Instance
+				}
+				fmt.Fprintf(env.stdout, "vipd at %s: node %s: maintenance %s (%s)\n", socket, req.Node, args[0], scope)
+				return nil
 			}
 			what := "node"
 			if req.Instance != "" {
@@ -126,7 +176,7 @@ the state directory (vipd run --state-dir) until maint off.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.String("node", "", "node to put in maintenance (default: this node; other nodes need gossip or etcd)")
+	fs.String("node", "", "node to put in maintenance, by its name in gossip (default: this node)")
 	fs.String("instance", "", "only this vrrp_instance (default: every instance of the node)")
 	fs.String("reason", "", "why, shown in status and logs")
 	addSocketFlag(fs)

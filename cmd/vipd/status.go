@@ -25,8 +25,8 @@ const (
 
 func newStatusCmd(env *cliEnv, v *viper.Viper) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "status [-o table|json]",
-		Short: "Show the state of every vrrp_instance on this node",
+		Use:   "status [--fleet] [-o table|json]",
+		Short: "Show the state of every vrrp_instance on this node, or of the fleet",
 		Long: `Ask the running vipd, over its control socket, for the state of each
 vrrp_instance: what keepalived only tells you in syslog lines and
 /tmp/keepalived.data dumps.
@@ -50,7 +50,29 @@ Columns (-o table, the default):
   overrides come from vipd priority (source operator); drops count received
   adverts refused, by reason (auth_pass, interval_mismatch, bad_ttl, ...).
 
---fleet (every node of the gossip cluster) needs gossip, not implemented yet.`,
+--fleet shows the whole fleet as this node sees it through gossip (vipd run
+--gossip-bind/--join; without gossip the daemon says so and status exits 1):
+  NODES      every gossip node: its gossip address, memberlist's state (alive,
+             suspect, dead, left; ! when dead or left), its number of
+             instances and of MASTERs, its maintenance reason
+  INSTANCES  one line per VRRP group (a VRID on a segment, the subnet of the
+             interface): every router of it, gossip nodes as NAME(PRIORITY),
+             NAME(PRIORITY, STATE) when not BACKUP, NAME(dead) when the node
+             is down, then the classic VRRP routers heard on the segment
+             (keepalived without vipd, a router) as ADDR(classic, PRIORITY);
+             * marks each MASTER, ! a group without exactly one MASTER or
+             named by a warning
+  WARNINGS   split_brain (several MASTERs for one VRID on a segment),
+             config_mismatch (nodes of one VRID whose settings differ, e.g.
+             VIPs, advert_int or authentication), maintenance (a node or an
+             instance in maintenance), or "no warnings"
+
+--fleet -o json is the same as a stable JSON document (lists are [] when empty):
+  {"nodes": [{"name", "addr", "alive", "state", "maintenance", "version",
+   "instances": [the objects above, plus "family", "segment", "source",
+   "advert_int", "auth_hash"]}],
+   "peers": [{"addr", "vrid", "priority", "state", "segment", "heard_by"}],
+   "warnings": [{"kind", "instance", "vrid", "nodes", "detail"}]}`,
 		Example: `  # Who is MASTER here, and since when
   vipd status
 
@@ -58,19 +80,38 @@ Columns (-o table, the default):
   vipd status -o json | jq -r '.instances[] | select(.state != "MASTER") | .name'
 
   # The vipd running in network namespace lb2
-  vipd status --socket /run/vipd/lb2.sock`,
+  vipd status --socket /run/vipd/lb2.sock
+
+  # Every node of the fleet, the keepalived routers next to them, what is wrong
+  vipd status --fleet
+
+  # Alert on a split brain from any node
+  vipd status --fleet -o json | jq -e '[.warnings[] | select(.kind == "split_brain")] | length == 0'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if v.GetBool("fleet") {
-				return fail(exitUsage, "status --fleet: fleet view needs gossip (not yet implemented)")
-			}
 			output := v.GetString("output")
 			if output != "table" && output != "json" {
 				return fail(exitUsage, "-o %q: want table or json", output)
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), clientTimeout)
 			defer cancel()
-			st, err := api.NewClient(v.GetString("socket")).Status(ctx)
+			client := api.NewClient(v.GetString("socket"))
+			if v.GetBool("fleet") {
+				f, err := client.Fleet(ctx)
+				if err != nil {
+					return fail(exitFailure, "%v", err)
+				}
+				if output == "json" {
+					err = renderFleetJSON(env.stdout, f)
+				} else {
+					err = renderFleetTable(env.stdout, f)
+				}
+				if err != nil {
+					return fail(exitFailure, "status: write: %v", err)
+				}
+				return nil
+			}
+			st, err := client.Status(ctx)
 			if err != nil {
 				return fail(exitFailure, "%v", err)
 			}
@@ -87,7 +128,7 @@ Columns (-o table, the default):
 	}
 	fs := cmd.Flags()
 	fs.StringP("output", "o", "table", "output format: table or json")
-	fs.Bool("fleet", false, "show every node of the gossip cluster (needs gossip; not yet implemented)")
+	fs.Bool("fleet", false, "the whole fleet: gossip nodes, classic VRRP peers, warnings")
 	addSocketFlag(fs)
 	return cmd
 }
