@@ -41,18 +41,23 @@ const ShutdownBudget = 1500 * time.Millisecond
 
 // Options are the settings of one vipd process (DESIGN.md 3.1, `vipd run`).
 type Options struct {
-	ConfigPath    string
-	ConfigIDs     []string // keepalived -i: ids for @id lines (default: short hostname)
-	NodeName      string   // default: hostname
-	SocketPath    string   // control socket; default DefaultSocketPath
-	GossipBind    string
-	Join          []string
-	GossipKeyFile string
-	EtcdEndpoints []string
-	EtcdPrefix    string
-	MetricsListen string
-	Version       string // vipd's version, for metrics
-	Logger        *slog.Logger
+	ConfigPath string
+	ConfigIDs  []string // keepalived -i: ids for @id lines (default: short hostname)
+	NodeName   string   // default: hostname
+	SocketPath string   // control socket; default DefaultSocketPath
+	GossipBind string
+	// GossipAdvertise is the HOST:PORT other nodes reach this one at
+	// ("": memberlist's choice); GossipTuningFile overrides memberlist's
+	// timings (gossip.Config.TuningFile).
+	GossipAdvertise  string
+	GossipTuningFile string
+	Join             []string
+	GossipKeyFile    string
+	EtcdEndpoints    []string
+	EtcdPrefix       string
+	MetricsListen    string
+	Version          string // vipd's version, for metrics
+	Logger           *slog.Logger
 	// Watcher reports address and link events (self-healing); nil: the
 	// plane's own when it has one, else the host's netlink.
 	Watcher vip.Watcher
@@ -143,12 +148,13 @@ type Agent struct {
 	stateKick   chan struct{}
 	stateWarned time.Time // stateLoop's own
 	upgradeReq  chan *UpgradeExec
-	fleet       fleetLayer // gossip; nil when off
-	applied     atomic.Bool        // the first apply is done (the state's heartbeat may move)
-	started     time.Time          // guarded by mu
-	resumed     int                // instances the first apply resumed; guarded by mu
-	crashStreak int                // quick crashes in a row before this run (state.File.CrashStreak); guarded by mu
-	srcMemo     map[srcKey]srcAddr // source addresses looked up by the apply in progress (applyMu)
+	fleet       fleetLayer              // gossip; nil when off
+	applied     atomic.Bool             // the first apply is done (the state's heartbeat may move)
+	started     time.Time               // guarded by mu
+	resumed     int                     // instances the first apply resumed; guarded by mu
+	crashStreak int                     // quick crashes in a row before this run (state.File.CrashStreak); guarded by mu
+	srcMemo     map[srcKey]srcAddr      // source addresses looked up by the apply in progress (applyMu)
+	segMemo     map[segKey]netip.Prefix // segments looked up by the apply in progress (applyMu)
 
 	gate atomic.Pointer[gateBox]
 
@@ -183,8 +189,11 @@ type runningInstance struct {
 	sent      bool              // SetTracking/SetPriority was called once
 	sentFault map[string]string // keyed faults (tracking, maintenance, SetFault) last sent
 
-	err   string    // set when the instance could not start (status shows FAULT)
-	since time.Time // when it was started
+	err string // set when the instance could not start (status shows FAULT)
+	// Where it runs, for the fleet view; guarded by Agent.mu.
+	src     netip.Addr
+	segment netip.Prefix
+	since   time.Time // when it was started
 }
 
 // Run runs the daemon until ctx is cancelled (SIGTERM/SIGINT), then shuts
@@ -320,12 +329,18 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 
 	a.log.Info("vipd starting", "node", a.opts.NodeName, "config", a.opts.ConfigPath,
 		"instances", len(model.Instances), "socket", a.opts.SocketPath)
-	if a.opts.GossipBind != "" || len(a.opts.Join) > 0 || a.opts.GossipKeyFile != "" ||
-		len(a.opts.EtcdEndpoints) > 0 {
-		a.log.Warn("gossip and etcd are not built yet (issues 16 and 18): those flags are ignored; running as a standalone VRRP node")
+	if len(a.opts.EtcdEndpoints) > 0 {
+		a.log.Warn("etcd is not built yet (issue 18): --etcd-endpoints is ignored")
 	}
-	metricsErr, err := a.startMetrics(runCtx)
+	gossipMetrics, stopGossip, err := a.startGossip()
 	if err != nil {
+		stopSrv()
+		<-srvErr
+		return fmt.Errorf("gossip: %w", err)
+	}
+	metricsErr, err := a.startMetrics(runCtx, gossipMetrics)
+	if err != nil {
+		stopGossip()
 		stopSrv()
 		<-srvErr
 		return err
@@ -375,6 +390,7 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 		select {
 		case <-ctx.Done():
 			a.shutdown(stopInstances)
+			stopGossip() // leave the cluster: the others see "left", not "dead"
 			if trackDone != nil {
 				<-trackDone
 			}
@@ -549,7 +565,7 @@ func (a *Agent) applyLocked(m *config.Model) Plan {
 	a.mu.Unlock()
 
 	p := plan(cur, m)
-	a.srcMemo = map[srcKey]srcAddr{}
+	a.srcMemo, a.segMemo = map[srcKey]srcAddr{}, map[segKey]netip.Prefix{}
 	if oldModel == nil {
 		a.resumes = a.planResumes(m)
 		a.releaseOrphans(a.prev, a.resumes, m)
@@ -559,7 +575,7 @@ func (a *Agent) applyLocked(m *config.Model) Plan {
 		a.mu.Unlock()
 	}
 	a.execute(p, m, oldModel == nil)
-	a.srcMemo, a.resumes = nil, nil
+	a.srcMemo, a.segMemo, a.resumes = nil, nil, nil
 	a.mu.Lock()
 	// Script settings changed: rebuild the notifiers of the instances that
 	// kept running, so every notify script runs under the new settings.
@@ -726,6 +742,7 @@ func (a *Agent) startInstance(ic *config.Instance, group *vrrp.SyncGroup, global
 	if err != nil {
 		return fail("instance cannot start: FAULT", err.Error())
 	}
+	a.setSource(ri, ic.Interface, primary)
 	runCfg, sendIf := ic, ""
 	if ic.UseVMAC {
 		name, err := a.ensureVMAC(ic)

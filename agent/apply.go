@@ -177,6 +177,7 @@ func (a *Agent) update(c Change, want map[string]*config.Instance, global config
 		a.log.Error("instance update: keeping the old source address", "instance", name, "err", err)
 		primary, _ = primaryAddr(old, a.srcMemo)
 	}
+	a.setSource(ri, nc.Interface, primary)
 	if err := ri.inst.Update(a.runCtx, runCfg, primary); err != nil && !errors.Is(err, vrrp.ErrStopped) {
 		a.log.Error("instance update failed", "instance", name, "err", err)
 	}

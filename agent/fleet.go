@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"errors"
+	"net"
+	"net/netip"
 
 	"github.com/vipd/vipd/api"
 )
@@ -35,4 +37,54 @@ func (a *Agent) Join(_ context.Context, req api.JoinRequest) (api.JoinResult, er
 	}
 	n, err := a.fleet.Join(req.Addrs)
 	return api.JoinResult{Joined: n}, err
+}
+
+// setSource records where ri runs: its advert source and the segment (the
+// subnet of the interface address holding it; interface names are local,
+// the segment is what nodes share).
+func (a *Agent) setSource(ri *runningInstance, ifname string, src netip.Addr) {
+	seg := segmentOf(ifname, src, a.segMemo)
+	a.mu.Lock()
+	ri.src, ri.segment = src, seg
+	a.mu.Unlock()
+}
+
+// segKey is a memo key of segmentOf (one apply's).
+type segKey struct {
+	ifname string
+	src    netip.Addr
+}
+
+// segmentOf is the subnet of the address of ifname that holds src (a /32
+// or /128 when the interface has no such address: a unicast source set by
+// hand). memo (nil: none) holds the apply's answers.
+func segmentOf(ifname string, src netip.Addr, memo map[segKey]netip.Prefix) netip.Prefix {
+	if !src.IsValid() {
+		return netip.Prefix{}
+	}
+	k := segKey{ifname, src}
+	if p, ok := memo[k]; ok {
+		return p
+	}
+	seg := netip.PrefixFrom(src, src.BitLen())
+	if ifi, err := net.InterfaceByName(ifname); err == nil {
+		if addrs, err := ifi.Addrs(); err == nil {
+			for _, ad := range addrs {
+				ipn, ok := ad.(*net.IPNet)
+				if !ok {
+					continue
+				}
+				ip, ok := netip.AddrFromSlice(ipn.IP)
+				ones, _ := ipn.Mask.Size()
+				if ok && ip.Unmap() == src.Unmap() {
+					seg = netip.PrefixFrom(src, ones).Masked()
+					break
+				}
+			}
+		}
+	}
+	if memo != nil {
+		memo[k] = seg
+	}
+	return seg
 }

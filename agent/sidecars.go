@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"net/netip"
 	"runtime/debug"
 	"slices"
@@ -17,14 +18,18 @@ import (
 // startMetrics serves Prometheus metrics on --metrics-listen, fed by the
 // state stream. A port that cannot be bound stops the start (before any
 // address is touched).
-func (a *Agent) startMetrics(ctx context.Context) (<-chan error, error) {
+func (a *Agent) startMetrics(ctx context.Context, extra prometheus.Collector) (<-chan error, error) {
 	if a.opts.MetricsListen == "" {
 		return nil, nil
 	}
 	c := metrics.New(a, metrics.Options{NodeName: a.opts.NodeName, Version: a.opts.Version, Commit: vcsRevision()})
 	go c.Run(ctx)
 	errc := make(chan error, 1)
-	go func() { errc <- metrics.Serve(ctx, a.opts.MetricsListen, c, a.log) }()
+	var more []prometheus.Collector
+	if extra != nil {
+		more = append(more, extra)
+	}
+	go func() { errc <- metrics.Serve(ctx, a.opts.MetricsListen, c, a.log, more...) }()
 	select {
 	case err := <-errc:
 		if err != nil {

@@ -23,7 +23,7 @@ const shutdownGrace = 500 * time.Millisecond
 // own holding c and the Go runtime and process collectors, and GET /healthz
 // ("ok"). It returns an error at once when addr cannot be bound, and nil
 // after a clean shutdown. Serve does not run c: start c.Run as well.
-func Serve(ctx context.Context, addr string, c *Collector, log *slog.Logger) error {
+func Serve(ctx context.Context, addr string, c *Collector, log *slog.Logger, extra ...prometheus.Collector) error {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -35,7 +35,7 @@ func Serve(ctx context.Context, addr string, c *Collector, log *slog.Logger) err
 		return fmt.Errorf("metrics: cannot listen on %s: %w", addr, err)
 	}
 	srv := &http.Server{
-		Handler:           newMux(newRegistry(c, true), log),
+		Handler:           newMux(newRegistry(c, true, extra...), log),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -60,9 +60,12 @@ func Serve(ctx context.Context, addr string, c *Collector, log *slog.Logger) err
 
 // newRegistry returns a registry holding c and, with runtime, the Go
 // runtime and process collectors.
-func newRegistry(c *Collector, runtime bool) *prometheus.Registry {
+func newRegistry(c *Collector, runtime bool, extra ...prometheus.Collector) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c)
+	for _, e := range extra {
+		reg.MustRegister(e) // the fleet layer's (gossip)
+	}
 	if runtime {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}

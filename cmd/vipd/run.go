@@ -60,13 +60,22 @@ vipd release removes what a dead run left; vipd upgrade re-executes a new
 binary in place.
 
 To run several vipd on one host (one per network namespace), give each its own
---socket and --node-name (or --state-dir). --metrics-listen HOST:PORT serves Prometheus metrics on /metrics,
-with keepalived-exporter's names too (api/metrics/METRICS.md). A VIP removed
-behind vipd's back on a MASTER is put back and announced at once.
+--socket and --node-name (or --state-dir). --metrics-listen HOST:PORT serves
+Prometheus metrics on /metrics, with keepalived-exporter's names too
+(api/metrics/METRICS.md). A VIP removed behind vipd's back on a MASTER is put
+back and announced at once.
 
-The fleet flags (--gossip-bind, --join, --gossip-key-file, --etcd-endpoints,
---etcd-prefix) are accepted for the fleet layer that is not built yet: vipd says
-so at start and behaves like keepalived.
+Gossip (hashicorp/memberlist) makes the nodes a fleet: on with --join,
+--gossip-bind or --gossip-key-file (listening on 0.0.0.0:7946 unless
+--gossip-bind says otherwise), it shares every node's instances, so vipd
+status --fleet on any node shows the whole fleet, with the classic VRRP
+routers heard on its segments, and warns of a split brain (two MASTERs for one
+VRID on one segment, which VRRP alone cannot see), of nodes whose
+configuration for a VRID disagrees, and of nodes in maintenance; vipd maint
+--node reaches another node through it. Gossip never decides who is MASTER.
+Encrypt it with --gossip-key-file (base64 of 16, 24 or 32 random bytes, mode
+0600: head -c 32 /dev/urandom | base64 > /etc/vipd/gossip.key). etcd
+(--etcd-endpoints, --etcd-prefix) is not built yet: vipd says so at start.
 
 Every flag can be set from the environment as VIPD_<FLAG>: VIPD_CONFIG,
 VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
@@ -78,6 +87,10 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 
   # Log as JSON (for journald/Loki), debug level while testing a failover
   vipd run --config /etc/keepalived/keepalived.conf --log-format json --log-level debug
+
+  # A fleet: gossip with two other nodes, encrypted
+  vipd run --config /etc/keepalived/keepalived.conf --join 10.0.0.12:7946,10.0.0.13:7946 \
+      --gossip-bind 10.0.0.11:7946 --gossip-key-file /etc/vipd/gossip.key
 
   # Second instance in a network namespace, with its own control socket
   ip netns exec lb2 vipd run --config /etc/vipd/lb2.conf --socket /run/vipd/lb2.sock --node-name lb2
@@ -154,9 +167,11 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 	fs.String("node-name", "", "this node's name in status, gossip and etcd (default: the hostname)")
 	fs.StringSlice("config-id", nil, "use these ids for @id / @^id lines, like keepalived -i (default: the short hostname)")
 	addSocketFlag(fs)
-	fs.String("gossip-bind", "", "gossip listen address HOST:PORT, enables gossip (usual: 0.0.0.0:7946)")
-	fs.StringSlice("join", nil, "gossip peers HOST:PORT to join, comma-separated")
-	fs.String("gossip-key-file", "", "file holding the 32-byte gossip encryption key")
+	fs.String("gossip-bind", "", "gossip listen address HOST:PORT, enables gossip (default when gossip is on: 0.0.0.0:7946)")
+	fs.String("gossip-advertise", "", "gossip address HOST:PORT other nodes reach this one at (default: the bind address, or memberlist's pick)")
+	fs.StringSlice("join", nil, "gossip members HOST:PORT to join at start, comma-separated; enables gossip")
+	fs.String("gossip-key-file", "", "file (mode 0600) holding the base64 gossip encryption key of 16, 24 or 32 bytes; enables gossip")
+	fs.String("gossip-tuning-file", "", "JSON or YAML file of memberlist timings (probe_interval, suspicion_mult, gossip_to_the_dead_time, ...); default: LAN")
 	fs.StringSlice("etcd-endpoints", nil, "etcd endpoints URL, comma-separated; enables etcd overlays and arbitration")
 	fs.String("etcd-prefix", "/vipd", "key prefix in etcd")
 	fs.String("metrics-listen", "", "Prometheus /metrics listen address HOST:PORT (off when empty)")
@@ -204,19 +219,21 @@ func runOptions(v *viper.Viper) (agent.Options, error) {
 		stateDir = ""
 	}
 	return agent.Options{
-		StateDir:      stateDir,
-		Executable:    executablePath(),
-		ConfigPath:    path,
-		ConfigIDs:     splitList(v.GetStringSlice("config-id")),
-		NodeName:      node,
-		SocketPath:    v.GetString("socket"),
-		GossipBind:    v.GetString("gossip-bind"),
-		Join:          splitList(v.GetStringSlice("join")),
-		GossipKeyFile: v.GetString("gossip-key-file"),
-		EtcdEndpoints: splitList(v.GetStringSlice("etcd-endpoints")),
-		EtcdPrefix:    v.GetString("etcd-prefix"),
-		MetricsListen: v.GetString("metrics-listen"),
-		Version:       version,
+		StateDir:         stateDir,
+		Executable:       executablePath(),
+		ConfigPath:       path,
+		ConfigIDs:        splitList(v.GetStringSlice("config-id")),
+		NodeName:         node,
+		SocketPath:       v.GetString("socket"),
+		GossipBind:       v.GetString("gossip-bind"),
+		Join:             splitList(v.GetStringSlice("join")),
+		GossipKeyFile:    v.GetString("gossip-key-file"),
+		GossipAdvertise:  v.GetString("gossip-advertise"),
+		GossipTuningFile: v.GetString("gossip-tuning-file"),
+		EtcdEndpoints:    splitList(v.GetStringSlice("etcd-endpoints")),
+		EtcdPrefix:       v.GetString("etcd-prefix"),
+		MetricsListen:    v.GetString("metrics-listen"),
+		Version:          version,
 	}, nil
 }
 
