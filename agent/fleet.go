@@ -10,11 +10,13 @@ import (
 )
 
 // fleetLayer is the gossip node as the agent uses it (gossip.Node): the
-// fleet view, joins, and maintenance requests for other nodes.
+// fleet view, joins, maintenance requests for other nodes and the gossip
+// keyring of the fleet.
 type fleetLayer interface {
 	Fleet() api.Fleet
 	Join(addrs []string) (int, error)
 	SendMaintenance(ctx context.Context, node string, req api.MaintRequest) error
+	Keys(ctx context.Context, op api.KeyOp) (api.KeysResult, error)
 }
 
 var errNoGossip = errors.New("gossip is off on this node: start vipd run with --gossip-bind or --join")
@@ -37,6 +39,15 @@ func (a *Agent) Join(_ context.Context, req api.JoinRequest) (api.JoinResult, er
 	}
 	n, err := a.fleet.Join(req.Addrs)
 	return api.JoinResult{Joined: n}, err
+}
+
+// Keys applies a gossip keyring operation on every node of the fleet
+// (control socket, vipd keys).
+func (a *Agent) Keys(ctx context.Context, op api.KeyOp) (api.KeysResult, error) {
+	if a.fleet == nil {
+		return api.KeysResult{}, errNoGossip
+	}
+	return a.fleet.Keys(ctx, op)
 }
 
 // setSource records where ri runs: its advert source and the segment (the

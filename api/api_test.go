@@ -451,3 +451,7 @@ func (f *fakeAgent) Join(_ context.Context, r JoinRequest) (JoinResult, error) {
 	f.joins = append(f.joins, r)
 	return JoinResult{Joined: len(r.Addrs)}, f.fleetErr
 }
+
+func (f *fakeAgent) Keys(_ context.Context, op KeyOp) (KeysResult, error) {
+	return KeysResult{Nodes: []KeyNode{{Node: "lb1", OK: true}}}, f.fleetErr
+}

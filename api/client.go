@@ -139,6 +139,21 @@ func (c *Client) Join(ctx context.Context, addrs []string) (JoinResult, error) {
 	return res, nil
 }
 
+// Keys sends a gossip keyring operation to the daemon, which carries it
+// to every node of the fleet, and returns each node's answer. A refusal
+// (gossip off or not encrypted, a malformed key) is an error.
+func (c *Client) Keys(ctx context.Context, op KeyOp) (KeysResult, error) {
+	var res KeysResult
+	if err := c.doBody(ctx, http.MethodPost, pathKeys, op, &res); err != nil {
+		var re *RemoteError
+		if errors.As(err, &re) && re.Code == http.StatusBadRequest {
+			return res, errors.New(re.Msg)
+		}
+		return res, err
+	}
+	return res, nil
+}
+
 func (c *Client) post(ctx context.Context, path string, body any) error {
 	var ok okBody
 	if err := c.doBody(ctx, http.MethodPost, path, body, &ok); err != nil {

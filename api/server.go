@@ -29,6 +29,7 @@ const (
 	pathUpgrade  = "/v1/upgrade"
 	pathFleet    = "/v1/fleet"
 	pathJoin     = "/v1/join"
+	pathKeys     = "/v1/keys"
 )
 
 // shutdownGrace bounds how long Serve waits for in-flight requests once its
@@ -60,6 +61,7 @@ func NewServer(a Agent, log *slog.Logger) *Server {
 //	POST /v1/upgrade  -> 200 UpgradeResult, then the daemon re-executes | 400 {"error"}
 //	GET  /v1/fleet    -> 200 Fleet | 400 {"error"} (gossip off)
 //	POST /v1/join     JoinRequest -> 200 JoinResult | 400 {"error"}
+//	POST /v1/keys     KeyOp       -> 200 KeysResult (every node's answer) | 400 {"error"} (refused, nothing sent)
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(pathStatus, only(http.MethodGet, s.handleStatus))
@@ -103,6 +105,21 @@ func (s *Server) Handler() http.Handler {
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
 			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	}))
+	mux.HandleFunc(pathKeys, only(http.MethodPost, func(w http.ResponseWriter, r *http.Request) {
+		var op KeyOp
+		if !readJSON(w, r, &op) {
+			return
+		}
+		res, err := s.agent.Keys(r.Context(), op)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+			return
+		}
+		if res.Nodes == nil {
+			res.Nodes = []KeyNode{}
 		}
 		writeJSON(w, http.StatusOK, res)
 	}))

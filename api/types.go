@@ -6,6 +6,8 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"time"
 )
 
@@ -80,6 +82,56 @@ type JoinResult struct {
 	Joined int `json:"joined"`
 }
 
+// KeyOp is the body of POST /v1/keys: an operation on the gossip keyring,
+// carried to every node of the fleet (vipd keys).
+type KeyOp struct {
+	// Op is list, install, use or remove (the KeyOp* constants).
+	Op string `json:"op"`
+	// Key is the base64 (standard encoding) of a 16, 24 or 32-byte key:
+	// required by install, use and remove, refused by list.
+	Key string `json:"key,omitempty"`
+}
+
+// The operations of KeyOp.
+const (
+	KeyOpList    = "list"    // every node's keys, as fingerprints
+	KeyOpInstall = "install" // add the key (decryption only until use)
+	KeyOpUse     = "use"     // make the key primary (what gossip is encrypted with)
+	KeyOpRemove  = "remove"  // drop the key (never the primary one)
+)
+
+// KeysResult is the answer to POST /v1/keys: one answer per node, by node
+// name. A node that did not answer is there with OK false and an error
+// saying so.
+type KeysResult struct {
+	Nodes []KeyNode `json:"nodes"`
+}
+
+// KeyNode is one node's answer to a KeyOp.
+type KeyNode struct {
+	Node  string `json:"node"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+	// Keys are the keys the node holds (list only), primary first.
+	Keys []KeyInfo `json:"keys,omitempty"`
+}
+
+// KeyFingerprint is how a key is shown (KeyInfo.Fingerprint): "sha256:"
+// and the first 16 hex digits of the SHA-256 of the raw key.
+func KeyFingerprint(key []byte) string {
+	sum := sha256.Sum256(key)
+	return "sha256:" + hex.EncodeToString(sum[:8])
+}
+
+// KeyInfo is a key as a node reports it: never the key itself.
+type KeyInfo struct {
+	// Fingerprint is "sha256:" and the first 16 hex digits of the
+	// SHA-256 of the raw key: base64 -d <<<KEY | sha256sum | cut -c1-16.
+	Fingerprint string `json:"fingerprint"`
+	// Primary: gossip is encrypted with this key.
+	Primary bool `json:"primary"`
+}
+
 // PriorityRequest is the body of POST /v1/priority: set (Clear false) or
 // clear the operator's priority override of an instance.
 type PriorityRequest struct {
@@ -118,6 +170,11 @@ type Agent interface {
 	Fleet(ctx context.Context) (Fleet, error)
 	// Join joins the gossip cluster through the given members.
 	Join(ctx context.Context, req JoinRequest) (JoinResult, error)
+	// Keys applies a gossip keyring operation on every alive node of
+	// the fleet and returns each node's answer; an error (nothing sent)
+	// when gossip is off or not encrypted, or the operation is refused
+	// (a malformed key, ...).
+	Keys(ctx context.Context, op KeyOp) (KeysResult, error)
 }
 
 // UpgradeResult is the answer to POST /v1/upgrade: the daemon re-executes

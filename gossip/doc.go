@@ -8,15 +8,15 @@
 // It owns: membership (join, leave, failure detection, re-join after a
 // partition), the exchange of every node's state, the fleet view computed
 // from it (nodes, classic VRRP peers, warnings), the transport of
-// maintenance requests between nodes, the split brain log and metric, and
-// the encryption of gossip with a key file.
+// maintenance requests between nodes, the split brain log and metric, the
+// encryption of gossip with a key file, and the rotation of its keys
+// across the fleet (vipd keys).
 //
 // It does not own: configuration (gossip is never a config authority: it
 // changes no model and applies nothing but the maintenance requests the
 // operator sends to a node, through the agent's door), arbitration of a
-// split brain (coord/, with etcd: gossip only reports), VRRP itself, key
-// rotation (vipd keys: a keyring is built from one key here), nor keeping a
-// maintenance across a restart (the agent's state).
+// split brain (coord/, with etcd: gossip only reports), VRRP itself, nor
+// keeping a maintenance across a restart (the agent's state).
 //
 // # The state exchange
 //
@@ -135,7 +135,56 @@
 // else: a node with another key, or none, cannot join. The file must not
 // be readable or writable by group or others. Without a key anyone who
 // reaches the gossip port can join, read the fleet and put nodes in
-// maintenance; New logs a warning.
+// maintenance; New logs a warning. Any member can change every member's
+// keyring (vipd keys): the key is the trust boundary.
+//
+// # Key rotation
+//
+// The node encrypts with a keyring (memberlist.Keyring): a primary key,
+// which encrypts, and other keys, which decrypt too. Node.Keys (vipd keys,
+// POST /v1/keys) applies an operation on every alive member, like Serf's
+// keyring queries:
+//
+//   - list: each node answers with its keys as fingerprints
+//     (api.KeyFingerprint: "sha256:" and 16 hex digits; never a key),
+//     the primary marked;
+//   - install KEY: add KEY (installing a key held does nothing);
+//   - use KEY: make KEY primary; fails on a node that does not hold it;
+//   - remove KEY: drop KEY (removing a key not held does nothing); fails
+//     on a node whose primary it is.
+//
+// The operation travels as a key request (kindKeyReq, the key in base64
+// inside the encrypted gossip) by SendReliable to every alive member, in
+// parallel; each answers (kindKeyResp) with its error or, for list, its
+// keys. The sender waits at most 5 s per node: a node without an answer
+// is reported as such, and dead or left members as not reached (they keep
+// their keyring). It applies the operation to itself last, so that it
+// still reads the answers of nodes that refuse to drop a key they still
+// encrypt with. Refused before anything is sent: no encryption, gossip not
+// running, an unknown operation, a malformed key, use of a key this node
+// does not hold or removal of its primary key (either would cut this node
+// off from the others).
+//
+// The rotation: install the new key, use it, remove the old one, each step
+// answered ok by every node before the next: every node decrypts the new
+// key before anyone encrypts with it, and nobody still encrypts with the
+// old one when it goes.
+//
+// After every install, use and remove a node saves its keyring to
+// KeyFile+".keyring": a JSON list of the base64 keys, primary first, mode
+// 0600, written atomically (a temporary file in the same directory, synced
+// and renamed). At start, when that file exists it is loaded instead of
+// the key file (which is not read then): a key removed across the fleet
+// stays removed after restarts. It is checked like the key file (mode,
+// base64, 16, 24 or 32 bytes each); delete it to start from the key file
+// again. A node that was down during a rotation comes back with its old
+// keyring and cannot join once the old key is removed everywhere: give it
+// the new key (its key file, its .keyring deleted) and restart it.
+//
+// memberlist's RemoveKey shifts the keys after the removed one in place in
+// the slice it hands to packets being decrypted (a data race): the keys
+// after the removed one are taken off from the end and added back instead
+// (removing the last key moves nothing).
 //
 // # Tuning file
 //

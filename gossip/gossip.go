@@ -54,7 +54,9 @@ type Config struct {
 	// every RejoinEvery.
 	Join []string
 	// KeyFile holds the base64 of a 16, 24 or 32-byte key (mode 0600 or
-	// stricter); "" = no encryption (New logs a warning).
+	// stricter); "" = no encryption (New logs a warning). When
+	// KeyFile+".keyring" exists (written by vipd keys), that keyring is
+	// loaded instead (see doc.go, "Key rotation").
 	KeyFile string
 	// TuningFile is an optional JSON or YAML file overriding memberlist's
 	// timings (see doc.go); "" = memberlist's LAN defaults.
@@ -96,7 +98,7 @@ const (
 type Node struct {
 	cfg         Config
 	log         *slog.Logger
-	key         []byte
+	keys        *keyring // the gossip keyring (keys.go); nil without encryption
 	tune        tuning
 	bindHost    string
 	bindPort    int
@@ -209,7 +211,7 @@ func New(cfg Config, local Local) (*Node, error) {
 	}
 	n.joinAddrs = slices.Clone(cfg.Join)
 	if cfg.KeyFile != "" {
-		if n.key, err = readKeyFile(cfg.KeyFile); err != nil {
+		if n.keys, err = loadKeyring(cfg.KeyFile, n.log); err != nil {
 			return nil, err
 		}
 	} else {
@@ -270,18 +272,15 @@ func (n *Node) memberlistConfig() (*memberlist.Config, error) {
 	if err := n.tune.apply(c); err != nil {
 		return nil, err
 	}
-	if n.key != nil {
-		kr, err := memberlist.NewKeyring(nil, n.key)
-		if err != nil {
-			return nil, fmt.Errorf("gossip key: %w", err)
-		}
-		c.Keyring = kr
+	if n.keys != nil {
+		c.Keyring = n.keys.ml
 		c.GossipVerifyIncoming = true
 		c.GossipVerifyOutgoing = true
 	}
 	c.Logger = log.New(&logBridge{log: n.log, onSuspect: n.suspect}, "", 0)
 	d := &delegate{n}
-	c.Delegate, c.Events, c.Ping, c.Conflict = d, d, d, d
+	// keysDelegate routes the keyring messages to keys.go.
+	c.Delegate, c.Events, c.Ping, c.Conflict = keysDelegate{d}, d, d, d
 	if n.wrapTransport != nil {
 		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 			BindAddrs: []string{c.BindAddr}, BindPort: c.BindPort, Logger: c.Logger,
@@ -322,7 +321,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.ml = ml
 	n.stop = cancel
 	n.mu.Unlock()
-	n.log.Info("gossip started", "node", n.cfg.NodeName, "addr", n.Addr(), "encrypted", n.key != nil)
+	n.log.Info("gossip started", "node", n.cfg.NodeName, "addr", n.Addr(), "encrypted", n.keys != nil)
 
 	var wg sync.WaitGroup
 	goes := func(f func(context.Context)) {

@@ -15,7 +15,8 @@ import (
 // and push/pull state). Every message is a 3-byte header and a JSON body:
 //
 //	byte 0  wireVersion (1)
-//	byte 1  kind: state, state request, maintenance request or answer, bundle
+//	byte 1  kind: state, state request, maintenance request or answer, bundle,
+//	        keyring request or answer
 //	byte 2  encoding: 0 plain JSON, 1 gzip of the JSON
 //
 // Bodies over compressAbove bytes are gzipped. Decoding never trusts the
@@ -47,6 +48,10 @@ const (
 	kindMaintReq  msgKind = 3 // maintReq: a maintenance request for the receiver
 	kindMaintResp msgKind = 4 // maintResp: the answer to a maintReq
 	kindBundle    msgKind = 5 // bundle: push/pull state, the sender's and what it knows of others
+	// The keyring kinds are decoded and handled in keys.go
+	// (decodeKeyMessage, receiveKeys), never by decodeMessage.
+	kindKeyReq  msgKind = 6 // keyReq: a keyring operation for the receiver
+	kindKeyResp msgKind = 7 // keyResp: the answer to a keyReq
 )
 
 func (k msgKind) String() string {
@@ -61,6 +66,10 @@ func (k msgKind) String() string {
 		return "maint_answer"
 	case kindBundle:
 		return "bundle"
+	case kindKeyReq:
+		return "key_request"
+	case kindKeyResp:
+		return "key_answer"
 	}
 	return fmt.Sprintf("kind %d", byte(k))
 }

@@ -739,3 +739,7 @@ func (f *fakeAgent) Join(_ context.Context, r api.JoinRequest) (api.JoinResult, 
 	f.joins = append(f.joins, r)
 	return api.JoinResult{Joined: len(r.Addrs)}, f.fleetErr
 }
+
+func (f *fakeAgent) Keys(context.Context, api.KeyOp) (api.KeysResult, error) {
+	return api.KeysResult{}, f.fleetErr
+}
