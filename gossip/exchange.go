@@ -633,7 +633,19 @@ func (n *Node) evaluate() {
 // forgets long-dead members and asks for states members announce and we
 // miss.
 func (n *Node) rejoinLoop(ctx context.Context) {
-	n.rejoin(ctx, true)
+	// Until a first join works (a fleet booting at once: the members may
+	// not listen yet), retry quickly, backing off to rejoinEvery.
+	wait := 200 * time.Millisecond
+	for first := true; !n.rejoin(ctx, first); first = false {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if wait = 2 * wait; wait >= n.rejoinEvery {
+			break
+		}
+	}
 	t := time.NewTicker(n.rejoinEvery)
 	defer t.Stop()
 	for {
@@ -650,11 +662,14 @@ func (n *Node) rejoinLoop(ctx context.Context) {
 
 // rejoin joins the configured and runtime-joined addresses and the last
 // addresses of dead members, skipping addresses of alive members.
-func (n *Node) rejoin(ctx context.Context, first bool) {
+//
+// It reports whether there is nothing more to do now: a join worked, or
+// there was nothing to join.
+func (n *Node) rejoin(ctx context.Context, first bool) bool {
 	addrs := n.rejoinTargets(ctx)
 	ml := n.memberlist()
 	if len(addrs) == 0 || ml == nil {
-		return
+		return true
 	}
 	type result struct {
 		c   int
@@ -668,19 +683,20 @@ func (n *Node) rejoin(ctx context.Context, first bool) {
 	var r result
 	select {
 	case <-ctx.Done():
-		return
+		return true
 	case r = <-done:
 	}
 	switch {
 	case r.err != nil && first:
 		n.metrics.error("join")
-		n.log.Warn("gossip: could not join any member yet; retrying every "+n.rejoinEvery.String(), "addrs", addrs, "err", r.err)
+		n.log.Warn("gossip: could not join any member yet; retrying (soon, then every "+n.rejoinEvery.String()+")", "addrs", addrs, "err", r.err)
 	case r.err != nil:
 		n.metrics.error("join")
 		n.log.Debug("gossip: re-join", "addrs", addrs, "err", r.err)
 	default:
 		n.log.Debug("gossip: joined", "addrs", addrs, "contacted", r.c)
 	}
+	return r.err == nil
 }
 
 func (n *Node) rejoinTargets(ctx context.Context) []string {

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"testing"
@@ -118,4 +119,24 @@ func TestFleetTimings(t *testing.T) {
 				n, took[len(took)/2].Round(time.Microsecond), took[len(took)-1].Round(time.Microsecond), dead.Round(time.Millisecond))
 		})
 	}
+}
+
+// TestNodesBootingTogetherFormAFleetQuickly: a node whose first join finds
+// nobody listening yet (a fleet booting at once) retries within about a
+// second, not at the next re-join tick (15 s here).
+func TestNodesBootingTogetherFormAFleetQuickly(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // free again: node-a takes it a moment after node-b tried it
+	b := startNode(t, "node-b", newFakeLocal(NodeState{Version: "1"}), nodeOpts{join: []string{addr}, rejoinEvery: 15 * time.Second})
+	time.Sleep(300 * time.Millisecond)
+	a := startNode(t, "node-a", newFakeLocal(NodeState{Version: "1"}), nodeOpts{bind: addr, rejoinEvery: 15 * time.Second})
+	eventually(t, 8*time.Second, func() (bool, string) {
+		fa, fb := a.Fleet(), b.Fleet()
+		return states(fa) == "node-a=alive node-b=alive" && states(fb) == states(fa), "a: " + states(fa) + "; b: " + states(fb)
+	})
 }
