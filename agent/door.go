@@ -136,10 +136,11 @@ func (a *Agent) SetMaintenance(source, instance, reason string, on bool) error {
 // Maintenance is SetMaintenance for the operator (the control socket).
 func (a *Agent) Maintenance(ctx context.Context, req api.MaintRequest) error {
 	if req.Node != "" && req.Node != a.opts.NodeName {
-		if a.fleet == nil {
+		fl := a.fleetNode()
+		if fl == nil {
 			return fmt.Errorf("maintenance of node %s: %w", req.Node, errNoGossip)
 		}
-		return a.fleet.SendMaintenance(ctx, req.Node, req)
+		return fl.SendMaintenance(ctx, req.Node, req)
 	}
 	return a.SetMaintenance(SourceOperator, req.Instance, req.Reason, req.On)
 }

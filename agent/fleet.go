@@ -23,31 +23,42 @@ var errNoGossip = errors.New("gossip is off on this node: start vipd run with --
 
 // Fleet is the fleet view through gossip (control socket).
 func (a *Agent) Fleet(context.Context) (api.Fleet, error) {
-	if a.fleet == nil {
+	fl := a.fleetNode()
+	if fl == nil {
 		return api.Fleet{}, errNoGossip
 	}
-	return a.fleet.Fleet(), nil
+	return fl.Fleet(), nil
+}
+
+// fleetNode is the gossip node, nil when gossip is off (or not started
+// yet: the control socket answers before it is).
+func (a *Agent) fleetNode() fleetLayer {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.fleet
 }
 
 // Join joins the gossip cluster through addrs (control socket).
 func (a *Agent) Join(_ context.Context, req api.JoinRequest) (api.JoinResult, error) {
-	if a.fleet == nil {
+	fl := a.fleetNode()
+	if fl == nil {
 		return api.JoinResult{}, errNoGossip
 	}
 	if len(req.Addrs) == 0 {
 		return api.JoinResult{}, errors.New("join: no address given (HOST:PORT of a member)")
 	}
-	n, err := a.fleet.Join(req.Addrs)
+	n, err := fl.Join(req.Addrs)
 	return api.JoinResult{Joined: n}, err
 }
 
 // Keys applies a gossip keyring operation on every node of the fleet
 // (control socket, vipd keys).
 func (a *Agent) Keys(ctx context.Context, op api.KeyOp) (api.KeysResult, error) {
-	if a.fleet == nil {
+	fl := a.fleetNode()
+	if fl == nil {
 		return api.KeysResult{}, errNoGossip
 	}
-	return a.fleet.Keys(ctx, op)
+	return fl.Keys(ctx, op)
 }
 
 // setSource records where ri runs: its advert source and the segment (the
@@ -78,6 +89,13 @@ func segmentOf(ifname string, src netip.Addr, memo map[segKey]netip.Prefix) neti
 		return p
 	}
 	seg := netip.PrefixFrom(src, src.BitLen())
+	if src.Is6() && src.IsLinkLocalUnicast() {
+		// Every link has fe80::/64: an IPv6 instance (which advertises
+		// from its link-local address) is placed by the interface's first
+		// global or unique-local prefix; none: no segment, compared with
+		// nothing.
+		seg = netip.Prefix{}
+	}
 	if ifi, err := net.InterfaceByName(ifname); err == nil {
 		if addrs, err := ifi.Addrs(); err == nil {
 			for _, ad := range addrs {
@@ -86,10 +104,17 @@ func segmentOf(ifname string, src netip.Addr, memo map[segKey]netip.Prefix) neti
 					continue
 				}
 				ip, ok := netip.AddrFromSlice(ipn.IP)
+				if !ok {
+					continue
+				}
+				ip = ip.Unmap()
 				ones, _ := ipn.Mask.Size()
-				if ok && ip.Unmap() == src.Unmap() {
-					seg = netip.PrefixFrom(src, ones).Masked()
+				if ip == src.Unmap() && !ip.IsLinkLocalUnicast() {
+					seg = netip.PrefixFrom(ip, ones).Masked()
 					break
+				}
+				if src.Is6() && src.IsLinkLocalUnicast() && ip.Is6() && !ip.IsLinkLocalUnicast() && !seg.IsValid() {
+					seg = netip.PrefixFrom(ip, ones).Masked()
 				}
 			}
 		}

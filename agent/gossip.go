@@ -59,7 +59,9 @@ func (a *Agent) startGossip() (collector prometheus.Collector, stop func(), err 
 		return nil, func() {}, nil
 	case <-time.After(100 * time.Millisecond):
 	}
+	a.mu.Lock()
 	a.fleet = n
+	a.mu.Unlock()
 	return n.Collector(), func() {
 		cancel()
 		select {

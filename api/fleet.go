@@ -58,8 +58,8 @@ type Peer struct {
 type Warning struct {
 	// Kind: split_brain, config_mismatch, maintenance.
 	Kind     string   `json:"kind"`
-	Instance string   `json:"instance,omitempty"`
-	VRID     int      `json:"vrid,omitempty"`
+	Instance string   `json:"instance"` // "" when the warning is about a node
+	VRID     int      `json:"vrid"`     // 0 when the warning is about a node
 	Nodes    []string `json:"nodes"`
 	Detail   string   `json:"detail"`
 }

@@ -401,6 +401,7 @@ func (n *Node) receive(b []byte) {
 		}
 	case kindStateReq:
 		n.metrics.message("received", "state")
+		n.heardFrom(m.StateReq.From)
 		n.unsuspect(m.StateReq.From)
 		n.out.add(m.StateReq.From, taskPush)
 	case kindBundle:
@@ -444,12 +445,48 @@ func (n *Node) acceptState(s stateMsg, direct bool) bool {
 	}
 	n.mu.Unlock()
 	if direct {
+		n.heardFrom(s.Node)
 		n.unsuspect(s.Node)
-	}
-	if fresh {
+		n.kickEval() // a MASTER waiting for news may be confirmed now
+	} else if fresh {
 		n.kickEval()
 	}
 	return true
+}
+
+// heardFrom records that node itself just sent us something.
+func (n *Node) heardFrom(node string) {
+	n.mu.Lock()
+	if m := n.members[node]; m != nil {
+		m.heard = time.Now()
+	}
+	n.mu.Unlock()
+}
+
+// probeEvery bounds how often a MASTER waiting for news is asked for its
+// state.
+const probeEvery = 500 * time.Millisecond
+
+// probe asks nodes whose MASTER state awaits confirmation for their state
+// (see computeAll); the answer confirms a live one, a dead one stays quiet.
+func (n *Node) probe(nodes []string) {
+	now := time.Now()
+	var ask []string
+	n.mu.Lock()
+	for _, name := range nodes {
+		if m := n.members[name]; m != nil && now.Sub(m.probedAt) >= probeEvery {
+			m.probedAt = now
+			ask = append(ask, name)
+		}
+	}
+	n.mu.Unlock()
+	for _, name := range ask {
+		n.out.add(name, taskRequest)
+	}
+	if len(ask) > 0 {
+		// Re-evaluate after the answers had time to come.
+		time.AfterFunc(probeEvery, n.kickEval)
+	}
 }
 
 func (n *Node) decodeError(what string, err error) {
@@ -602,7 +639,8 @@ func (n *Node) evaluateLoop(ctx context.Context) {
 }
 
 func (n *Node) evaluate() {
-	_, splits := compute(n.nodeViews(), n.cfg.NodeName)
+	_, splits, unconfirmed := computeAll(n.nodeViews(), n.cfg.NodeName)
+	n.probe(unconfirmed)
 	now := map[vrrpGroup]splitBrain{}
 	for _, s := range splits {
 		if slices.Contains(s.Nodes, n.cfg.NodeName) {

@@ -143,6 +143,11 @@ type member struct {
 	since   time.Time
 	meta    nodeMeta
 	hasMeta bool
+	// heard is when the node itself last sent us something (its state,
+	// or a request): a split brain counts its MASTERs only once heard
+	// after the newest MASTER of the group began (see compute).
+	heard    time.Time
+	probedAt time.Time // when we last asked it for its state to confirm one
 }
 
 func (m *member) addr() string {
@@ -444,7 +449,7 @@ func (n *Node) nodeViews() []nodeView {
 	snap := n.local.Snapshot()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	self := nodeView{Name: n.cfg.NodeName, State: stateAlive, NodeState: snap}
+	self := nodeView{Name: n.cfg.NodeName, State: stateAlive, NodeState: snap, Heard: time.Now()}
 	if m := n.members[n.cfg.NodeName]; m != nil {
 		self.Addr, self.State = m.addr(), m.state
 	}
@@ -453,7 +458,7 @@ func (n *Node) nodeViews() []nodeView {
 		if name == n.cfg.NodeName {
 			continue
 		}
-		v := nodeView{Name: name, Addr: m.addr(), State: m.state}
+		v := nodeView{Name: name, Addr: m.addr(), State: m.state, Heard: m.heard}
 		if st := n.states[name]; st != nil {
 			v.NodeState = st.State
 		} else if m.hasMeta {

@@ -111,6 +111,18 @@ func (n *Node) answer(r maintResp) {
 // handleMaint applies a maintenance request from another node and answers
 // it. The agent's door may take its time: this runs off memberlist's
 // receive path.
+// maxReason bounds a maintenance reason from the network.
+const maxReason = 1024
+
+// isAliveMember reports whether name is a member this node sees alive
+// (or suspect).
+func (n *Node) isAliveMember(name string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	m := n.members[name]
+	return m != nil && name != n.cfg.NodeName && (m.state == stateAlive || m.state == stateSuspect)
+}
+
 func (n *Node) handleMaint(r maintReq) {
 	select {
 	case n.maintSlots <- struct{}{}:
@@ -122,9 +134,18 @@ func (n *Node) handleMaint(r maintReq) {
 	go func() {
 		defer func() { <-n.maintSlots }()
 		var err error
-		if r.Req.Node != "" && r.Req.Node != n.cfg.NodeName {
+		switch {
+		case r.Req.Node != "" && r.Req.Node != n.cfg.NodeName:
 			err = fmt.Errorf("request for node %s reached node %s", r.Req.Node, n.cfg.NodeName)
-		} else {
+		case !n.isAliveMember(r.From):
+			// Only a member of the cluster may ask (with a key, only a
+			// holder of it can even send).
+			n.metrics.error("maint")
+			n.log.Warn("maintenance request refused: the sender is not an alive member", "from", r.From)
+			return
+		case len(r.Req.Reason) > maxReason:
+			err = fmt.Errorf("maintenance reason longer than %d bytes", maxReason)
+		default:
 			n.log.Info("maintenance request from another node", "from", r.From,
 				"on", r.Req.On, "instance", r.Req.Instance, "reason", r.Req.Reason)
 			err = n.local.SetMaintenance(SourceOperator, r.Req.Instance, r.Req.Reason, r.Req.On)

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vipd/vipd/api"
 )
@@ -26,8 +27,15 @@ type nodeView struct {
 	Name  string
 	Addr  string // gossip HOST:PORT, "" when not known
 	State string // alive, suspect, dead, left
+	// Heard is when the node itself last sent us something (now for this
+	// node); zero when never.
+	Heard time.Time
 	NodeState
 }
+
+// heardSlack absorbs clock skew between the node that became MASTER (its
+// since) and this one (when it heard the other MASTER).
+const heardSlack = 250 * time.Millisecond
 
 // alive: the node takes part in the cluster (alive or suspect).
 func (v *nodeView) alive(self string) bool {
@@ -71,6 +79,8 @@ func view(nodes []nodeView, self string) api.Fleet {
 // splitBrain is one split brain of the view, with the segment the
 // warning's Detail only spells out.
 type splitBrain struct {
+	// Unconfirmed (in compute's unconfirmed list, not here) are MASTERs
+	// not heard since the group's newest MASTER began.
 	Group  vrrpGroup
 	Nodes  []string
 	Detail string
@@ -78,6 +88,19 @@ type splitBrain struct {
 
 // compute is view, also returning the split brains.
 func compute(nodes []nodeView, self string) (api.Fleet, []splitBrain) {
+	f, splits, _ := computeAll(nodes, self)
+	return f, splits
+}
+
+// computeAll is compute, also returning the nodes whose MASTER state was
+// left out of a split brain for want of news: a node killed while MASTER
+// keeps its last state until memberlist declares it dead (seconds), and
+// its backup becomes MASTER meanwhile; that is no split brain. Such a
+// MASTER counts only once heard after the group's newest MASTER began —
+// the caller asks those nodes for their state, and a live one answers in
+// milliseconds.
+func computeAll(nodes []nodeView, self string) (api.Fleet, []splitBrain, []string) {
+	var unconfirmed []string
 	var splits []splitBrain
 	nodes = slices.Clone(nodes)
 	sort.SliceStable(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
@@ -194,14 +217,32 @@ func compute(nodes []nodeView, self string) (api.Fleet, []splitBrain) {
 		allGroups[g] = true
 	}
 
+	heard := map[string]time.Time{}
+	for i := range nodes {
+		heard[nodes[i].Name] = nodes[i].Heard
+	}
 	for g := range allGroups {
-		// Split brain: two or more MASTERs for one virtual router.
+		// Split brain: two or more MASTERs for one virtual router, each
+		// heard after the newest of them began.
+		var newest time.Time
+		for _, m := range groups[g] {
+			if m.in.State == "MASTER" && m.in.Since.After(newest) {
+				newest = m.in.Since
+			}
+		}
 		var masterNodes []string
 		masterSources := map[string]bool{}
 		instNames := map[string]bool{}
 		count := 0
 		for _, m := range groups[g] {
 			if m.in.State != "MASTER" {
+				continue
+			}
+			if m.node != self && heard[m.node].Add(heardSlack).Before(newest) {
+				unconfirmed = append(unconfirmed, m.node)
+				if m.in.Source != "" {
+					masterSources[normAddr(m.in.Source)] = true // not a classic peer either
+				}
 				continue
 			}
 			count++
@@ -279,7 +320,8 @@ func compute(nodes []nodeView, self string) (api.Fleet, []splitBrain) {
 		return a.Detail < b.Detail
 	})
 	sort.Slice(splits, func(i, j int) bool { return splits[i].Detail < splits[j].Detail })
-	return f, splits
+	sort.Strings(unconfirmed)
+	return f, splits, slices.Compact(unconfirmed)
 }
 
 // mismatch compares the settings nodes must agree on for one virtual

@@ -5,7 +5,9 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -264,5 +266,43 @@ func TestViewGolden(t *testing.T) {
 	}
 	if d := cmp.Diff(string(want), string(got)); d != "" {
 		t.Errorf("fleet JSON differs from %s (-want +got):\n%s", path, d)
+	}
+}
+
+// TestSplitBrainNeedsNewsOfEachMaster: a node killed while MASTER keeps
+// its last state until it is declared dead, while its backup takes over;
+// that MASTER counts only once heard after the new one began, so a crash
+// is no split brain and a live second MASTER (which answers when asked)
+// is one.
+func TestSplitBrainNeedsNewsOfEachMaster(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
+	since := func(at time.Time) func(*api.FleetInstance) { return func(in *api.FleetInstance) { in.Since = at } }
+	nodes := func(heardA time.Time) []nodeView {
+		return []nodeView{
+			{Name: "node-a", State: stateAlive, Heard: heardA, NodeState: NodeState{Instances: []api.FleetInstance{
+				fi("VI_1", 51, "MASTER", "10.0.0.1", since(t0))}}},
+			{Name: "node-b", State: stateAlive, Heard: t0.Add(10 * time.Second), NodeState: NodeState{Instances: []api.FleetInstance{
+				fi("VI_1", 51, "MASTER", "10.0.0.2", since(t0.Add(4*time.Second)))}}},
+		}
+	}
+	// node-b's view: node-a last heard before node-b became MASTER.
+	f, splits, unconfirmed := computeAll(nodes(t0.Add(time.Second)), "node-b")
+	if len(splits) != 0 || len(f.Warnings) != 0 {
+		t.Errorf("a master not heard since the takeover made a split brain: %+v", f.Warnings)
+	}
+	if !slices.Equal(unconfirmed, []string{"node-a"}) {
+		t.Errorf("unconfirmed %v, want node-a (to be asked)", unconfirmed)
+	}
+	if len(f.Peers) != 0 {
+		t.Errorf("node-a's address became a classic peer: %+v", f.Peers)
+	}
+	// node-a answered after the takeover: a real split brain.
+	_, splits, unconfirmed = computeAll(nodes(t0.Add(5*time.Second)), "node-b")
+	if len(splits) != 1 || len(unconfirmed) != 0 {
+		t.Errorf("splits %+v unconfirmed %v, want one split brain", splits, unconfirmed)
+	}
+	// This node's own MASTER always counts.
+	if _, splits, _ := computeAll(nodes(t0.Add(time.Second)), "node-a"); len(splits) != 1 {
+		t.Errorf("node-a's own view: splits %+v, want one (its own MASTER and node-b's)", splits)
 	}
 }
