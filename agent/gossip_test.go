@@ -63,3 +63,16 @@ func TestSegmentOfTheLoopback(t *testing.T) {
 		t.Errorf("memo %v", memo)
 	}
 }
+
+// TestIPv6SegmentIsNotTheLinkLocalPrefix: every link has fe80::/64, so an
+// IPv6 instance is placed by its interface's other prefix, or by nothing.
+func TestIPv6SegmentIsNotTheLinkLocalPrefix(t *testing.T) {
+	ll := netip.MustParseAddr("fe80::1")
+	got := segmentOf("lo", ll, nil)
+	if got.IsValid() && got.Addr().IsLinkLocalUnicast() {
+		t.Errorf("segmentOf(lo, fe80::1) = %v: a link-local prefix", got)
+	}
+	if got := segmentOf("nosuch0", ll, nil); got.IsValid() {
+		t.Errorf("segmentOf(nosuch0, fe80::1) = %v, want none (compared with nothing)", got)
+	}
+}
