@@ -481,7 +481,7 @@ func (n *Node) probe(nodes []string) {
 	}
 	n.mu.Unlock()
 	for _, name := range ask {
-		n.out.add(name, taskRequest)
+		n.out.add(name, taskProbe)
 	}
 	if len(ask) > 0 {
 		// Re-evaluate after the answers had time to come.
@@ -509,7 +509,8 @@ type task uint8
 
 const (
 	taskPush    task = 1 << iota // send it this node's state
-	taskRequest                  // ask it for its state
+	taskRequest                  // ask it for its state, if its metadata announces a newer one
+	taskProbe                    // ask it for its state in any case (confirming a MASTER)
 )
 
 // outbox holds the tasks owed to each member, merged per member: however
@@ -599,7 +600,7 @@ func (n *Node) deliver(node string, t task) {
 			n.metrics.message("sent", "state")
 		}
 	}
-	if t&taskRequest != 0 && want {
+	if t&taskRequest != 0 && want || t&taskProbe != 0 {
 		req, err := encodeMessage(kindStateReq, stateReq{From: n.cfg.NodeName})
 		if err == nil {
 			err = ml.SendReliable(to, req)

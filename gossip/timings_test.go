@@ -140,3 +140,53 @@ func TestNodesBootingTogetherFormAFleetQuickly(t *testing.T) {
 		return states(fa) == "node-a=alive node-b=alive" && states(fb) == states(fa), "a: " + states(fa) + "; b: " + states(fb)
 	})
 }
+
+// TestSplitBrainOfALiveMasterIsConfirmedAndOfAKilledOneIsNot: the new
+// MASTER asks the old one for news; a live one answers (split brain on
+// both nodes), a killed one cannot (none, while it is not yet dead).
+func TestSplitBrainOfALiveMasterIsConfirmedAndOfAKilledOneIsNot(t *testing.T) {
+	t.Parallel()
+	t0 := time.Now().Add(-time.Hour)
+	for _, killed := range []bool{false, true} {
+		a := startNode(t, "node-a", newFakeLocal(NodeState{Instances: []api.FleetInstance{
+			fi("VI_1", 51, "MASTER", "10.0.0.1", func(in *api.FleetInstance) { in.Since = t0 })}}),
+			nodeOpts{tuning: lanTuning, rejoinEvery: 15 * time.Second})
+		b := startNode(t, "node-b", newFakeLocal(NodeState{Instances: []api.FleetInstance{
+			fi("VI_1", 51, "BACKUP", "10.0.0.2", hears("10.0.0.1", 100))}}),
+			nodeOpts{join: []string{a.Addr()}, tuning: lanTuning, rejoinEvery: 15 * time.Second})
+		eventually(t, 10*time.Second, func() (bool, string) {
+			f := b.Fleet()
+			return states(f) == "node-a=alive node-b=alive" && len(f.Nodes[0].Instances) == 1, states(f)
+		})
+		if killed {
+			a.kill()
+			// node-b takes over a Master_Down_Interval later: node-a was
+			// last heard well before that.
+			time.Sleep(time.Second)
+		}
+		b.local.update(func(st *NodeState) {
+			st.Instances[0].State, st.Instances[0].Since, st.Instances[0].Master = "MASTER", time.Now(), "10.0.0.2"
+		})
+		split := func() bool {
+			for _, w := range b.Fleet().Warnings {
+				if w.Kind == api.WarnSplitBrain {
+					return true
+				}
+			}
+			return false
+		}
+		if !killed {
+			eventually(t, 3*time.Second, func() (bool, string) { return split(), "no split brain on node-b with node-a alive and MASTER" })
+			a.stop(t)
+			b.stop(t)
+			continue
+		}
+		// LAN timings: node-a is not declared dead for seconds; no split
+		// brain meanwhile.
+		for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			if split() {
+				t.Fatalf("split brain on node-b with node-a killed: %+v", b.Fleet().Warnings)
+			}
+		}
+	}
+}
