@@ -23,25 +23,40 @@ type tuning struct {
 	TCPTimeout          *time.Duration
 	GossipToTheDeadTime *time.Duration
 	RetransmitMult      *int
+	// The rest of memberlist's failure-detection knobs.
+	IndirectChecks          *int
+	SuspicionMaxTimeoutMult *int
+	AwarenessMaxMultiplier  *int
+	DeadNodeReclaimTime     *time.Duration
+	UDPBufferSize           *int
+	HandoffQueueDepth       *int
 }
 
 // tuningKeys are the keys of a tuning file, in the order of the docs.
 var tuningKeys = []string{
 	"probe_interval", "probe_timeout", "suspicion_mult", "gossip_interval", "gossip_nodes",
 	"push_pull_interval", "tcp_timeout", "gossip_to_the_dead_time", "retransmit_mult",
+	"indirect_checks", "suspicion_max_timeout_mult", "awareness_max_multiplier", "dead_node_reclaim_time",
+	"udp_buffer_size", "handoff_queue_depth",
 }
 
 func (t *tuning) fields() map[string]any {
 	return map[string]any{
-		"probe_interval":          &t.ProbeInterval,
-		"probe_timeout":           &t.ProbeTimeout,
-		"suspicion_mult":          &t.SuspicionMult,
-		"gossip_interval":         &t.GossipInterval,
-		"gossip_nodes":            &t.GossipNodes,
-		"push_pull_interval":      &t.PushPullInterval,
-		"tcp_timeout":             &t.TCPTimeout,
-		"gossip_to_the_dead_time": &t.GossipToTheDeadTime,
-		"retransmit_mult":         &t.RetransmitMult,
+		"probe_interval":             &t.ProbeInterval,
+		"probe_timeout":              &t.ProbeTimeout,
+		"suspicion_mult":             &t.SuspicionMult,
+		"gossip_interval":            &t.GossipInterval,
+		"gossip_nodes":               &t.GossipNodes,
+		"push_pull_interval":         &t.PushPullInterval,
+		"tcp_timeout":                &t.TCPTimeout,
+		"gossip_to_the_dead_time":    &t.GossipToTheDeadTime,
+		"retransmit_mult":            &t.RetransmitMult,
+		"indirect_checks":            &t.IndirectChecks,
+		"suspicion_max_timeout_mult": &t.SuspicionMaxTimeoutMult,
+		"awareness_max_multiplier":   &t.AwarenessMaxMultiplier,
+		"dead_node_reclaim_time":     &t.DeadNodeReclaimTime,
+		"udp_buffer_size":            &t.UDPBufferSize,
+		"handoff_queue_depth":        &t.HandoffQueueDepth,
 	}
 }
 
@@ -127,6 +142,12 @@ func (t tuning) apply(c *memberlist.Config) error {
 	setD(&c.TCPTimeout, t.TCPTimeout)
 	setD(&c.GossipToTheDeadTime, t.GossipToTheDeadTime)
 	setI(&c.RetransmitMult, t.RetransmitMult)
+	setI(&c.IndirectChecks, t.IndirectChecks)
+	setI(&c.SuspicionMaxTimeoutMult, t.SuspicionMaxTimeoutMult)
+	setI(&c.AwarenessMaxMultiplier, t.AwarenessMaxMultiplier)
+	setD(&c.DeadNodeReclaimTime, t.DeadNodeReclaimTime)
+	setI(&c.UDPBufferSize, t.UDPBufferSize)
+	setI(&c.HandoffQueueDepth, t.HandoffQueueDepth)
 	if c.ProbeTimeout >= c.ProbeInterval {
 		return fmt.Errorf("probe_timeout %s must be shorter than probe_interval %s", c.ProbeTimeout, c.ProbeInterval)
 	}

@@ -34,7 +34,8 @@ func TestTuningOverridesOnlyWhatItNames(t *testing.T) {
 }
 
 func TestTuningEveryKey(t *testing.T) {
-	tu, err := parseTuning([]byte(fastTuning + "gossip_nodes: 4\n"))
+	tu, err := parseTuning([]byte(fastTuning + "gossip_nodes: 4\nindirect_checks: 5\nsuspicion_max_timeout_mult: 7\n" +
+		"awareness_max_multiplier: 9\ndead_node_reclaim_time: 30s\nudp_buffer_size: 1300\nhandoff_queue_depth: 2048\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,9 +44,15 @@ func TestTuningEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := []any{c.ProbeInterval, c.ProbeTimeout, c.SuspicionMult, c.GossipInterval, c.GossipNodes,
-		c.PushPullInterval, c.TCPTimeout, c.GossipToTheDeadTime, c.RetransmitMult}
+		c.PushPullInterval, c.TCPTimeout, c.GossipToTheDeadTime, c.RetransmitMult,
+		c.IndirectChecks, c.SuspicionMaxTimeoutMult, c.AwarenessMaxMultiplier, c.DeadNodeReclaimTime,
+		c.UDPBufferSize, c.HandoffQueueDepth}
 	want := []any{200 * time.Millisecond, 100 * time.Millisecond, 3, 50 * time.Millisecond, 4,
-		2 * time.Second, 2 * time.Second, time.Second, 3}
+		2 * time.Second, 2 * time.Second, time.Second, 3,
+		5, 7, 9, 30 * time.Second, 1300, 2048}
+	if len(want) != len(tuningKeys) {
+		t.Fatalf("%d keys checked, %d known", len(want), len(tuningKeys))
+	}
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("%s = %v, want %v", tuningKeys[i], got[i], want[i])

@@ -284,6 +284,45 @@ func computeAll(nodes []nodeView, self string) (api.Fleet, []splitBrain, []strin
 		}
 	}
 
+	// One instance name on one segment with different VRIDs on different
+	// nodes: the same virtual router configured apart (each VRID alone
+	// looks fine).
+	type nameKey struct{ segment, family, name string }
+	vridsOf := map[nameKey]map[int][]string{}
+	for i := range nodes {
+		v := &nodes[i]
+		if !v.alive(self) {
+			continue
+		}
+		for _, in := range v.Instances {
+			if in.Segment == "" {
+				continue
+			}
+			k := nameKey{in.Segment, in.Family, in.Name}
+			if vridsOf[k] == nil {
+				vridsOf[k] = map[int][]string{}
+			}
+			vridsOf[k][in.VRID] = append(vridsOf[k][in.VRID], v.Name)
+		}
+	}
+	for k, byVRID := range vridsOf {
+		if len(byVRID) < 2 {
+			continue
+		}
+		vrids := slices.Sorted(maps.Keys(byVRID))
+		var parts, who []string
+		for _, id := range vrids {
+			ns := slices.Sorted(slices.Values(byVRID[id]))
+			parts = append(parts, fmt.Sprintf("VRID %d on %s", id, strings.Join(ns, ", ")))
+			who = append(who, ns...)
+		}
+		slices.Sort(who)
+		f.Warnings = append(f.Warnings, api.Warning{
+			Kind: api.WarnConfigMismatch, Instance: k.name, VRID: vrids[0], Nodes: slices.Compact(who),
+			Detail: fmt.Sprintf("%s on %s: virtual_router_id differs: %s", k.name, k.segment, strings.Join(parts, "; ")),
+		})
+	}
+
 	// Maintenance: nodes, and instances of nodes not in maintenance as a
 	// whole.
 	for _, v := range nodes {

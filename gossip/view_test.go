@@ -306,3 +306,21 @@ func TestSplitBrainNeedsNewsOfEachMaster(t *testing.T) {
 		t.Errorf("node-a's own view: splits %+v, want one (its own MASTER and node-b's)", splits)
 	}
 }
+
+func TestViewSeesOneInstanceWithTwoVRIDs(t *testing.T) {
+	nodes := []nodeView{
+		{Name: "node-a", State: stateAlive, NodeState: NodeState{Instances: []api.FleetInstance{fi("VI_1", 51, "MASTER", "10.0.0.1")}}},
+		{Name: "node-b", State: stateAlive, NodeState: NodeState{Instances: []api.FleetInstance{fi("VI_1", 52, "MASTER", "10.0.0.2")}}},
+	}
+	f := view(nodes, "node-a")
+	var got []api.Warning
+	for _, w := range f.Warnings {
+		if w.Kind == api.WarnConfigMismatch {
+			got = append(got, w)
+		}
+	}
+	if len(got) != 1 || got[0].Instance != "VI_1" || !slices.Equal(got[0].Nodes, []string{"node-a", "node-b"}) ||
+		got[0].Detail != "VI_1 on 10.0.0.0/24: virtual_router_id differs: VRID 51 on node-a; VRID 52 on node-b" {
+		t.Errorf("config_mismatch warnings %+v", got)
+	}
+}
