@@ -615,25 +615,7 @@ func (n *Node) handleKeyReq(r keyReq) {
 
 func (n *Node) replyKeys(r keyReq, resp keyResp) {
 	resp.ID, resp.From = r.ID, n.cfg.NodeName
-	n.mu.Lock()
-	ml := n.ml
-	m := n.members[r.From]
-	n.mu.Unlock()
-	if ml == nil || m == nil {
-		n.metrics.error("unknown_node")
-		n.log.Warn("gossip: cannot answer a key request: its sender is not a known member", "from", r.From)
-		return
-	}
-	wire, err := encodeMessage(kindKeyResp, resp)
-	if err == nil {
-		err = ml.SendReliable(m.mlNode(r.From), wire)
-	}
-	if err != nil {
-		n.metrics.error("send")
-		n.log.Warn("gossip: answering a key request", "to", r.From, "err", err)
-		return
-	}
-	n.metrics.message("sent", "keys")
+	n.sendAnswer(r.From, kindKeyResp, resp, "keys", "a key request")
 }
 
 // keyAnswer hands an answer to the Keys waiting for it.

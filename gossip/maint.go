@@ -160,23 +160,29 @@ func (n *Node) reply(r maintReq, applyErr error) {
 		resp.Error = applyErr.Error()
 		n.metrics.error("maint")
 	}
+	n.sendAnswer(r.From, kindMaintResp, resp, "maint", "a maintenance request")
+}
+
+// sendAnswer sends the answer body (of kind) to the member named to; what
+// labels the metric ("maint", "keys"), request names it in logs.
+func (n *Node) sendAnswer(to string, kind msgKind, body any, what, request string) {
 	n.mu.Lock()
 	ml := n.ml
-	m := n.members[r.From]
+	m := n.members[to]
 	n.mu.Unlock()
 	if ml == nil || m == nil {
 		n.metrics.error("unknown_node")
-		n.log.Warn("gossip: cannot answer a maintenance request: its sender is not a known member", "from", r.From)
+		n.log.Warn("gossip: cannot answer "+request+": its sender is not a known member", "from", to)
 		return
 	}
-	wire, err := encodeMessage(kindMaintResp, resp)
+	wire, err := encodeMessage(kind, body)
 	if err == nil {
-		err = ml.SendReliable(m.mlNode(r.From), wire)
+		err = ml.SendReliable(m.mlNode(to), wire)
 	}
 	if err != nil {
 		n.metrics.error("send")
-		n.log.Warn("gossip: answering a maintenance request", "to", r.From, "err", err)
+		n.log.Warn("gossip: answering "+request, "to", to, "err", err)
 		return
 	}
-	n.metrics.message("sent", "maint")
+	n.metrics.message("sent", what)
 }
