@@ -3,10 +3,10 @@ package agent
 import (
 	"context"
 	"errors"
-	"net"
 	"net/netip"
 
 	"github.com/vipd/vipd/api"
+	"github.com/vipd/vipd/vrrp"
 )
 
 // fleetLayer is the gossip node as the agent uses it (gossip.Node): the
@@ -96,27 +96,15 @@ func segmentOf(ifname string, src netip.Addr, memo map[segKey]netip.Prefix) neti
 		// nothing.
 		seg = netip.Prefix{}
 	}
-	if ifi, err := net.InterfaceByName(ifname); err == nil {
-		if addrs, err := ifi.Addrs(); err == nil {
-			for _, ad := range addrs {
-				ipn, ok := ad.(*net.IPNet)
-				if !ok {
-					continue
-				}
-				ip, ok := netip.AddrFromSlice(ipn.IP)
-				if !ok {
-					continue
-				}
-				ip = ip.Unmap()
-				ones, _ := ipn.Mask.Size()
-				if ip == src.Unmap() && !ip.IsLinkLocalUnicast() {
-					seg = netip.PrefixFrom(ip, ones).Masked()
-					break
-				}
-				if src.Is6() && src.IsLinkLocalUnicast() && ip.Is6() && !ip.IsLinkLocalUnicast() && !seg.IsValid() {
-					seg = netip.PrefixFrom(ip, ones).Masked()
-				}
-			}
+	prefixes, _ := vrrp.InterfacePrefixes(ifname) // none: the fallback above
+	for _, p := range prefixes {
+		ip := p.Addr()
+		if ip == src.Unmap() && !ip.IsLinkLocalUnicast() {
+			seg = p.Masked()
+			break
+		}
+		if src.Is6() && src.IsLinkLocalUnicast() && ip.Is6() && !ip.IsLinkLocalUnicast() && !seg.IsValid() {
+			seg = p.Masked()
 		}
 	}
 	if memo != nil {

@@ -426,24 +426,12 @@ func parseCmsg6(oob []byte, meta *wire.RecvMeta) {
 // none is configured: the first IPv4 address of the interface (keepalived's
 // choice), or its IPv6 link-local address (RFC 5798 5.1.2.1).
 func PrimaryAddr(ifname string, v6 bool) (netip.Addr, error) {
-	ifi, err := net.InterfaceByName(ifname)
+	prefixes, err := InterfacePrefixes(ifname)
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	addrs, err := ifi.Addrs()
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("addresses of %s: %w", ifname, err)
-	}
-	for _, a := range addrs {
-		ipn, ok := a.(*net.IPNet)
-		if !ok {
-			continue
-		}
-		ip, ok := netip.AddrFromSlice(ipn.IP)
-		if !ok {
-			continue
-		}
-		ip = ip.Unmap()
+	for _, p := range prefixes {
+		ip := p.Addr()
 		if v6 && ip.Is6() && ip.IsLinkLocalUnicast() {
 			return ip, nil
 		}
@@ -456,4 +444,31 @@ func PrimaryAddr(ifname string, v6 bool) (netip.Addr, error) {
 		fam = "IPv6 link-local"
 	}
 	return netip.Addr{}, fmt.Errorf("interface %s has no %s address", ifname, fam)
+}
+
+// InterfacePrefixes returns the addresses of ifname with their prefix
+// lengths (unmasked), in the kernel's order.
+func InterfacePrefixes(ifname string) ([]netip.Prefix, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, err
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return nil, fmt.Errorf("addresses of %s: %w", ifname, err)
+	}
+	out := make([]netip.Prefix, 0, len(addrs))
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok {
+			continue
+		}
+		ones, _ := ipn.Mask.Size()
+		out = append(out, netip.PrefixFrom(ip.Unmap(), ones))
+	}
+	return out, nil
 }
