@@ -19,7 +19,7 @@ type fleetLayer interface {
 	Keys(ctx context.Context, op api.KeyOp) (api.KeysResult, error)
 }
 
-var errNoGossip = errors.New("gossip is off on this node: start vipd run with --gossip-bind or --join")
+var errNoGossip = errors.New("gossip is off on this node: start vipd run with --join, --gossip-bind or --gossip-key-file")
 
 // Fleet is the fleet view through gossip (control socket).
 func (a *Agent) Fleet(context.Context) (api.Fleet, error) {
