@@ -118,17 +118,16 @@ type Node struct {
 	wrapTransport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
 
 	mu        sync.Mutex
-	ml        *memberlist.Memberlist // nil before Run and after it ends
-	stop      context.CancelFunc     // ends Run
-	killed    bool                   // tests: stop without leaving
-	members   map[string]*member     // every node memberlist told us of, this one included
-	states    map[string]*stateMsg   // the newest state of every other node
-	own       *stateMsg              // this node's latest published state
-	ownJSON   []byte                 // its NodeState as JSON, to see changes
-	ownWire   []byte                 // it as a message
-	joinAddrs []string               // configured and runtime joins, for re-join
-	pending   map[uint64]*pendingMaint
-	nextID    uint64
+	ml        *memberlist.Memberlist   // nil before Run and after it ends
+	stop      context.CancelFunc       // ends Run
+	killed    bool                     // tests: stop without leaving
+	members   map[string]*member       // every node memberlist told us of, this one included
+	states    map[string]*stateMsg     // the newest state of every other node
+	own       *stateMsg                // this node's latest published state
+	ownJSON   []byte                   // its NodeState as JSON, to see changes
+	ownWire   []byte                   // it as a message
+	joinAddrs []string                 // configured and runtime joins, for re-join
+	maintWait waiters[maintResp]       // maintenance requests sent, waiting for their answers
 	splits    map[vrrpGroup]splitBrain // split brains this node is part of
 	lastWarn  time.Time                // rate limit of decode warnings
 }
@@ -188,7 +187,6 @@ func New(cfg Config, local Local) (*Node, error) {
 		maintSlots: make(chan struct{}, maxMaintHandlers),
 		members:    map[string]*member{},
 		states:     map[string]*stateMsg{},
-		pending:    map[uint64]*pendingMaint{},
 		splits:     map[vrrpGroup]splitBrain{},
 	}
 	if n.log == nil {

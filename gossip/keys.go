@@ -55,14 +55,7 @@ type keyring struct {
 	// itself reads ml at any time (every packet).
 	mu sync.Mutex
 
-	pmu     sync.Mutex
-	pending map[uint64]*pendingKeys
-}
-
-// pendingKeys is a key operation sent to a node, waiting for its answer.
-type pendingKeys struct {
-	node string // the node it went to: only it may answer
-	ch   chan keyResp
+	wait waiters[keyResp] // key operations sent, waiting for their answers
 }
 
 // keyReq carries a keyring operation to a node. The key travels inside
@@ -95,9 +88,8 @@ type keyMessage struct {
 // fleet stays removed across restarts), else from the key file alone.
 func loadKeyring(keyFile string, log *slog.Logger) (*keyring, error) {
 	kr := &keyring{
-		file:    keyFile + keyringSuffix,
-		slots:   make(chan struct{}, maxKeyHandlers),
-		pending: map[uint64]*pendingKeys{},
+		file:  keyFile + keyringSuffix,
+		slots: make(chan struct{}, maxKeyHandlers),
 	}
 	var keys [][]byte
 	_, err := os.Stat(kr.file)
@@ -450,19 +442,8 @@ func (n *Node) Keys(ctx context.Context, op api.KeyOp) (api.KeysResult, error) {
 func (n *Node) sendKeyOp(ctx context.Context, ml *memberlist.Memberlist, name string, to *memberlist.Node, op api.KeyOp) api.KeyNode {
 	res := api.KeyNode{Node: name}
 	kr := n.keys
-	n.mu.Lock()
-	n.nextID++
-	id := n.nextID
-	n.mu.Unlock()
-	p := &pendingKeys{node: name, ch: make(chan keyResp, 1)}
-	kr.pmu.Lock()
-	kr.pending[id] = p
-	kr.pmu.Unlock()
-	defer func() {
-		kr.pmu.Lock()
-		delete(kr.pending, id)
-		kr.pmu.Unlock()
-	}()
+	id, answer, done := kr.wait.add(name)
+	defer done()
 
 	wire, err := encodeMessage(kindKeyReq, keyReq{ID: id, From: n.cfg.NodeName, Op: op.Op, Key: op.Key})
 	if err != nil {
@@ -483,7 +464,7 @@ func (n *Node) sendKeyOp(ctx context.Context, ml *memberlist.Memberlist, name st
 			}
 			n.metrics.message("sent", "keys")
 			sent = nil
-		case r := <-p.ch:
+		case r := <-answer:
 			res.OK, res.Error, res.Keys = r.Error == "", r.Error, r.Keys
 			return res
 		case <-timer.C:
@@ -620,19 +601,7 @@ func (n *Node) replyKeys(r keyReq, resp keyResp) {
 
 // keyAnswer hands an answer to the Keys waiting for it.
 func (n *Node) keyAnswer(r keyResp) {
-	kr := n.keys
-	if kr == nil {
-		return
-	}
-	kr.pmu.Lock()
-	p := kr.pending[r.ID]
-	kr.pmu.Unlock()
-	if p == nil || p.node != r.From {
+	if kr := n.keys; kr == nil || !kr.wait.deliver(r.ID, r.From, r) {
 		n.log.Debug("gossip: key answer for no pending request", "from", r.From, "id", r.ID)
-		return
-	}
-	select {
-	case p.ch <- r:
-	default:
 	}
 }

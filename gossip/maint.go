@@ -9,12 +9,6 @@ import (
 	"github.com/vipd/vipd/api"
 )
 
-// pendingMaint is a maintenance request waiting for its answer.
-type pendingMaint struct {
-	node string // the node it went to: only it may answer
-	ch   chan maintResp
-}
-
 // maxMaintHandlers bounds the maintenance requests applied at once.
 const maxMaintHandlers = 16
 
@@ -50,17 +44,10 @@ func (n *Node) SendMaintenance(ctx context.Context, node string, req api.MaintRe
 		n.mu.Unlock()
 		return fmt.Errorf("maintenance of node %s: the node is %s", node, state)
 	}
-	n.nextID++
-	id := n.nextID
-	p := &pendingMaint{node: node, ch: make(chan maintResp, 1)}
-	n.pending[id] = p
 	to := m.mlNode(node)
 	n.mu.Unlock()
-	defer func() {
-		n.mu.Lock()
-		delete(n.pending, id)
-		n.mu.Unlock()
-	}()
+	id, answer, done := n.maintWait.add(node)
+	defer done()
 
 	wire, err := encodeMessage(kindMaintReq, maintReq{ID: id, From: n.cfg.NodeName, Req: req})
 	if err != nil {
@@ -79,7 +66,7 @@ func (n *Node) SendMaintenance(ctx context.Context, node string, req api.MaintRe
 			}
 			n.metrics.message("sent", "maint")
 			sent = nil
-		case r := <-p.ch:
+		case r := <-answer:
 			if r.Error != "" {
 				return fmt.Errorf("maintenance of node %s: %s", node, r.Error)
 			}
@@ -95,16 +82,8 @@ func (n *Node) SendMaintenance(ctx context.Context, node string, req api.MaintRe
 
 // answer hands an answer to the SendMaintenance waiting for it.
 func (n *Node) answer(r maintResp) {
-	n.mu.Lock()
-	p := n.pending[r.ID]
-	n.mu.Unlock()
-	if p == nil || p.node != r.From {
+	if !n.maintWait.deliver(r.ID, r.From, r) {
 		n.log.Debug("gossip: maintenance answer for no pending request", "from", r.From, "id", r.ID)
-		return
-	}
-	select {
-	case p.ch <- r:
-	default:
 	}
 }
 
