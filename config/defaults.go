@@ -62,6 +62,13 @@ const (
 	// DefaultRealServerWeight: check/check_data.c alloc_vs "new->weight = 1",
 	// which real servers inherit (rs->effective_weight = vs->weight).
 	DefaultRealServerWeight = 1
+	// DefaultDNSType and DefaultDNSName: check/check_dns.c
+	// dns_check_handler "dns_check->type = DNS_DEFAULT_TYPE" (SOA) and
+	// "dns_check->name = DNS_DEFAULT_NAME" (".").
+	DefaultDNSType = "SOA"
+	DefaultDNSName = "."
+	// DefaultDNSRetry: check/check_dns.h DNS_DEFAULT_RETRY.
+	DefaultDNSRetry = 3
 	// DefaultConnectTimeout: check/check_data.c alloc_vs
 	// "new->connection_to = 5 * TIMER_HZ", inherited by checkers.
 	DefaultConnectTimeout = Duration(5 * time.Second)
@@ -300,8 +307,9 @@ func normalizeVirtualServer(vs *VirtualServer) {
 }
 
 func normalizeRealServer(rs *RealServer, vs *VirtualServer) {
-	if rs.Weight == 0 {
-		rs.Weight = DefaultRealServerWeight
+	if rs.Weight == nil {
+		w := DefaultRealServerWeight
+		rs.Weight = &w
 	}
 	// check/check_data.c validate_check_config: a real server without a
 	// port takes the virtual server's (not for fwmark services).
@@ -322,6 +330,9 @@ func normalizeChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 	}
 	if c.Retry == 0 && c.Type != CheckMisc {
 		c.Retry = DefaultCheckerRetry
+		if c.Type == CheckDNS {
+			c.Retry = DefaultDNSRetry
+		}
 	}
 	if c.DelayBeforeRetry == 0 {
 		if c.Type == CheckHTTP || c.Type == CheckSSL {
@@ -335,6 +346,14 @@ func normalizeChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 	}
 	if c.Type == CheckMisc {
 		return
+	}
+	if c.Type == CheckDNS {
+		if c.DNSType == "" {
+			c.DNSType = DefaultDNSType
+		}
+		if c.DNSName == "" {
+			c.DNSName = DefaultDNSName
+		}
 	}
 	if !c.ConnectIP.IsValid() {
 		c.ConnectIP = rs.Address

@@ -120,14 +120,14 @@ func TestNormalizeFillsKeepalivedDefaults(t *testing.T) {
 					Address: netip.MustParseAddr("192.0.2.1"), Port: 80,
 					Protocol: "TCP", DelayLoop: sec(60), LBAlgo: "wlc", LBKind: "NAT", Quorum: 1,
 					RealServers: []*RealServer{{
-						Address: netip.MustParseAddr("10.0.0.1"), Port: 80, Weight: 1,
+						Address: netip.MustParseAddr("10.0.0.1"), Port: 80, Weight: ptr(1),
 						Checkers: []*Checker{
 							{Type: CheckTCP, ConnectIP: netip.MustParseAddr("10.0.0.1"), ConnectPort: 80, ConnectTimeout: sec(5), Retry: 1, DelayBeforeRetry: sec(1), DelayLoop: sec(60)},
 							{Type: CheckHTTP, ConnectIP: netip.MustParseAddr("10.0.0.1"), ConnectPort: 8080, ConnectTimeout: sec(5), Retry: 1, DelayBeforeRetry: sec(3), DelayLoop: sec(60)},
 							{Type: CheckMisc, MiscPath: "/bin/true", ConnectTimeout: sec(5), Retry: 0, DelayBeforeRetry: sec(1), DelayLoop: sec(60)},
 						},
 					}},
-					SorryServer: &RealServer{Address: netip.MustParseAddr("10.0.0.9"), Port: 80, Weight: 1},
+					SorryServer: &RealServer{Address: netip.MustParseAddr("10.0.0.9"), Port: 80, Weight: ptr(1)},
 				}},
 			},
 		},
@@ -137,7 +137,7 @@ func TestNormalizeFillsKeepalivedDefaults(t *testing.T) {
 			want: Model{
 				Global: Global{VRRPVersion: 2, Garp: defaultGarp},
 				VirtualServers: []*VirtualServer{{FWMark: 3, DelayLoop: sec(60), LBAlgo: "wlc", LBKind: "NAT", Quorum: 1,
-					RealServers: []*RealServer{{Address: netip.MustParseAddr("10.0.0.1"), Weight: 1}}}},
+					RealServers: []*RealServer{{Address: netip.MustParseAddr("10.0.0.1"), Weight: ptr(1)}}}},
 			},
 		},
 	}
@@ -169,7 +169,7 @@ func TestNormalizeToleratesNilEntries(t *testing.T) {
 		VirtualServers: []*VirtualServer{nil, {RealServers: []*RealServer{nil, {Checkers: []*Checker{nil}}}}},
 	}
 	Normalize(m) // must not panic
-	if m.VirtualServers[1].RealServers[1].Weight != 1 {
+	if w := m.VirtualServers[1].RealServers[1].Weight; w == nil || *w != 1 {
 		t.Errorf("real server after a nil entry not normalized")
 	}
 }
@@ -255,7 +255,7 @@ func exampleModel() *Model {
 				PersistenceTimeout: Duration(50 * time.Second),
 				SorryServer:        &RealServer{Address: netip.MustParseAddr("10.0.0.99"), Port: 80},
 				RealServers: []*RealServer{
-					{Address: netip.MustParseAddr("10.0.0.1"), Port: 8080, Weight: 2, Checkers: []*Checker{
+					{Address: netip.MustParseAddr("10.0.0.1"), Port: 8080, Weight: ptr(2), Checkers: []*Checker{
 						{Type: CheckHTTP, URLs: []URL{{Path: "/", StatusCode: []int{200, 301}, Digest: "abc"}}},
 					}},
 				},

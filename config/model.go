@@ -347,6 +347,10 @@ type VirtualServer struct {
 	Alpha                  bool     `yaml:"alpha,omitempty" mapstructure:"alpha"`
 	Omega                  bool     `yaml:"omega,omitempty" mapstructure:"omega"`
 	Inhibit                bool     `yaml:"inhibit_on_failure,omitempty" mapstructure:"inhibit_on_failure"`
+	// HASuspend is ha_suspend: while the virtual server's address is not
+	// on this node, its checkers are suspended and its service is not in
+	// IPVS (keepalived's behaviour on a VRRP backup).
+	HASuspend bool `yaml:"ha_suspend,omitempty" mapstructure:"ha_suspend"`
 
 	SorryServer *RealServer   `yaml:"sorry_server,omitempty" mapstructure:"sorry_server"`
 	RealServers []*RealServer `yaml:"real_servers,omitempty" mapstructure:"real_servers"`
@@ -354,10 +358,12 @@ type VirtualServer struct {
 
 // RealServer is a real_server (or sorry_server).
 type RealServer struct {
-	Pos        `yaml:"-" mapstructure:"-"`
-	Address    netip.Addr `yaml:"address" mapstructure:"address"`
-	Port       int        `yaml:"port,omitempty" mapstructure:"port"`
-	Weight     int        `yaml:"weight,omitempty" mapstructure:"weight"` // default 1
+	Pos     `yaml:"-" mapstructure:"-"`
+	Address netip.Addr `yaml:"address" mapstructure:"address"`
+	Port    int        `yaml:"port,omitempty" mapstructure:"port"`
+	// Weight is the IPVS weight; nil is keepalived's default 1, and 0 is a
+	// real value (the server is in the pool but gets no new connections).
+	Weight     *int       `yaml:"weight,omitempty" mapstructure:"weight"`
 	Inhibit    bool       `yaml:"inhibit_on_failure,omitempty" mapstructure:"inhibit_on_failure"`
 	NotifyUp   string     `yaml:"notify_up,omitempty" mapstructure:"notify_up"`
 	NotifyDown string     `yaml:"notify_down,omitempty" mapstructure:"notify_down"`
@@ -371,12 +377,14 @@ const (
 	CheckHTTP = "HTTP_GET"
 	CheckSSL  = "SSL_GET"
 	CheckMisc = "MISC_CHECK"
+	CheckDNS  = "DNS_CHECK"
+	CheckSMTP = "SMTP_CHECK"
 )
 
 // Checker is a health checker of a real server.
 type Checker struct {
 	Pos              `yaml:"-" mapstructure:"-"`
-	Type             string     `yaml:"type" mapstructure:"type"` // CheckTCP, CheckHTTP, CheckSSL, CheckMisc
+	Type             string     `yaml:"type" mapstructure:"type"` // CheckTCP, CheckHTTP, CheckSSL, CheckMisc, CheckDNS, CheckSMTP
 	ConnectIP        netip.Addr `yaml:"connect_ip,omitempty" mapstructure:"connect_ip"`
 	ConnectPort      int        `yaml:"connect_port,omitempty" mapstructure:"connect_port"`
 	BindTo           netip.Addr `yaml:"bindto,omitempty" mapstructure:"bindto"`
@@ -393,6 +401,12 @@ type Checker struct {
 	MiscTimeout Duration `yaml:"misc_timeout,omitempty" mapstructure:"misc_timeout"`
 	MiscDynamic bool     `yaml:"misc_dynamic,omitempty" mapstructure:"misc_dynamic"`
 	User        string   `yaml:"user,omitempty" mapstructure:"user"`
+	// DNS_CHECK: the query's type (A, NS, CNAME, SOA, MX, TXT, AAAA;
+	// default SOA) and name (default ".").
+	DNSType string `yaml:"dns_type,omitempty" mapstructure:"dns_type"`
+	DNSName string `yaml:"dns_name,omitempty" mapstructure:"dns_name"`
+	// SMTP_CHECK: the name sent in HELO (default the node's host name).
+	HeloName string `yaml:"helo_name,omitempty" mapstructure:"helo_name"`
 }
 
 // URL is one url block of HTTP_GET / SSL_GET.

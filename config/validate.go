@@ -24,7 +24,9 @@ const (
 	v3AdvertMax    = 4095 * v3AdvertStep // 12-bit field of centiseconds
 	v2AdvertMax    = 255 * time.Second   // 8-bit field of seconds
 	maxPort        = 65535
-	maxVRRPAdverts = 255 // "Count IPvX Addr" is 8 bits
+	// maxRealServerWeight: check/check_parser.c weight_handler reads 0..65535.
+	maxRealServerWeight = 65535
+	maxVRRPAdverts      = 255 // "Count IPvX Addr" is 8 bits
 	// maxDownTimerAdverts: vrrp_parser.c vrrp_down_timer_adverts_handler [1:100].
 	maxDownTimerAdverts = 100
 	maxTTL              = 255
@@ -38,7 +40,8 @@ var (
 	knownLBAlgos    = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
 	knownLBKinds    = []string{"NAT", "DR", "TUN"}
 	knownProtocols  = []string{"TCP", "UDP", "SCTP"}
-	knownCheckTypes = []string{CheckTCP, CheckHTTP, CheckSSL, CheckMisc}
+	knownCheckTypes = []string{CheckTCP, CheckHTTP, CheckSSL, CheckMisc, CheckDNS, CheckSMTP}
+	knownDNSTypes   = []string{"A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA"}
 )
 
 // Validate checks m, which Normalize has filled, and returns every problem it
@@ -780,8 +783,8 @@ func (v *validator) realServer(rs *RealServer, vsPos Pos, kw string) {
 	if rs.Port < 0 || rs.Port > maxPort {
 		v.ds.Errorf(p, "%s port %d: must be 0..65535", kw, rs.Port)
 	}
-	if rs.Weight < 0 {
-		v.ds.Errorf(v.at(rs, p, "weight"), "weight %d: must not be negative", rs.Weight)
+	if rs.Weight != nil && (*rs.Weight < 0 || *rs.Weight > maxRealServerWeight) {
+		v.ds.Errorf(v.at(rs, p, "weight"), "weight %d: must be 0..%d", *rs.Weight, maxRealServerWeight)
 	}
 	if rs.LBKind != "" && !slices.Contains(knownLBKinds, rs.LBKind) {
 		v.ds.Errorf(v.at(rs, p, "lb_kind", "lvs_method"), "lb_kind %s: must be one of %s", rs.LBKind, strings.Join(knownLBKinds, ", "))
@@ -801,6 +804,9 @@ func (v *validator) realServer(rs *RealServer, vsPos Pos, kw string) {
 		}
 		if (c.Type == CheckHTTP || c.Type == CheckSSL) && len(c.URLs) == 0 {
 			v.ds.Errorf(cp, "%s: no url", c.Type)
+		}
+		if c.Type == CheckDNS && c.DNSType != "" && !slices.Contains(knownDNSTypes, c.DNSType) {
+			v.ds.Errorf(v.at(c, cp, "dns_type", "type"), "DNS_CHECK type %s: must be one of %s", c.DNSType, strings.Join(knownDNSTypes, ", "))
 		}
 		if c.ConnectPort < 0 || c.ConnectPort > maxPort {
 			v.ds.Errorf(v.at(c, cp, "connect_port"), "connect_port %d: must be 0..65535", c.ConnectPort)

@@ -264,7 +264,7 @@ func TestValidateReportsEachRuleAtItsLine(t *testing.T) {
 		{"virtual server with nothing to serve", func(m *Model) { m.VirtualServers[0].Address = netip.Addr{} },
 			ValidateOptions{}, []string{"k.conf:40: virtual_server 10.0.0.100 80: needs an address and port, a fwmark or a group"}, nil},
 		{"unknown checker type", func(m *Model) { m.VirtualServers[0].RealServers[0].Checkers[0].Type = "PING_CHECK" },
-			ValidateOptions{}, []string{`k.conf:43: checker "PING_CHECK": must be one of TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK`}, nil},
+			ValidateOptions{}, []string{`k.conf:43: checker "PING_CHECK": must be one of TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, DNS_CHECK, SMTP_CHECK`}, nil},
 		{"all errors are collected", func(m *Model) {
 			m.Instances[0].VRID = 0
 			m.Instances[1].Priority = -1

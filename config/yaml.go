@@ -289,6 +289,9 @@ func stripDefaults(m *Model) {
 			if rs == nil {
 				continue
 			}
+			if rs.Weight != nil && *rs.Weight == DefaultRealServerWeight {
+				rs.Weight = nil
+			}
 			port := rs.Port
 			if port == 0 && vs.FWMark == 0 && vs.Group == "" {
 				port = vs.Port
@@ -305,7 +308,10 @@ func stripDefaults(m *Model) {
 
 func stripChecker(c *Checker, addr netip.Addr, port int, delayLoop Duration) {
 	zeroIfSame(&c.ConnectTimeout, DefaultConnectTimeout)
-	if c.Type != CheckMisc && c.Retry == DefaultCheckerRetry {
+	switch {
+	case c.Type == CheckDNS && c.Retry == DefaultDNSRetry:
+		c.Retry = 0
+	case c.Type != CheckMisc && c.Type != CheckDNS && c.Retry == DefaultCheckerRetry:
 		c.Retry = 0
 	}
 	dbr := DefaultDelayBeforeRetry
@@ -320,6 +326,14 @@ func stripChecker(c *Checker, addr netip.Addr, port int, delayLoop Duration) {
 	}
 	if c.Type == CheckMisc {
 		return
+	}
+	if c.Type == CheckDNS {
+		if c.DNSType == DefaultDNSType {
+			c.DNSType = ""
+		}
+		if c.DNSName == DefaultDNSName {
+			c.DNSName = ""
+		}
 	}
 	if c.ConnectIP == addr {
 		c.ConnectIP = netip.Addr{}

@@ -251,6 +251,7 @@ func (p *parser) virtualServer(n *node) {
 		"alpha":              func(c *node) { vs.Alpha = p.pureFlag(c) },
 		"omega":              func(c *node) { vs.Omega = p.pureFlag(c) },
 		"inhibit_on_failure": func(c *node) { vs.Inhibit = p.pureFlag(c) },
+		"ha_suspend":         func(c *node) { vs.HASuspend = p.pureFlag(c) },
 		"sorry_server": func(c *node) {
 			if rs, ok := p.serverAddr(c); ok {
 				vs.SorryServer = rs
@@ -304,7 +305,14 @@ func (p *parser) realServer(n *node, vsDefs checkerDefaults) *config.RealServer 
 	}
 	var defs checkerDefaults
 	h := handlers{
-		"weight": func(c *node) { p.setInt(c, &rs.Weight, 0, math.MaxInt32) },
+		"weight": func(c *node) {
+			// check/check_parser.c weight_handler: 0..65535; 0 is a
+			// real weight (no new connections), not "the default".
+			var w int
+			if p.setIntOK(c, &w, 0, 65535) {
+				rs.Weight = &w
+			}
+		},
 		"inhibit_on_failure": func(c *node) {
 			// check_parser.c rs_inhibit_handler reads true/false.
 			if v, ok := p.boolArg(c); ok {
@@ -320,7 +328,7 @@ func (p *parser) realServer(n *node, vsDefs checkerDefaults) *config.RealServer 
 		"virtualhost": func(c *node) { p.notImplemented(c) },
 	}
 	p.addDefaultHandlers(h, &defs)
-	for _, typ := range []string{config.CheckTCP, config.CheckHTTP, config.CheckSSL, config.CheckMisc} {
+	for _, typ := range []string{config.CheckTCP, config.CheckHTTP, config.CheckSSL, config.CheckMisc, config.CheckDNS, config.CheckSMTP} {
 		h[typ] = func(c *node) {
 			if ck := p.checker(c); ck != nil {
 				rs.Checkers = append(rs.Checkers, ck)
@@ -379,6 +387,15 @@ func (p *parser) checker(n *node) *config.Checker {
 			}
 		}
 		h["virtualhost"] = func(c *node) { p.setString(c, &ck.VirtualHost) }
+	case config.CheckDNS:
+		h["type"] = func(c *node) {
+			if v, ok := p.arg(c); ok {
+				ck.DNSType = strings.ToUpper(v)
+			}
+		}
+		h["name"] = func(c *node) { p.setString(c, &ck.DNSName) }
+	case config.CheckSMTP:
+		h["helo_name"] = func(c *node) { p.setString(c, &ck.HeloName) }
 	case config.CheckMisc:
 		h["misc_path"] = func(c *node) {
 			if cmd, user, group, ok := p.commandArg(c); ok {

@@ -62,10 +62,10 @@ var (
 	notImplSyncGroup = wordSet(`smtp_alert notify_priority_changes`)
 	notImplTrackFile = wordSet(`init_file`)
 	notImplVS        = wordSet(`ip_family hashed ops flag-1 flag-2 flag-3 sh-port
-		sh-fallback mh-port mh-fallback persistence_engine ha_suspend smtp_alert
+		sh-fallback mh-port mh-fallback persistence_engine smtp_alert
 		snmp_name sorry_server_inhibit sorry_server_lvs_method weight`)
 	notImplRS = wordSet(`uthreshold lthreshold smtp_alert snmp_name
-		SMTP_CHECK DNS_CHECK PING_CHECK UDP_CHECK FILE_CHECK BFD_CHECK`)
+		PING_CHECK UDP_CHECK FILE_CHECK BFD_CHECK`)
 	notImplChecker = wordSet(`bind_port bind_if fwmark alpha log_all_failures
 		http_protocol enable_sni fast_recovery`)
 	notImplURL = wordSet(`virtualhost regex regex_no_match regex_options

@@ -123,7 +123,7 @@ func TestParseFixturesMapsEveryKeywordToTheModel(t *testing.T) {
 						SorryServer: &config.RealServer{Pos: at("lvs-dr.conf", 25), Address: addr("192.168.200.200"), Port: 80},
 						RealServers: []*config.RealServer{
 							{
-								Pos: at("lvs-dr.conf", 27), Address: addr("192.168.200.2"), Port: 80, Weight: 2, Inhibit: true,
+								Pos: at("lvs-dr.conf", 27), Address: addr("192.168.200.2"), Port: 80, Weight: ptr(2), Inhibit: true,
 								NotifyUp: "/bin/true up", NotifyDown: "/bin/true down",
 								Checkers: []*config.Checker{{
 									Pos: at("lvs-dr.conf", 32), Type: config.CheckHTTP, ConnectPort: 8080,
@@ -135,7 +135,7 @@ func TestParseFixturesMapsEveryKeywordToTheModel(t *testing.T) {
 								}},
 							},
 							{
-								Pos: at("lvs-dr.conf", 47), Address: addr("192.168.200.3"), Port: 80, Weight: 1,
+								Pos: at("lvs-dr.conf", 47), Address: addr("192.168.200.3"), Port: 80, Weight: ptr(1),
 								Checkers: []*config.Checker{{
 									Pos: at("lvs-dr.conf", 49), Type: config.CheckSSL, BindTo: addr("192.168.200.1"),
 									ConnectTimeout: secs(3), Retry: 2, VirtualHost: "www.example.com",
@@ -160,7 +160,7 @@ func TestParseFixturesMapsEveryKeywordToTheModel(t *testing.T) {
 					},
 					{
 						Pos: at("lvs-dr.conf", 76), Name: "fwmark 7", FWMark: 7, DelayLoop: secs(10), LBAlgo: "rr", LBKind: "TUN",
-						RealServers: []*config.RealServer{{Pos: at("lvs-dr.conf", 80), Address: addr("192.168.200.6"), Weight: 3}},
+						RealServers: []*config.RealServer{{Pos: at("lvs-dr.conf", 80), Address: addr("192.168.200.6"), Weight: ptr(3)}},
 					},
 					{
 						Pos: at("lvs-dr.conf", 85), Name: "group web_vips", Group: "web_vips", Protocol: "TCP", LBAlgo: "lc", LBKind: "NAT",
@@ -344,3 +344,5 @@ func TestBrokenFileReportsEveryErrorWithFileAndLine(t *testing.T) {
 		t.Errorf("Err() = %v, want all %d errors", err, len(want))
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

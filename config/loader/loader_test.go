@@ -465,7 +465,7 @@ func (g gen) model() *config.Model {
 			vs.Group = g.name()
 		}
 		for range g.r.IntN(3) {
-			rs := &config.RealServer{Address: g.addr(g.maybe()), Port: g.r.IntN(3) * 8080, Weight: g.r.IntN(4)}
+			rs := &config.RealServer{Address: g.addr(g.maybe()), Port: g.r.IntN(3) * 8080, Weight: g.weight()}
 			for range g.r.IntN(3) {
 				rs.Checkers = append(rs.Checkers, &config.Checker{
 					Type: g.pick(config.CheckTCP, config.CheckHTTP, config.CheckSSL, config.CheckMisc), ConnectPort: g.r.IntN(2) * 80,
@@ -477,4 +477,13 @@ func (g gen) model() *config.Model {
 		m.VirtualServers = append(m.VirtualServers, vs)
 	}
 	return m
+}
+
+// weight is a real server weight: unset (nil) or 0..3, 0 included.
+func (g gen) weight() *int {
+	if g.maybe() {
+		return nil
+	}
+	w := g.r.IntN(4)
+	return &w
 }
