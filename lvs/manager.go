@@ -1,0 +1,541 @@
+package lvs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/vipd/vipd/config"
+	"github.com/vipd/vipd/internal/clock"
+)
+
+// Defaults of the manager's timings.
+const (
+	// DefaultResync is how often the table is read back from IPVS (a
+	// service changed or deleted behind vipd's back is put back).
+	DefaultResync = 10 * time.Second
+	// retryMin and retryMax bound the back-off after a failed operation.
+	retryMin = 500 * time.Millisecond
+	retryMax = 30 * time.Second
+)
+
+// CheckResult is the outcome of one checker's round, as the manager needs
+// it (lvs/check reports it; see checks.go).
+type CheckResult struct {
+	ID       string // the checker: RealServerID + "#" + index
+	Type     string // TCP_CHECK, ...
+	Target   string // what was probed, "10.0.0.2:80"
+	Up       bool   // the checker's state after the round
+	OK       bool   // the round's last attempt succeeded
+	Cause    string // why the last attempt failed, or what it saw
+	Weight   *int   // misc_dynamic weight
+	At       time.Time
+	Duration time.Duration
+}
+
+// Checks is what the manager needs from the checkers' scheduler: the set of
+// checks to run, replaced whole at every configuration (unchanged ones keep
+// their state), and its loop.
+type Checks interface {
+	Set(specs []CheckSpec)
+	Run(ctx context.Context)
+}
+
+// CheckSpec is one checker to run.
+type CheckSpec struct {
+	ID        string
+	Checker   *config.Checker
+	StartDown bool   // alpha: the checker starts DOWN
+	VirtHost  string // the virtual server's virtualhost (HTTP_GET/SSL_GET fallback)
+}
+
+// Options configure a Manager.
+type Options struct {
+	// Backend is IPVS; nil or an unavailable one: desired state is computed
+	// and shown, nothing installed (Reason says why).
+	Backend Backend
+	// Reason is why there is no Backend ("" when there is one).
+	Reason string
+	Clock  clock.Clock
+	Log    *slog.Logger
+	// Checks runs the checkers; the manager feeds it from the configuration
+	// and receives results through Result.
+	Checks Checks
+	// Resync is the period of reading IPVS back (DefaultResync when 0).
+	Resync time.Duration
+	// IsLocal reports whether an address is on this node (ha_suspend).
+	IsLocal func(addr string) bool
+	// RunScript runs notify_up/notify_down/quorum_up/quorum_down commands
+	// (in the background; it must not block).
+	RunScript func(keyword, command string)
+}
+
+// Manager keeps IPVS in step with the virtual servers and their checkers'
+// results. One goroutine (Run) owns its state; the other methods send it
+// work or read the last published Status.
+type Manager struct {
+	o       Options
+	work    chan func()
+	kick    chan struct{}
+	status  atomic.Pointer[Status]
+	metrics *metrics
+
+	// Owned by Run.
+	servers   []*config.VirtualServer
+	groups    []*config.VirtualServerGroup
+	checks    map[string]CheckResult // by checker ID
+	checkSpec map[string][]string    // real server ID -> its checker IDs
+	alpha     map[string]bool        // real server IDs whose checkers start down
+	quorum    map[string]bool
+	suspended map[string]bool
+	views     map[string]RealServerView // the previous computation, by real server ID
+	owned     map[ServiceKey]bool
+	cache     *Memory // what vipd believes IPVS holds
+	desired   []Pool
+	vsViews   []VirtualServerView
+	available bool
+	reason    string
+	resyncDue bool
+	failures  int
+	nextTry   time.Time
+	recon     ReconcileStatus
+	applied   bool
+}
+
+// New returns a Manager; Run starts it.
+func New(o Options) *Manager {
+	if o.Clock == nil {
+		o.Clock = clock.System{}
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Resync <= 0 {
+		o.Resync = DefaultResync
+	}
+	m := &Manager{
+		o:         o,
+		work:      make(chan func(), 64),
+		kick:      make(chan struct{}, 1),
+		metrics:   newMetrics(),
+		checks:    map[string]CheckResult{},
+		checkSpec: map[string][]string{},
+		alpha:     map[string]bool{},
+		quorum:    map[string]bool{},
+		suspended: map[string]bool{},
+		views:     map[string]RealServerView{},
+		owned:     map[ServiceKey]bool{},
+		cache:     NewMemory(),
+		available: o.Backend != nil,
+		reason:    o.Reason,
+		resyncDue: true,
+	}
+	m.status.Store(&Status{Available: m.available, Reason: m.reason})
+	return m
+}
+
+// Apply gives the manager a new configuration: the virtual servers and
+// groups of a model. Only what differs changes in IPVS.
+func (m *Manager) Apply(servers []*config.VirtualServer, groups []*config.VirtualServerGroup) {
+	m.send(func() {
+		m.omega(servers)
+		m.servers, m.groups = servers, groups
+		m.applied = true
+		m.setChecks()
+		m.reconcile("configuration")
+	})
+}
+
+// Result delivers a checker's result (called by the checks' scheduler).
+func (m *Manager) Result(r CheckResult) {
+	m.metrics.check(r)
+	m.send(func() {
+		if _, ok := m.checks[r.ID]; !ok && !m.knownCheck(r.ID) {
+			return // a checker removed by a configuration since
+		}
+		m.checks[r.ID] = r
+		m.reconcile("health check")
+	})
+}
+
+func (m *Manager) send(f func()) { m.work <- f }
+
+// Status returns the last published state (for vipd lvs).
+func (m *Manager) Status() Status { return *m.status.Load() }
+
+// Run owns the manager's state until ctx ends. It does not remove vipd's
+// services from IPVS on the way out: Release does, for a graceful stop.
+func (m *Manager) Run(ctx context.Context) {
+	if m.o.Checks != nil {
+		go m.o.Checks.Run(ctx)
+	}
+	t := m.o.Clock.NewTimer(m.o.Resync)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case f := <-m.work:
+			f()
+		case <-m.kick:
+			if !t.Stop() {
+				select {
+				case <-t.C():
+				default:
+				}
+			}
+			t.Reset(m.wait())
+		case <-t.C():
+			m.resyncDue = true
+			if m.applied {
+				m.reconcile("resync")
+			}
+			t.Reset(m.wait())
+		}
+	}
+}
+
+// wait is the time to the next resync or retry.
+func (m *Manager) wait() time.Duration {
+	if m.failures > 0 {
+		if d := m.nextTry.Sub(m.o.Clock.Now()); d > 0 {
+			return d
+		}
+		return retryMin
+	}
+	return m.o.Resync
+}
+
+// Release removes every service vipd owns from IPVS (a graceful stop, like
+// keepalived's checker process on SIGTERM). It waits for Run's current
+// work, then runs on the caller's goroutine; call it after Run has ended.
+func (m *Manager) Release() error {
+	m.omega(nil)
+	if !m.available || m.o.Backend == nil {
+		return nil
+	}
+	actual, err := m.o.Backend.Pools()
+	if err != nil {
+		return err
+	}
+	ops := Plan(nil, actual, m.owned)
+	n, err := Execute(m.o.Backend, ops)
+	m.o.Log.Info("lvs: released vipd's virtual services from IPVS", "services", n)
+	return err
+}
+
+func (m *Manager) knownCheck(id string) bool {
+	for _, ids := range m.checkSpec {
+		if slices.Contains(ids, id) {
+			return true
+		}
+	}
+	return false
+}
+
+// setChecks hands the scheduler the checkers of the configuration, minus
+// those of suspended virtual servers.
+func (m *Manager) setChecks() {
+	m.updateSuspended()
+	clear(m.checkSpec)
+	clear(m.alpha)
+	var specs []CheckSpec
+	keep := map[string]bool{}
+	for _, vs := range m.servers {
+		if vs == nil {
+			continue
+		}
+		vsID := VirtualServerID(vs)
+		for _, rs := range vs.RealServers {
+			if rs == nil {
+				continue
+			}
+			rsID := RealServerID(vsID, rs)
+			m.alpha[rsID] = vs.Alpha
+			for i, c := range rs.Checkers {
+				if c == nil {
+					continue
+				}
+				id := checkID(rsID, i, c.Type)
+				m.checkSpec[rsID] = append(m.checkSpec[rsID], id)
+				keep[id] = true
+				if m.suspended[vsID] {
+					continue
+				}
+				specs = append(specs, CheckSpec{ID: id, Checker: c, StartDown: vs.Alpha, VirtHost: vs.VirtualHost})
+			}
+		}
+	}
+	for id := range m.checks {
+		if !keep[id] {
+			delete(m.checks, id)
+		}
+	}
+	if m.o.Checks != nil {
+		m.o.Checks.Set(specs)
+	}
+}
+
+func checkID(rsID string, i int, typ string) string {
+	return rsID + "#" + itoa(i) + "/" + typ
+}
+
+// updateSuspended evaluates ha_suspend: a virtual server whose address is
+// not on this node is suspended. It reports whether anything changed.
+func (m *Manager) updateSuspended() bool {
+	changed := false
+	seen := map[string]bool{}
+	for _, vs := range m.servers {
+		if vs == nil || !vs.HASuspend || !vs.Address.IsValid() || m.o.IsLocal == nil {
+			continue
+		}
+		id := VirtualServerID(vs)
+		seen[id] = true
+		s := !m.o.IsLocal(vs.Address.Unmap().String())
+		if m.suspended[id] != s {
+			changed = true
+			if s {
+				m.o.Log.Info("lvs: virtual server suspended: its address is not on this node (ha_suspend)", "virtual_server", vs.Name)
+			} else {
+				m.o.Log.Info("lvs: virtual server resumed: its address is on this node (ha_suspend)", "virtual_server", vs.Name)
+			}
+		}
+		m.suspended[id] = s
+	}
+	for id := range m.suspended {
+		if !seen[id] {
+			delete(m.suspended, id)
+			changed = true
+		}
+	}
+	return changed
+}
+
+// health is Desired's view of the checkers: a real server is up when all
+// its checkers are; a misc_dynamic weight comes from its checker. A
+// checker with no result yet counts as its start state.
+func (m *Manager) health(rsID string) (Health, bool) {
+	ids := m.checkSpec[rsID]
+	if len(ids) == 0 {
+		return Health{}, false
+	}
+	h := Health{Up: true}
+	for _, id := range ids {
+		r, ok := m.checks[id]
+		if !ok {
+			if m.alpha[rsID] {
+				h.Up = false
+			}
+			continue
+		}
+		if !r.Up {
+			h.Up = false
+		}
+		if r.Weight != nil {
+			h.Weight = r.Weight
+		}
+	}
+	return h, true
+}
+
+// reconcile recomputes the desired table and brings IPVS to it.
+func (m *Manager) reconcile(cause string) {
+	if m.updateSuspended() {
+		m.setChecks()
+	}
+	pools, views := Desired(Input{Servers: m.servers, Groups: m.groups, Health: m.health, QuorumUp: m.quorum, Suspended: m.suspended})
+	m.transitions(views, cause)
+	m.desired, m.vsViews = pools, views
+	if m.available && m.o.Backend != nil {
+		m.sync()
+	}
+	m.publish()
+}
+
+// transitions logs and notifies the real servers and quorums that changed.
+func (m *Manager) transitions(views []VirtualServerView, cause string) {
+	seen := map[string]bool{}
+	quorum := map[string]bool{}
+	vsByID := map[string]*config.VirtualServer{}
+	for _, vs := range m.servers {
+		if vs != nil {
+			vsByID[VirtualServerID(vs)] = vs
+		}
+	}
+	for _, v := range views {
+		vs := vsByID[v.ID]
+		quorum[v.ID] = v.QuorumUp
+		if prev, ok := m.quorum[v.ID]; ok && prev != v.QuorumUp {
+			if v.QuorumUp {
+				m.o.Log.Info("lvs: quorum gained", "virtual_server", v.Name, "alive_weight", v.Alive, "quorum", v.Quorum, "sorry_server", false)
+				m.script("quorum_up", vs.QuorumUp)
+			} else {
+				m.o.Log.Warn("lvs: quorum lost", "virtual_server", v.Name, "alive_weight", v.Alive, "quorum", v.Quorum, "sorry_server", v.SorryActive)
+				m.script("quorum_down", vs.QuorumDown)
+			}
+		}
+		for _, r := range v.Servers {
+			seen[r.ID] = true
+			prev, ok := m.views[r.ID]
+			m.views[r.ID] = r
+			if !ok || prev.Up == r.Up || r.Sorry {
+				continue
+			}
+			rs := realServerOf(vs, r.ID)
+			why := m.downCause(r.ID)
+			if r.Up {
+				m.o.Log.Info("lvs: real server up", "virtual_server", v.Name, "real_server", addrPort(r), "cause", cause)
+				if rs != nil {
+					m.script("notify_up", rs.NotifyUp)
+				}
+			} else {
+				m.o.Log.Warn("lvs: real server down", "virtual_server", v.Name, "real_server", addrPort(r), "cause", why, "inhibit", r.InPool)
+				if rs != nil {
+					m.script("notify_down", rs.NotifyDown)
+				}
+			}
+		}
+	}
+	for id := range m.views {
+		if !seen[id] {
+			delete(m.views, id)
+		}
+	}
+	m.quorum = quorum
+}
+
+// omega runs quorum_down for the virtual servers with omega that are not
+// in next (keepalived: "execute quorum_down on service removal") and whose
+// quorum was up.
+func (m *Manager) omega(next []*config.VirtualServer) {
+	keep := map[string]bool{}
+	for _, vs := range next {
+		if vs != nil {
+			keep[VirtualServerID(vs)] = true
+		}
+	}
+	for _, vs := range m.servers {
+		if vs == nil || !vs.Omega || keep[VirtualServerID(vs)] || !m.quorum[VirtualServerID(vs)] {
+			continue
+		}
+		m.o.Log.Info("lvs: virtual server removed: quorum_down (omega)", "virtual_server", vs.Name)
+		m.script("quorum_down", vs.QuorumDown)
+	}
+}
+
+func (m *Manager) downCause(rsID string) string {
+	for _, id := range m.checkSpec[rsID] {
+		if r, ok := m.checks[id]; ok && !r.Up {
+			return r.Type + " " + r.Target + ": " + r.Cause
+		}
+	}
+	return "alpha: checkers start down"
+}
+
+func (m *Manager) script(keyword, cmd string) {
+	if cmd != "" && m.o.RunScript != nil {
+		m.o.RunScript(keyword, cmd)
+	}
+}
+
+func realServerOf(vs *config.VirtualServer, id string) *config.RealServer {
+	if vs == nil {
+		return nil
+	}
+	vsID := VirtualServerID(vs)
+	for _, rs := range vs.RealServers {
+		if rs != nil && RealServerID(vsID, rs) == id {
+			return rs
+		}
+	}
+	return nil
+}
+
+// sync brings IPVS to the desired table: from the cache normally, after
+// reading IPVS back when a resync is due or the last operation failed.
+func (m *Manager) sync() {
+	now := m.o.Clock.Now()
+	if m.failures > 0 && now.Before(m.nextTry) {
+		return // backing off; the timer brings us back
+	}
+	if m.resyncDue || m.failures > 0 {
+		actual, err := m.o.Backend.Pools()
+		if err != nil {
+			m.fail(err, now)
+			return
+		}
+		m.cache = NewMemory(actual...)
+		m.resyncDue = false
+	}
+	actual, _ := m.cache.Pools()
+	ops := Plan(m.desired, actual, m.owned)
+	if len(ops) == 0 {
+		m.succeed(now, 0)
+		return
+	}
+	start := time.Now()
+	n, err := Execute(m.o.Backend, ops)
+	m.metrics.reconciled(ops[:n], err != nil, time.Since(start))
+	_, _ = Execute(m.cache, ops[:n])
+	for _, op := range ops[:n] {
+		switch op.Kind {
+		case OpAddService:
+			m.owned[op.Service.Key] = true
+		case OpDelService:
+			delete(m.owned, op.Service.Key)
+		}
+		m.o.Log.Info("lvs: ipvs " + op.String())
+	}
+	if err != nil {
+		m.fail(err, now)
+		return
+	}
+	for _, p := range m.desired {
+		m.owned[p.Key] = true // adopted services are vipd's from now on
+	}
+	m.succeed(now, n)
+}
+
+func (m *Manager) fail(err error, now time.Time) {
+	if errors.Is(err, ErrUnavailable) {
+		m.available = false
+		m.reason = err.Error()
+		m.o.Log.Error("lvs: IPVS not available in this kernel: virtual servers are checked and shown (vipd lvs), not installed", "err", err)
+		m.recon.LastError = err.Error()
+		return
+	}
+	m.failures++
+	d := retryMin << min(m.failures-1, 6)
+	if d > retryMax {
+		d = retryMax
+	}
+	m.nextTry = now.Add(d)
+	m.recon.Errors++
+	m.recon.LastError = err.Error()
+	m.o.Log.Error("lvs: reconcile failed; IPVS will be read back and retried", "err", err, "retry_in", d)
+	m.kickTimer()
+}
+
+func (m *Manager) succeed(now time.Time, ops int) {
+	if m.failures > 0 {
+		m.o.Log.Info("lvs: reconcile succeeded again after failures", "failures", m.failures)
+	}
+	m.failures = 0
+	m.recon.At = now
+	m.recon.Ops = ops
+	m.recon.Total += uint64(ops)
+	m.recon.LastError = ""
+}
+
+// kickTimer makes Run re-arm its timer for a retry; the resync timer is
+// re-armed after each tick with wait(), so a retry is picked up on the next
+// tick at the latest.
+func (m *Manager) kickTimer() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}

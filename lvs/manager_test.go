@@ -1,0 +1,286 @@
+package lvs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/vipd/vipd/config"
+	"github.com/vipd/vipd/internal/clock"
+)
+
+// fakeChecks records the specs the manager hands its scheduler.
+type fakeChecks struct {
+	mu    sync.Mutex
+	specs []CheckSpec
+}
+
+func (f *fakeChecks) Set(s []CheckSpec) { f.mu.Lock(); f.specs = s; f.mu.Unlock() }
+func (f *fakeChecks) Run(ctx context.Context) {
+	<-ctx.Done()
+}
+func (f *fakeChecks) ids() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, s := range f.specs {
+		out = append(out, s.ID)
+	}
+	return out
+}
+
+type scripts struct {
+	mu  sync.Mutex
+	ran []string
+}
+
+func (s *scripts) run(kw, cmd string) { s.mu.Lock(); s.ran = append(s.ran, kw+" "+cmd); s.mu.Unlock() }
+func (s *scripts) take() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.ran
+	s.ran = nil
+	return r
+}
+
+type harness struct {
+	t       *testing.T
+	m       *Manager
+	mem     *Memory
+	clk     *clock.Fake
+	checks  *fakeChecks
+	scripts *scripts
+}
+
+func newHarness(t *testing.T, mem *Memory) *harness {
+	h := &harness{t: t, mem: mem, clk: clock.NewFake(time.Unix(1_700_000_000, 0)), checks: &fakeChecks{}, scripts: &scripts{}}
+	var b Backend
+	if mem != nil {
+		b = mem
+	}
+	h.m = New(Options{Backend: b, Reason: "test: no backend", Clock: h.clk, Log: slog.New(slog.DiscardHandler), Checks: h.checks,
+		Resync: 10 * time.Second, RunScript: h.scripts.run})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return h
+}
+
+// settle waits until the manager has done everything sent so far.
+func (h *harness) settle() {
+	done := make(chan struct{})
+	h.m.send(func() { close(done) })
+	<-done
+}
+
+func (h *harness) apply(m *config.Model) {
+	h.m.Apply(m.VirtualServers, m.VirtualServerGroups)
+	h.settle()
+}
+
+func (h *harness) result(id string, up bool, cause string) {
+	h.m.Result(CheckResult{ID: id, Type: "TCP_CHECK", Up: up, OK: up, Cause: cause})
+	h.settle()
+}
+
+func (h *harness) expect(step string, want ...string) {
+	h.t.Helper()
+	if diff := cmp.Diff(want, h.mem.Transcript()); diff != "" {
+		h.t.Errorf("%s: IPVS operations (-want +got):\n%s", step, diff)
+	}
+}
+
+const pool = `
+virtual_server 10.0.0.1 80 {
+    lb_algo rr
+    quorum 2
+    quorum_up "/bin/echo up"
+    quorum_down "/bin/echo down"
+    real_server 10.0.0.2 80 {
+        weight %W
+        notify_down "/bin/echo rs2 down"
+        notify_up "/bin/echo rs2 up"
+        TCP_CHECK {
+        }
+    }
+    real_server 10.0.0.3 80 {
+        TCP_CHECK {
+        }
+    }
+}
+`
+
+func poolConf(w string) string { return strings.Replace(pool, "%W", w, 1) }
+
+const (
+	rs2check = "10.0.0.1 80/TCP/10.0.0.2:80#0/TCP_CHECK"
+	rs3check = "10.0.0.1 80/TCP/10.0.0.3:80#0/TCP_CHECK"
+)
+
+// TestManagerTranscript is the golden sequence: a configuration, checker
+// results, a reload changing one weight, a removal; someone else's service
+// is never touched.
+func TestManagerTranscript(t *testing.T) {
+	foreign := Pool{Service{Key: ServiceKey{Protocol: TCP, Addr: mustAddr("192.0.2.1"), Port: 443}, Scheduler: "wlc"}, nil}
+	h := newHarness(t, NewMemory(foreign))
+
+	h.apply(load(t, poolConf("1")))
+	h.expect("first configuration",
+		"-A -t 10.0.0.1:80 -s rr",
+		"-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1",
+		"-a -t 10.0.0.1:80 -r 10.0.0.3:80 -m -w 1")
+	if diff := cmp.Diff([]string{rs2check, rs3check}, h.checks.ids()); diff != "" {
+		t.Errorf("checks handed to the scheduler (-want +got):\n%s", diff)
+	}
+
+	h.result(rs2check, true, "connected")
+	h.expect("a check that confirms the start state changes nothing")
+
+	h.result(rs2check, false, "connect: connection refused")
+	h.expect("real server down", "-d -t 10.0.0.1:80 -r 10.0.0.2:80")
+	if diff := cmp.Diff([]string{"quorum_down /bin/echo down", "notify_down /bin/echo rs2 down"}, h.scripts.take()); diff != "" {
+		t.Errorf("scripts (-want +got):\n%s", diff)
+	}
+	st := h.m.Status()
+	rs := st.VirtualServers[0].RealServers[0]
+	if rs.Up || rs.InPool || rs.InIPVS || rs.Checks[0].Cause != "connect: connection refused" || st.VirtualServers[0].QuorumUp {
+		t.Errorf("status after rs2 down: %+v quorum %v", rs, st.VirtualServers[0].QuorumUp)
+	}
+
+	h.result(rs2check, true, "connected")
+	h.expect("real server back", "-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1")
+	if diff := cmp.Diff([]string{"quorum_up /bin/echo up", "notify_up /bin/echo rs2 up"}, h.scripts.take()); diff != "" {
+		t.Errorf("scripts (-want +got):\n%s", diff)
+	}
+
+	h.apply(load(t, poolConf("0")))
+	h.expect("a reload changing one weight edits only that destination", "-e -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 0")
+
+	h.apply(&config.Model{})
+	h.expect("virtual server removed", "-D -t 10.0.0.1:80")
+	if got, _ := h.mem.Pools(); len(got) != 1 || got[0].Key != foreign.Key {
+		t.Errorf("left in IPVS: %v, want only the foreign service", got)
+	}
+}
+
+// TestManagerResyncRepairsAndRetries: a destination deleted behind vipd's
+// back comes back at the next resync; a failed operation is retried after
+// a back-off, reading IPVS back first.
+func TestManagerResyncRepairsAndRetries(t *testing.T) {
+	h := newHarness(t, NewMemory())
+	h.apply(load(t, poolConf("1")))
+	h.mem.Transcript()
+
+	// Behind vipd's back.
+	k := ServiceKey{Protocol: TCP, Addr: mustAddr("10.0.0.1"), Port: 80}
+	if err := h.mem.DelDest(k, DestKey{mustAddr("10.0.0.3"), 80}); err != nil {
+		t.Fatal(err)
+	}
+	h.mem.Transcript()
+	h.clk.Advance(10 * time.Second)
+	h.settle()
+	h.expect("resync", "-a -t 10.0.0.1:80 -r 10.0.0.3:80 -m -w 1")
+
+	var fail sync.Mutex
+	failing := true
+	h.mem.Fail = func(op Op) error {
+		fail.Lock()
+		defer fail.Unlock()
+		if failing && op.Kind == OpDelDest {
+			return errors.New("no memory")
+		}
+		return nil
+	}
+	h.result(rs2check, false, "refused")
+	h.expect("failed operation")
+	if st := h.m.Status(); st.Reconcile.Errors != 1 || !strings.Contains(st.Reconcile.LastError, "no memory") {
+		t.Errorf("reconcile status %+v", st.Reconcile)
+	}
+	fail.Lock()
+	failing = false
+	fail.Unlock()
+	h.clk.Advance(retryMin)
+	h.settle()
+	h.expect("retried after the back-off", "-d -t 10.0.0.1:80 -r 10.0.0.2:80")
+	if st := h.m.Status(); st.Reconcile.LastError != "" {
+		t.Errorf("error still shown after success: %+v", st.Reconcile)
+	}
+}
+
+func TestManagerWithoutIPVSStillShowsTheDesiredState(t *testing.T) {
+	mem := NewMemory()
+	mem.Unavailable = true
+	h := newHarness(t, mem)
+	h.apply(load(t, poolConf("3")))
+	st := h.m.Status()
+	if st.Available || !strings.Contains(st.Reason, "IPVS not available") {
+		t.Errorf("available %v reason %q", st.Available, st.Reason)
+	}
+	if !strings.Contains(st.Desired, "-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 3") {
+		t.Errorf("desired:\n%s", st.Desired)
+	}
+	h.result(rs3check, false, "refused")
+	if st := h.m.Status(); strings.Contains(st.Desired, "10.0.0.3") || st.VirtualServers[0].RealServers[1].Up {
+		t.Errorf("health not followed without IPVS:\n%s", st.Desired)
+	}
+}
+
+func TestManagerReleaseRemovesOnlyVipdsServices(t *testing.T) {
+	foreign := Pool{Service{Key: ServiceKey{Protocol: UDP, Addr: mustAddr("192.0.2.1"), Port: 53}, Scheduler: "rr"}, nil}
+	mem := NewMemory(foreign)
+	h := newHarness(t, mem)
+	h.apply(load(t, poolConf("1")))
+	if err := h.m.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := mem.Pools(); len(got) != 1 || got[0].Key != foreign.Key {
+		t.Errorf("after release: %v", got)
+	}
+}
+
+func TestManagerAlphaStartsDownAndHASuspend(t *testing.T) {
+	local := map[string]bool{}
+	var mu sync.Mutex
+	h := &harness{t: t, mem: NewMemory(), clk: clock.NewFake(time.Unix(0, 0)), checks: &fakeChecks{}, scripts: &scripts{}}
+	h.m = New(Options{Backend: h.mem, Clock: h.clk, Log: slog.New(slog.DiscardHandler), Checks: h.checks, Resync: time.Second,
+		IsLocal: func(a string) bool { mu.Lock(); defer mu.Unlock(); return local[a] }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	h.apply(load(t, `
+virtual_server 10.0.0.1 80 {
+    alpha
+    real_server 10.0.0.2 80 { TCP_CHECK { } }
+}
+virtual_server 10.0.0.5 80 {
+    ha_suspend
+    real_server 10.0.0.6 80 { TCP_CHECK { } }
+}`))
+	h.expect("alpha: the service is there, its real server waits for a check",
+		"-A -t 10.0.0.1:80 -s wlc")
+	if diff := cmp.Diff([]string{"10.0.0.1 80/TCP/10.0.0.2:80#0/TCP_CHECK"}, h.checks.ids()); diff != "" {
+		t.Errorf("checks (ha_suspend's suspended) (-want +got):\n%s", diff)
+	}
+	h.result("10.0.0.1 80/TCP/10.0.0.2:80#0/TCP_CHECK", true, "connected")
+	h.expect("first success", "-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1")
+
+	mu.Lock()
+	local["10.0.0.5"] = true
+	mu.Unlock()
+	h.clk.Advance(time.Second)
+	h.settle()
+	h.expect("the address arrived: the suspended server is installed",
+		"-A -t 10.0.0.5:80 -s wlc", "-a -t 10.0.0.5:80 -r 10.0.0.6:80 -m -w 1")
+	if len(h.checks.ids()) != 2 {
+		t.Errorf("checks after resume: %v", h.checks.ids())
+	}
+}
