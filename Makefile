@@ -15,13 +15,14 @@ FUZZTIME    ?= 20s
 BENCHTIME   ?= 1s
 TEST_TIMEOUT ?= 30m
 
-.PHONY: help all deps build test unit integration lint fmt vet staticcheck demo bench fuzz sweep clean
+.PHONY: help all deps build test unit integration test-ipvs lint fmt vet staticcheck demo bench fuzz sweep clean
 
 help:
 	@echo "make build        build $(BIN)"
 	@echo "make test         deps + lint + build + all tests with -race (integration needs root)"
 	@echo "make unit         tests with -race; integration tests skip themselves without root"
 	@echo "make integration  only the network-namespace tests (root)"
+	@echo "make test-ipvs    only the IPVS tests in a qemu VM on Debian's kernel (part of make test too)"
 	@echo "make lint         gofmt, go vet, staticcheck"
 	@echo "make demo         build and walk through vipd on the example configs"
 	@echo "make bench        benchmarks (BENCHTIME=$(BENCHTIME))"
@@ -63,6 +64,12 @@ vet:
 staticcheck:
 	@command -v staticcheck >/dev/null || { echo "staticcheck missing: run make deps"; exit 1; }
 	staticcheck $(PKGS)
+
+# The host kernel has no IPVS: lvs/ipvs's kernel tests run in a VM that boots Debian's kernel (from
+# /boot, readable by root) under qemu's TCG emulation (package integration/ipvsvm). make test runs it
+# too, as part of ./... . VIPD_IPVSVM_TIMEOUT (default 4m) bounds the VM's run.
+test-ipvs:
+	$(GO) test -count=1 -v -run 'TestIPVSInVM|TestVipdLVSInVM' ./integration/ipvsvm/
 
 # Needs root for the live part (network namespaces, about 15 s); without root it stops after the
 # offline steps.

@@ -25,6 +25,7 @@ import (
 	"github.com/vipd/vipd/config/keepalived"
 	"github.com/vipd/vipd/config/loader"
 	"github.com/vipd/vipd/internal/clock"
+	"github.com/vipd/vipd/lvs"
 	"github.com/vipd/vipd/notify"
 	"github.com/vipd/vipd/track"
 	"github.com/vipd/vipd/vip"
@@ -83,6 +84,9 @@ type Options struct {
 	// UpgradeNote says how the vipd upgrade that started this run ended
 	// (shown in status); "" when this run is no upgrade's.
 	UpgradeNote string
+	// LVSBackend is IPVS for the virtual servers; nil: the kernel's (tests
+	// inject lvs.Memory).
+	LVSBackend lvs.Backend
 }
 
 // RestartSignal makes vipd exit for a restart: no priority 0, VIPs kept,
@@ -124,6 +128,7 @@ type Agent struct {
 	plane     vrrp.AddressPlane
 	transport *vrrp.Transport
 	tracker   *track.Manager // nil: no tracking (unit tests)
+	lvs       *lvsSide       // guarded by mu; nil until a virtual_server is configured
 	hub       *hub
 
 	// applyMu serialises applies (SIGHUP, API, sources) and door changes
@@ -261,10 +266,6 @@ func load(path string, configIDs []string, log *slog.Logger) (*config.Model, err
 	if err := diags.Err(); err != nil {
 		return nil, err
 	}
-	for _, vs := range m.VirtualServers {
-		log.Warn(fmt.Sprintf("config: %s:%d: virtual_server %s: LVS is not implemented by vipd yet; the VRRP side runs, IPVS is left alone",
-			vs.Pos.File, vs.Pos.Line, vs.Name))
-	}
 	return m, nil
 }
 
@@ -338,7 +339,7 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 		<-srvErr
 		return fmt.Errorf("gossip: %w", err)
 	}
-	metricsErr, err := a.startMetrics(runCtx, gossipMetrics)
+	metricsErr, err := a.startMetrics(runCtx, gossipMetrics, lvsCollector{a})
 	if err != nil {
 		stopGossip()
 		stopSrv()
@@ -379,6 +380,7 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 		a.applyMu.Lock()
 		a.closed = true
 		a.applyMu.Unlock()
+		a.stopLVS(false) // IPVS kept as it is: the next start adopts it
 		stopState()
 		<-stateDone
 		err := a.finalState(mode)
@@ -390,6 +392,7 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 		select {
 		case <-ctx.Done():
 			a.shutdown(stopInstances)
+			a.stopLVS(true)
 			stopGossip() // leave the cluster: the others see "left", not "dead"
 			if trackDone != nil {
 				<-trackDone
@@ -592,6 +595,7 @@ func (a *Agent) applyLocked(m *config.Model) Plan {
 	a.model = m
 	a.mu.Unlock()
 	a.configureTracking(m)
+	a.applyLVS(m)
 	a.refresh()
 	a.kickState()
 	if len(p) > 0 {

@@ -18,7 +18,7 @@ import (
 // startMetrics serves Prometheus metrics on --metrics-listen, fed by the
 // state stream. A port that cannot be bound stops the start (before any
 // address is touched).
-func (a *Agent) startMetrics(ctx context.Context, extra prometheus.Collector) (<-chan error, error) {
+func (a *Agent) startMetrics(ctx context.Context, extra ...prometheus.Collector) (<-chan error, error) {
 	if a.opts.MetricsListen == "" {
 		return nil, nil
 	}
@@ -26,8 +26,10 @@ func (a *Agent) startMetrics(ctx context.Context, extra prometheus.Collector) (<
 	go c.Run(ctx)
 	errc := make(chan error, 1)
 	var more []prometheus.Collector
-	if extra != nil {
-		more = append(more, extra)
+	for _, c := range extra {
+		if c != nil {
+			more = append(more, c)
+		}
 	}
 	go func() { errc <- metrics.Serve(ctx, a.opts.MetricsListen, c, a.log, more...) }()
 	select {

@@ -30,6 +30,13 @@ type fakeAgent struct {
 	upgrade   UpgradeResult
 	prios     []PriorityRequest
 	doorErr   error
+	lvs       LVS
+}
+
+func (f *fakeAgent) LVS(context.Context) (LVS, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lvs, nil
 }
 
 func (f *fakeAgent) Maintenance(_ context.Context, r MaintRequest) error {
@@ -454,4 +461,15 @@ func (f *fakeAgent) Join(_ context.Context, r JoinRequest) (JoinResult, error) {
 
 func (f *fakeAgent) Keys(_ context.Context, op KeyOp) (KeysResult, error) {
 	return KeysResult{Nodes: []KeyNode{{Node: "lb1", OK: true}}}, f.fleetErr
+}
+
+func TestLVSRouteGivesTheStatusWithEmptyListsAsArrays(t *testing.T) {
+	f := &fakeAgent{lvs: LVS{Available: false, Reason: "IPVS not available in this kernel", Desired: "-A -t 10.0.0.1:80 -s rr\n"}}
+	got, err := NewClient(startServer(t, f)).LVS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Available || got.Reason != f.lvs.Reason || got.Desired != f.lvs.Desired || got.VirtualServers == nil {
+		t.Errorf("LVS = %+v", got)
+	}
 }

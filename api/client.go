@@ -126,6 +126,19 @@ func (c *Client) Fleet(ctx context.Context) (Fleet, error) {
 	return f, nil
 }
 
+// LVS returns the daemon's IPVS side (vipd lvs).
+func (c *Client) LVS(ctx context.Context) (LVS, error) {
+	var l LVS
+	if err := c.do(ctx, http.MethodGet, pathLVS, &l); err != nil {
+		var re *RemoteError
+		if errors.As(err, &re) && re.Code == http.StatusBadRequest {
+			return l, errors.New(re.Msg)
+		}
+		return l, err
+	}
+	return l, nil
+}
+
 // Join asks the daemon to join the gossip cluster through addrs.
 func (c *Client) Join(ctx context.Context, addrs []string) (JoinResult, error) {
 	var res JoinResult

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/vipd/vipd/lvs"
 )
 
 // DefaultSocketPath is where `vipd run` listens and the CLI connects when
@@ -30,6 +32,7 @@ const (
 	pathFleet    = "/v1/fleet"
 	pathJoin     = "/v1/join"
 	pathKeys     = "/v1/keys"
+	pathLVS      = "/v1/lvs"
 )
 
 // shutdownGrace bounds how long Serve waits for in-flight requests once its
@@ -62,6 +65,7 @@ func NewServer(a Agent, log *slog.Logger) *Server {
 //	GET  /v1/fleet    -> 200 Fleet | 400 {"error"} (gossip off)
 //	POST /v1/join     JoinRequest -> 200 JoinResult | 400 {"error"}
 //	POST /v1/keys     KeyOp       -> 200 KeysResult (every node's answer) | 400 {"error"} (refused, nothing sent)
+//	GET  /v1/lvs      -> 200 LVS
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(pathStatus, only(http.MethodGet, s.handleStatus))
@@ -122,6 +126,17 @@ func (s *Server) Handler() http.Handler {
 			res.Nodes = []KeyNode{}
 		}
 		writeJSON(w, http.StatusOK, res)
+	}))
+	mux.HandleFunc(pathLVS, only(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+		l, err := s.agent.LVS(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+			return
+		}
+		if l.VirtualServers == nil {
+			l.VirtualServers = []lvs.VirtualServerStatus{}
+		}
+		writeJSON(w, http.StatusOK, l)
 	}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})

@@ -9,6 +9,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"time"
+
+	"github.com/vipd/vipd/lvs"
 )
 
 // Status is the answer of GET /v1/status. Its JSON shape is a contract
@@ -175,7 +177,20 @@ type Agent interface {
 	// when gossip is off or not encrypted, or the operation is refused
 	// (a malformed key, ...).
 	Keys(ctx context.Context, op KeyOp) (KeysResult, error)
+	// LVS is the IPVS side: desired and actual tables, every virtual and
+	// real server with its health.
+	LVS(ctx context.Context) (LVS, error)
 }
+
+// LVS is the answer of GET /v1/lvs (vipd lvs -o json); see lvs.Status.
+type LVS = lvs.Status
+
+// LVSVirtualServer, LVSRealServer and LVSCheck are the parts of LVS.
+type (
+	LVSVirtualServer = lvs.VirtualServerStatus
+	LVSRealServer    = lvs.RealServerStatus
+	LVSCheck         = lvs.CheckStatus
+)
 
 // UpgradeResult is the answer to POST /v1/upgrade: the daemon re-executes
 // Binary right after it.

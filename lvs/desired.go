@@ -27,7 +27,7 @@ type Input struct {
 	Health func(rsID string) (h Health, ok bool)
 	// QuorumUp is each virtual server's quorum state after the previous
 	// computation (by VirtualServerID); a server missing from it starts
-	// from its current weight alone, without hysteresis.
+	// with quorum when its live weight reaches quorum+hysteresis.
 	QuorumUp map[string]bool
 	// Suspended lists virtual servers (by VirtualServerID) whose service is
 	// kept out of IPVS (ha_suspend while the address is not on this node).
@@ -157,7 +157,9 @@ func evaluate(vs *config.VirtualServer, in Input) VirtualServerView {
 	prev, known := in.QuorumUp[id]
 	switch {
 	case !known:
-		v.QuorumUp = v.Alive > 0 && v.Alive >= v.Quorum
+		// check/ipwrapper.c set_quorum_states: at start, quorum is up
+		// when the live weight reaches quorum+hysteresis.
+		v.QuorumUp = v.Alive > 0 && v.Alive >= v.Quorum+vs.Hysteresis
 	case prev:
 		v.QuorumUp = !(v.Alive == 0 || v.Alive < v.Quorum-vs.Hysteresis)
 	default:

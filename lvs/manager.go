@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -80,6 +81,9 @@ type Manager struct {
 	o       Options
 	work    chan func()
 	kick    chan struct{}
+	resKick chan struct{}
+	resMu   sync.Mutex
+	results []CheckResult
 	status  atomic.Pointer[Status]
 	metrics *metrics
 
@@ -120,6 +124,7 @@ func New(o Options) *Manager {
 		o:         o,
 		work:      make(chan func(), 64),
 		kick:      make(chan struct{}, 1),
+		resKick:   make(chan struct{}, 1),
 		metrics:   newMetrics(),
 		checks:    map[string]CheckResult{},
 		checkSpec: map[string][]string{},
@@ -141,7 +146,7 @@ func New(o Options) *Manager {
 // groups of a model. Only what differs changes in IPVS.
 func (m *Manager) Apply(servers []*config.VirtualServer, groups []*config.VirtualServerGroup) {
 	m.send(func() {
-		m.omega(servers)
+		m.removed(servers, false)
 		m.servers, m.groups = servers, groups
 		m.applied = true
 		m.setChecks()
@@ -150,15 +155,35 @@ func (m *Manager) Apply(servers []*config.VirtualServer, groups []*config.Virtua
 }
 
 // Result delivers a checker's result (called by the checks' scheduler).
+// It never blocks: results queue until Run takes them, all at once.
 func (m *Manager) Result(r CheckResult) {
 	m.metrics.check(r)
-	m.send(func() {
+	m.resMu.Lock()
+	m.results = append(m.results, r)
+	m.resMu.Unlock()
+	select {
+	case m.resKick <- struct{}{}:
+	default:
+	}
+}
+
+// takeResults applies the queued results and reconciles once.
+func (m *Manager) takeResults() {
+	m.resMu.Lock()
+	rs := m.results
+	m.results = nil
+	m.resMu.Unlock()
+	n := 0
+	for _, r := range rs {
 		if _, ok := m.checks[r.ID]; !ok && !m.knownCheck(r.ID) {
-			return // a checker removed by a configuration since
+			continue // a checker removed by a configuration since
 		}
 		m.checks[r.ID] = r
+		n++
+	}
+	if n > 0 {
 		m.reconcile("health check")
-	})
+	}
 }
 
 func (m *Manager) send(f func()) { m.work <- f }
@@ -180,6 +205,8 @@ func (m *Manager) Run(ctx context.Context) {
 			return
 		case f := <-m.work:
 			f()
+		case <-m.resKick:
+			m.takeResults()
 		case <-m.kick:
 			if !t.Stop() {
 				select {
@@ -213,7 +240,7 @@ func (m *Manager) wait() time.Duration {
 // keepalived's checker process on SIGTERM). It waits for Run's current
 // work, then runs on the caller's goroutine; call it after Run has ended.
 func (m *Manager) Release() error {
-	m.omega(nil)
+	m.removed(nil, true)
 	if !m.available || m.o.Backend == nil {
 		return nil
 	}
@@ -407,10 +434,11 @@ func (m *Manager) transitions(views []VirtualServerView, cause string) {
 	m.quorum = quorum
 }
 
-// omega runs quorum_down for the virtual servers with omega that are not
-// in next (keepalived: "execute quorum_down on service removal") and whose
-// quorum was up.
-func (m *Manager) omega(next []*config.VirtualServer) {
+// removed runs the down scripts of the virtual servers of the running
+// configuration that are not in next, as keepalived's clear_service_vs
+// does: notify_down of each live real server, then quorum_down if the
+// quorum was up. On a stop (stopping) only virtual servers with omega do.
+func (m *Manager) removed(next []*config.VirtualServer, stopping bool) {
 	keep := map[string]bool{}
 	for _, vs := range next {
 		if vs != nil {
@@ -418,11 +446,22 @@ func (m *Manager) omega(next []*config.VirtualServer) {
 		}
 	}
 	for _, vs := range m.servers {
-		if vs == nil || !vs.Omega || keep[VirtualServerID(vs)] || !m.quorum[VirtualServerID(vs)] {
+		if vs == nil || keep[VirtualServerID(vs)] || (stopping && !vs.Omega) {
 			continue
 		}
-		m.o.Log.Info("lvs: virtual server removed: quorum_down (omega)", "virtual_server", vs.Name)
-		m.script("quorum_down", vs.QuorumDown)
+		id := VirtualServerID(vs)
+		for _, rs := range vs.RealServers {
+			if rs == nil {
+				continue
+			}
+			if r, ok := m.views[RealServerID(id, rs)]; ok && r.Up {
+				m.script("notify_down", rs.NotifyDown)
+			}
+		}
+		if m.quorum[id] {
+			m.o.Log.Info("lvs: virtual server removed: quorum_down", "virtual_server", vs.Name, "stopping", stopping)
+			m.script("quorum_down", vs.QuorumDown)
+		}
 	}
 }
 

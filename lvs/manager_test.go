@@ -73,10 +73,11 @@ func newHarness(t *testing.T, mem *Memory) *harness {
 	return h
 }
 
-// settle waits until the manager has done everything sent so far.
+// settle waits until the manager has done everything sent so far, the
+// queued check results included.
 func (h *harness) settle() {
 	done := make(chan struct{})
-	h.m.send(func() { close(done) })
+	h.m.send(func() { h.m.takeResults(); close(done) })
 	<-done
 }
 
@@ -163,8 +164,13 @@ func TestManagerTranscript(t *testing.T) {
 	h.apply(load(t, poolConf("0")))
 	h.expect("a reload changing one weight edits only that destination", "-e -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 0")
 
+	h.scripts.take()
 	h.apply(&config.Model{})
 	h.expect("virtual server removed", "-D -t 10.0.0.1:80")
+	// The weight-0 reload already lost the quorum (1 < 2): only notify_down.
+	if diff := cmp.Diff([]string{"notify_down /bin/echo rs2 down"}, h.scripts.take()); diff != "" {
+		t.Errorf("scripts of a removal by reload, as keepalived's clear_service_vs (-want +got):\n%s", diff)
+	}
 	if got, _ := h.mem.Pools(); len(got) != 1 || got[0].Key != foreign.Key {
 		t.Errorf("left in IPVS: %v, want only the foreign service", got)
 	}
@@ -242,6 +248,18 @@ func TestManagerReleaseRemovesOnlyVipdsServices(t *testing.T) {
 	}
 	if got, _ := mem.Pools(); len(got) != 1 || got[0].Key != foreign.Key {
 		t.Errorf("after release: %v", got)
+	}
+	if got := h.scripts.take(); len(got) != 0 {
+		t.Errorf("a stop without omega ran %q", got)
+	}
+	// With omega, a stop runs the down scripts.
+	h2 := newHarness(t, NewMemory())
+	h2.apply(load(t, strings.Replace(poolConf("1"), "lb_algo rr", "lb_algo rr\n    omega", 1)))
+	if err := h2.m.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"notify_down /bin/echo rs2 down", "quorum_down /bin/echo down"}, h2.scripts.take()); diff != "" {
+		t.Errorf("omega on stop (-want +got):\n%s", diff)
 	}
 }
 

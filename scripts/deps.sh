@@ -2,9 +2,14 @@
 # Installs what vipd's build and tests need on Debian 12, as root: the Debian packages the
 # integration tests drive (keepalived, nftables, tcpdump, iproute2, etcd, ...), prometheus (for
 # promtool, which lints vipd's /metrics in api/metrics' tests), a C compiler for the race detector,
-# systemd (systemd-analyze verifies the units in deploy/) and staticcheck. Idempotent and quiet: when everything is present it only checks and prints
-# nothing. It also makes sure the keepalived and prometheus services of the Debian packages are
-# not running: the host must never run keepalived on its own interfaces, nor a Prometheus server.
+# systemd (systemd-analyze verifies the units in deploy/), staticcheck, and for lvs/ipvs's kernel
+# tests qemu, Debian's kernel, a static busybox and ipvsadm: the host's kernel has no IPVS, so
+# integration/ipvsvm boots Debian's kernel (IPVS as modules) in a qemu VM from a busybox initramfs.
+# Installing linux-image-amd64 in a container is fine: it only puts the image in /boot and the
+# modules in /lib/modules; nothing boots it but that VM. Idempotent and quiet: when everything is
+# present it only checks and prints nothing. It also makes sure the keepalived and prometheus
+# services of the Debian packages are not running: the host must never run keepalived on its own
+# interfaces, nor a Prometheus server.
 set -euo pipefail
 
 export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin:/usr/sbin:/sbin"
@@ -14,7 +19,8 @@ export DEBIAN_FRONTEND=noninteractive
 STATICCHECK_VERSION=v0.8.2
 
 PACKAGES=(keepalived nftables tcpdump iproute2 jq etcd-server etcd-client procps iputils-ping
-	make gcc libc6-dev git ca-certificates prometheus systemd)
+	make gcc libc6-dev git ca-certificates prometheus systemd
+	qemu-system-x86 linux-image-amd64 busybox-static ipvsadm)
 
 say() { echo "deps: $*" >&2; }
 

@@ -47,13 +47,6 @@ asking the daemon.`,
 	return cmd
 }
 
-// notImplemented is what the commands of later releases answer.
-func notImplemented(what string) func(*cobra.Command, []string) error {
-	return func(*cobra.Command, []string) error {
-		return fail(exitUsage, "%s: not implemented yet", what)
-	}
-}
-
 func newJoinCmd(env *cliEnv, v *viper.Viper) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "join HOST:PORT...",
@@ -221,24 +214,6 @@ preempts it, as with a priority change in keepalived.conf and a reload.`,
 			fmt.Fprintf(env.stdout, "vipd at %s: %s priority %s\n", socket, args[0], args[1])
 			return nil
 		},
-	}
-	addSocketFlag(cmd.Flags())
-	return cmd
-}
-
-func newLVSCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "lvs",
-		Short: "Show the IPVS state, ipvsadm -Sn style (not implemented yet)",
-		Long: `Show the IPVS virtual and real servers vipd manages, with the health check
-result of each real server, in the form of ipvsadm -Sn.
-
-Not implemented yet: it needs the LVS runtime. Until then, ipvsadm -Ln shows
-the kernel's table. The command exits 2.`,
-		Example: `  vipd lvs
-  vipd lvs --socket /run/vipd/lb2.sock`,
-		Args: cobra.NoArgs,
-		RunE: notImplemented("lvs (needs the LVS runtime)"),
 	}
 	addSocketFlag(cmd.Flags())
 	return cmd

@@ -271,7 +271,10 @@ type fakeAgent struct {
 	upgrade   api.UpgradeResult
 	upErr     error
 	upgrades  int
+	lvs       api.LVS
 }
+
+func (f *fakeAgent) LVS(context.Context) (api.LVS, error) { return f.lvs, nil }
 
 func (f *fakeAgent) Upgrade(context.Context) (api.UpgradeResult, error) {
 	f.upgrades++
@@ -402,17 +405,52 @@ func TestReloadCommand(t *testing.T) {
 	}
 }
 
-func TestUnfinishedCommandsSayNotImplementedInOneLine(t *testing.T) {
-	tests := [][]string{
-		{"lvs"},
+func TestLVSShowsHealthAndTheTablesInIpvsadmForm(t *testing.T) {
+	w0, w2 := 0, 2
+	fa := &fakeAgent{lvs: api.LVS{
+		Available: true,
+		Desired:   "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 2\n-a -t 10.0.0.1:80 -r 10.0.0.3:80 -m -w 0\n",
+		Actual:    "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 2\n",
+		VirtualServers: []api.LVSVirtualServer{{
+			Name: "10.0.0.1 80", Services: []string{"-t 10.0.0.1:80"}, Quorum: 1, AliveWeight: 2, QuorumUp: true,
+			RealServers: []api.LVSRealServer{
+				{Address: "10.0.0.2:80", Forward: "NAT", Weight: 2, Effective: 2, Up: true, InPool: true, InIPVS: true, IPVSWeight: &w2,
+					Checks: []api.LVSCheck{{Type: "HTTP_GET", Up: true, Result: "ok", Cause: "GET /: 200"}}},
+				{Address: "10.0.0.3:80", Forward: "NAT", Weight: 1, Effective: 0, Up: false, InPool: true, IPVSWeight: &w0,
+					Checks: []api.LVSCheck{{Type: "TCP_CHECK", Result: "failed", Cause: "connect: connection refused"}}},
+			},
+		}},
+	}}
+	socket := serve(t, fa)
+	r, _ := vipd(t, "lvs", "--socket", socket)
+	if r.code != 0 {
+		t.Fatalf("vipd lvs: exit %d stderr %q", r.code, r.stderr)
 	}
-	for _, args := range tests {
-		r, _ := vipd(t, args...)
-		lines := nonEmptyLines(r.stderr)
-		if r.code != 2 || len(lines) != 1 || !strings.Contains(lines[0], "not") || !strings.Contains(lines[0], "implemented") || r.stdout != "" {
-			t.Errorf("vipd %s: exit %d stdout %q stderr %q, want exit 2 and one line saying not implemented",
-				strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	for _, want := range []string{
+		"virtual_server 10.0.0.1 80", "quorum up", "10.0.0.2:80", "w 2", "HTTP_GET ok: GET /: 200",
+		"10.0.0.3:80", "0 (1)", "DOWN", "missing", "TCP_CHECK failed: connect: connection refused",
+		"desired (ipvsadm -Sn):\n  -A -t 10.0.0.1:80 -s rr\n", "actual, vipd's services (ipvsadm -Sn):\n  -A -t 10.0.0.1:80 -s rr\n",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("vipd lvs output lacks %q:\n%s", want, r.stdout)
 		}
+	}
+	r, _ = vipd(t, "lvs", "-o", "json", "--socket", socket)
+	var got api.LVS
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 {
+		t.Fatalf("vipd lvs -o json: exit %d, %v\n%s", r.code, err, r.stdout)
+	}
+	if got.Desired != fa.lvs.Desired || len(got.VirtualServers) != 1 || got.VirtualServers[0].RealServers[1].Checks[0].Cause != "connect: connection refused" {
+		t.Errorf("json round trip: %+v", got)
+	}
+	fa.lvs = api.LVS{Available: false, Reason: "IPVS not available in this kernel: genetlink family IPVS not found", Desired: "-A -t 10.0.0.1:80 -s rr\n",
+		VirtualServers: []api.LVSVirtualServer{{Name: "10.0.0.1 80", QuorumUp: true}}}
+	r, _ = vipd(t, "lvs", "--socket", socket)
+	if r.code != 0 || !strings.Contains(r.stdout, "IPVS: not available (IPVS not available in this kernel") || strings.Contains(r.stdout, "actual") {
+		t.Errorf("without IPVS: exit %d\n%s", r.code, r.stdout)
+	}
+	if r, _ := vipd(t, "lvs", "-o", "yaml", "--socket", socket); r.code != 2 {
+		t.Errorf("-o yaml: exit %d, want 2", r.code)
 	}
 }
 
@@ -543,7 +581,7 @@ func TestHelpTeachesWithKeepalivedExamples(t *testing.T) {
 		{"join", []string{"vipd join 10.0.0.12:7946", "Gossip carries"}},
 		{"maint", []string{"vipd maint on", "--node", "--instance", "--reason", "Skew_Time"}},
 		{"priority", []string{"vipd priority VI_1 250", "clear", "source"}},
-		{"lvs", []string{"ipvsadm -Sn", "Not implemented yet"}},
+		{"lvs", []string{"ipvsadm -Sn", "vipd lvs -o json", "IPVS", "quorum", "DNS_CHECK"}},
 		{"version", []string{"vipd version"}},
 	}
 	for _, tt := range tests {

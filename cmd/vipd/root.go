@@ -20,7 +20,7 @@ import (
 const (
 	exitOK      = 0
 	exitFailure = 1 // invalid configuration, vipd unreachable, reload rejected, run failed
-	exitUsage   = 2 // bad flags or arguments, command not implemented yet
+	exitUsage   = 2 // bad flags or arguments
 )
 
 // cliEnv is everything a command touches outside itself, so that tests can
@@ -128,7 +128,7 @@ underscores: VIPD_NODE_NAME, VIPD_SOCKET, VIPD_ETCD_ENDPOINTS, ...`,
 		newReloadCmd(env, v),
 		newUpgradeCmd(env, v),
 		newReleaseCmd(env, v),
-		newLVSCmd(),
+		newLVSCmd(env, v),
 		newVersionCmd(env),
 	)
 	return root

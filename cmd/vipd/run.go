@@ -32,8 +32,10 @@ or a vipd YAML file (.yaml/.yml). vipd then runs every vrrp_instance: it sends
 and answers VRRP adverts, adds the virtual_ipaddress addresses when MASTER and
 sends gratuitous ARP / unsolicited NA, runs track_script checks, follows
 track_interface / track_file, moves vrrp_sync_group members together and runs
-notify_* scripts. virtual_server blocks are read and validated but not run yet
-(vipd logs a warning for each).
+notify_* scripts. virtual_server blocks run as keepalived's checker process runs
+them: health checks (TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK, DNS_CHECK,
+SMTP_CHECK) decide which real servers are in each IPVS service (vipd lvs shows
+it); a kernel without IPVS is said in the log and VRRP runs regardless.
 
 Signals, as with keepalived:
   SIGHUP            re-read --config and apply only the difference (vipd reload):
@@ -41,7 +43,8 @@ Signals, as with keepalived:
                     mode, use_vmac) takes every other change live, with no
                     state change and no VIP moved
   SIGTERM, SIGINT   stop: a MASTER sends a priority-0 advert so its BACKUP takes
-                    over at once, VIPs are removed, notify stop scripts run
+                    over at once, VIPs are removed, notify stop scripts run,
+                    vipd's IPVS services are removed
   SIGQUIT           exit at once for a restart (systemctl restart), status 75:
                     no priority 0, VIPs kept, no notify; the next start
                     resumes every MASTER whose VIPs are still in place,
