@@ -85,6 +85,7 @@ BENCH_SIZES ?= 250,1000,4000
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
 	@VIPD_BENCH=1 $(GO) test -run '^TestFleetTimings$$' -count=1 -v ./gossip/ | grep -E '^fleet timings|FAIL'
+	@VIPD_BENCH=1 $(GO) test -run '^TestCheckerCPU$$' -count=1 -v ./lvs/check/ | grep -E 'checker|CPU|FAIL'
 	@$(MAKE) --no-print-directory bench-lab
 
 .PHONY: bench-lab

@@ -107,6 +107,12 @@ type Manager struct {
 	nextTry   time.Time
 	recon     ReconcileStatus
 	applied   bool
+	// seeded: IPVS was read before the first plan; pending are the real
+	// servers (by ID) that IPVS did not hold then, which join only after
+	// their first successful check, so a restart adds back no server a
+	// previous run had taken out.
+	seeded  bool
+	pending map[string]bool
 }
 
 // New returns a Manager; Run starts it.
@@ -129,6 +135,7 @@ func New(o Options) *Manager {
 		checks:    map[string]CheckResult{},
 		checkSpec: map[string][]string{},
 		alpha:     map[string]bool{},
+		pending:   map[string]bool{},
 		quorum:    map[string]bool{},
 		suspended: map[string]bool{},
 		views:     map[string]RealServerView{},
@@ -350,6 +357,17 @@ func (m *Manager) health(rsID string) (Health, bool) {
 		return Health{}, false
 	}
 	h := Health{Up: true}
+	if m.pending[rsID] {
+		for _, id := range ids {
+			if _, ok := m.checks[id]; ok {
+				delete(m.pending, rsID)
+				break
+			}
+		}
+		if m.pending[rsID] {
+			return Health{}, true
+		}
+	}
 	for _, id := range ids {
 		r, ok := m.checks[id]
 		if !ok {
@@ -373,6 +391,9 @@ func (m *Manager) reconcile(cause string) {
 	if m.updateSuspended() {
 		m.setChecks()
 	}
+	if !m.seeded && m.available && m.o.Backend != nil {
+		m.seed()
+	}
 	pools, views := Desired(Input{Servers: m.servers, Groups: m.groups, Health: m.health, QuorumUp: m.quorum, Suspended: m.suspended})
 	m.transitions(views, cause)
 	m.desired, m.vsViews = pools, views
@@ -380,6 +401,51 @@ func (m *Manager) reconcile(cause string) {
 		m.sync()
 	}
 	m.publish()
+}
+
+// seed reads IPVS before the first plan and adopts it as found: a real
+// server with checkers that an existing service of the configuration does
+// not hold waits for its first check (pending) instead of being added back
+// at once, as it would be at a cold start.
+func (m *Manager) seed() {
+	actual, err := m.o.Backend.Pools()
+	if err != nil {
+		return // sync reports it and retries
+	}
+	m.cache = NewMemory(actual...)
+	m.resyncDue = false
+	m.seeded = true
+	have := map[ServiceKey]*Pool{}
+	for i := range actual {
+		have[actual[i].Key] = &actual[i]
+	}
+	_, views := Desired(Input{Servers: m.servers, Groups: m.groups})
+	n := 0
+	for _, v := range views {
+		for _, r := range v.Servers {
+			if !r.Checked || r.Sorry {
+				continue
+			}
+			for _, k := range v.Keys {
+				p := have[k]
+				if p == nil {
+					continue // a new service: a cold start
+				}
+				port := r.Port
+				if port == 0 && k.FWMark == 0 {
+					port = k.Port
+				}
+				if !slices.ContainsFunc(p.Dests, func(d Dest) bool { return d.Key() == DestKey{r.Addr, port} }) {
+					m.pending[r.ID] = true
+					n++
+					break
+				}
+			}
+		}
+	}
+	if n > 0 {
+		m.o.Log.Info("lvs: IPVS adopted as found; real servers it does not hold wait for their first check", "waiting", n)
+	}
 }
 
 // transitions logs and notifies the real servers and quorums that changed.

@@ -302,3 +302,19 @@ virtual_server 10.0.0.5 80 {
 		t.Errorf("checks after resume: %v", h.checks.ids())
 	}
 }
+
+// TestManagerStartAdoptsIPVSAsFound: a start finding its service in IPVS
+// without one real server (a previous run took it out) does not add it back
+// before its first check; nothing else changes.
+func TestManagerStartAdoptsIPVSAsFound(t *testing.T) {
+	k := ServiceKey{Protocol: TCP, Addr: mustAddr("10.0.0.1"), Port: 80}
+	mem := NewMemory(Pool{Service{Key: k, Scheduler: "rr"}, []Dest{dst("10.0.0.3", 80, 1, NAT)}})
+	h := newHarness(t, mem)
+	h.apply(load(t, poolConf("1")))
+	h.expect("a restart finding its pool")
+	if st := h.m.Status(); st.VirtualServers[0].RealServers[0].Up || st.VirtualServers[0].RealServers[0].InPool {
+		t.Errorf("rs2 before its first check: %+v", st.VirtualServers[0].RealServers[0])
+	}
+	h.result(rs2check, true, "connected")
+	h.expect("its first check passed", "-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1")
+}
