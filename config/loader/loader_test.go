@@ -54,8 +54,8 @@ func TestExampleYAMLCoversEverySection(t *testing.T) {
 			}
 		}
 	}
-	if len(checkers) != 4 || len(m.VirtualServerGroups) == 0 || m.VirtualServers[0].SorryServer == nil {
-		t.Errorf("vipd.yaml should show all four checkers, a virtual_server_group and a sorry_server; has %v", checkers)
+	if len(checkers) != 6 || len(m.VirtualServerGroups) == 0 || m.VirtualServers[0].SorryServer == nil {
+		t.Errorf("vipd.yaml should show all six checkers, a virtual_server_group and a sorry_server; has %v", checkers)
 	}
 }
 
