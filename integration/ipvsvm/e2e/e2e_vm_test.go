@@ -336,9 +336,12 @@ func TestVipdRunDrivesIPVS(t *testing.T) {
 	// (3) One real server stopped leaves the pool within delay_loop +
 	// connect_timeout (1 s + 2 s; the deadline allows for the emulated CPU).
 	rs2.stop()
+	stopped := time.Now()
 	waitFor(t, v, "rs2 out of IPVS", 30*time.Second, func() bool {
 		return !strings.Contains(ipvsadm(t), "10.0.2.2")
 	})
+	// A figure, not an assertion: the VM's CPU is emulated.
+	t.Logf("rs2 left IPVS %v after it stopped (delay_loop 1s + connect_timeout 2s = 3s bound, polled every 100ms)", time.Since(stopped).Round(10*time.Millisecond))
 	for range 4 {
 		if body, err := once(cl, "10.0.0.1:80"); err != nil || body != "rs1" {
 			t.Fatalf("with rs2 down: %q, %v", body, err)
