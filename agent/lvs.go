@@ -23,10 +23,12 @@ const lvsScriptTimeout = 30 * time.Second
 // lvsSide is the IPVS half of the daemon: started at the first
 // configuration that has a virtual_server, then fed every configuration.
 type lvsSide struct {
-	mgr    *lvs.Manager
-	cancel context.CancelFunc
-	done   chan struct{}
-	global *globalScripts
+	mgr     *lvs.Manager
+	cancel  context.CancelFunc
+	done    chan struct{}
+	global  *globalScripts
+	scripts sync.WaitGroup // notify_up/down and quorum_up/down scripts running
+	close   func()         // closes the IPVS handle; nil without one
 }
 
 // globalScripts are the global_defs script settings the LVS scripts and
@@ -84,10 +86,15 @@ func (a *Agent) startLVS() *lvsSide {
 		}
 	} else {
 		backend = b
+		side.close = func() { _ = b.Close() }
 	}
 	runScript := func(keyword, command string) {
 		user, group, security := side.global.get()
-		go runLVSScript(a, keyword, command, user, group, security)
+		side.scripts.Add(1)
+		go func() {
+			defer side.scripts.Done()
+			runLVSScript(a, keyword, command, user, group, security)
+		}()
 	}
 	var mgr *lvs.Manager
 	checks := lvs.NewChecks(lvs.ChecksOptions{
@@ -124,8 +131,24 @@ func (a *Agent) stopLVS(release bool) {
 		if err := side.mgr.Release(); err != nil {
 			a.log.Error("lvs: could not remove every virtual service from IPVS", "err", err)
 		}
+		// The down scripts of omega run now: give them what keepalived
+		// gives them on its way out (1 s), within the 2 s of a stop.
+		waited := make(chan struct{})
+		go func() { side.scripts.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-time.After(lvsStopScriptWait):
+			a.log.Warn("lvs: scripts still running at exit are left to finish on their own", "waited", lvsStopScriptWait)
+		}
+	}
+	if side.close != nil {
+		side.close()
 	}
 }
+
+// lvsStopScriptWait is how long a stop waits for the LVS scripts it ran
+// (check/ipwrapper.c runs them with a 1 s timeout when stopping).
+const lvsStopScriptWait = time.Second
 
 // LVS implements api.Agent: the IPVS side's status.
 func (a *Agent) LVS(context.Context) (api.LVS, error) {

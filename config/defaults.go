@@ -324,15 +324,25 @@ func normalizeRealServer(rs *RealServer, vs *VirtualServer) {
 	}
 }
 
+// DefaultRetry is keepalived's retry of a checker type: 1, 0 for
+// MISC_CHECK (check/check_misc.c), 3 for DNS_CHECK (check/check_dns.h).
+func DefaultRetry(typ string) int {
+	switch typ {
+	case CheckMisc:
+		return 0
+	case CheckDNS:
+		return DefaultDNSRetry
+	}
+	return DefaultCheckerRetry
+}
+
 func normalizeChecker(c *Checker, rs *RealServer, vs *VirtualServer) {
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = DefaultConnectTimeout
 	}
-	if c.Retry == 0 && c.Type != CheckMisc {
-		c.Retry = DefaultCheckerRetry
-		if c.Type == CheckDNS {
-			c.Retry = DefaultDNSRetry
-		}
+	if c.Retry == nil {
+		r := DefaultRetry(c.Type)
+		c.Retry = &r
 	}
 	if c.DelayBeforeRetry == 0 {
 		if c.Type == CheckHTTP || c.Type == CheckSSL {

@@ -122,9 +122,9 @@ func TestNormalizeFillsKeepalivedDefaults(t *testing.T) {
 					RealServers: []*RealServer{{
 						Address: netip.MustParseAddr("10.0.0.1"), Port: 80, Weight: ptr(1),
 						Checkers: []*Checker{
-							{Type: CheckTCP, ConnectIP: netip.MustParseAddr("10.0.0.1"), ConnectPort: 80, ConnectTimeout: sec(5), Retry: 1, DelayBeforeRetry: sec(1), DelayLoop: sec(60)},
-							{Type: CheckHTTP, ConnectIP: netip.MustParseAddr("10.0.0.1"), ConnectPort: 8080, ConnectTimeout: sec(5), Retry: 1, DelayBeforeRetry: sec(3), DelayLoop: sec(60)},
-							{Type: CheckMisc, MiscPath: "/bin/true", ConnectTimeout: sec(5), Retry: 0, DelayBeforeRetry: sec(1), DelayLoop: sec(60)},
+							{Type: CheckTCP, ConnectIP: netip.MustParseAddr("10.0.0.1"), ConnectPort: 80, ConnectTimeout: sec(5), Retry: ptr(1), DelayBeforeRetry: sec(1), DelayLoop: sec(60)},
+							{Type: CheckHTTP, ConnectIP: netip.MustParseAddr("10.0.0.1"), ConnectPort: 8080, ConnectTimeout: sec(5), Retry: ptr(1), DelayBeforeRetry: sec(3), DelayLoop: sec(60)},
+							{Type: CheckMisc, MiscPath: "/bin/true", ConnectTimeout: sec(5), Retry: ptr(0), DelayBeforeRetry: sec(1), DelayLoop: sec(60)},
 						},
 					}},
 					SorryServer: &RealServer{Address: netip.MustParseAddr("10.0.0.9"), Port: 80, Weight: ptr(1)},

@@ -348,8 +348,9 @@ type VirtualServer struct {
 	Omega                  bool     `yaml:"omega,omitempty" mapstructure:"omega"`
 	Inhibit                bool     `yaml:"inhibit_on_failure,omitempty" mapstructure:"inhibit_on_failure"`
 	// HASuspend is ha_suspend: while the virtual server's address is not
-	// on this node, its checkers are suspended and its service is not in
-	// IPVS (keepalived's behaviour on a VRRP backup).
+	// on this node (a VRRP backup), its checkers are suspended; its service
+	// stays in IPVS as the last results left it (check_api.c
+	// update_checker_activity).
 	HASuspend bool `yaml:"ha_suspend,omitempty" mapstructure:"ha_suspend"`
 
 	SorryServer *RealServer   `yaml:"sorry_server,omitempty" mapstructure:"sorry_server"`
@@ -389,7 +390,10 @@ type Checker struct {
 	ConnectPort      int        `yaml:"connect_port,omitempty" mapstructure:"connect_port"`
 	BindTo           netip.Addr `yaml:"bindto,omitempty" mapstructure:"bindto"`
 	ConnectTimeout   Duration   `yaml:"connect_timeout,omitempty" mapstructure:"connect_timeout"` // default 5s
-	Retry            int        `yaml:"retry,omitempty" mapstructure:"retry"`                     // retry / nb_get_retry; default 1 (3 for HTTP/SSL in keepalived 2.x? see defaults.go)
+	// Retry is retry / nb_get_retry: attempts after a failure before the
+	// checker goes DOWN. nil is keepalived's default (defaults.go); 0 is
+	// a real value: the first failure takes the checker DOWN.
+	Retry            *int       `yaml:"retry,omitempty" mapstructure:"retry"`
 	DelayBeforeRetry Duration   `yaml:"delay_before_retry,omitempty" mapstructure:"delay_before_retry"`
 	DelayLoop        Duration   `yaml:"delay_loop,omitempty" mapstructure:"delay_loop"` // 0: the virtual server's
 	Warmup           Duration   `yaml:"warmup,omitempty" mapstructure:"warmup"`

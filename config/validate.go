@@ -814,8 +814,8 @@ func (v *validator) realServer(rs *RealServer, vsPos Pos, kw string) {
 		if c.ConnectTimeout <= 0 {
 			v.ds.Errorf(v.at(c, cp, "connect_timeout"), "connect_timeout %s: must be positive", c.ConnectTimeout)
 		}
-		if c.Retry < 0 {
-			v.ds.Errorf(v.at(c, cp, "retry", "nb_get_retry"), "retry %d: must not be negative", c.Retry)
+		if c.Retry != nil && *c.Retry < 0 {
+			v.ds.Errorf(v.at(c, cp, "retry", "nb_get_retry"), "retry %d: must not be negative", *c.Retry)
 		}
 	}
 }

@@ -308,11 +308,8 @@ func stripDefaults(m *Model) {
 
 func stripChecker(c *Checker, addr netip.Addr, port int, delayLoop Duration) {
 	zeroIfSame(&c.ConnectTimeout, DefaultConnectTimeout)
-	switch {
-	case c.Type == CheckDNS && c.Retry == DefaultDNSRetry:
-		c.Retry = 0
-	case c.Type != CheckMisc && c.Type != CheckDNS && c.Retry == DefaultCheckerRetry:
-		c.Retry = 0
+	if c.Retry != nil && *c.Retry == DefaultRetry(c.Type) {
+		c.Retry = nil
 	}
 	dbr := DefaultDelayBeforeRetry
 	if c.Type == CheckHTTP || c.Type == CheckSSL {

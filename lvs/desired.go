@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vipd/vipd/config"
 )
@@ -29,8 +30,9 @@ type Input struct {
 	// computation (by VirtualServerID); a server missing from it starts
 	// with quorum when its live weight reaches quorum+hysteresis.
 	QuorumUp map[string]bool
-	// Suspended lists virtual servers (by VirtualServerID) whose service is
-	// kept out of IPVS (ha_suspend while the address is not on this node).
+	// Suspended lists virtual servers (by VirtualServerID) whose checkers
+	// are suspended (ha_suspend while the address is not on this node): their
+	// pools stay as the last results left them.
 	Suspended map[string]bool
 }
 
@@ -112,17 +114,10 @@ func Desired(in Input) ([]Pool, []VirtualServerView) {
 			}
 			seen[k] = v.Name
 			v.Keys = append(v.Keys, k)
-			if v.Suspended {
-				continue
-			}
 			p := Pool{Service: serviceOf(vs, k)}
 			for _, rs := range v.Servers {
 				if rs.InPool {
-					port := rs.Port
-					if port == 0 && k.FWMark == 0 {
-						port = k.Port
-					}
-					p.Dests = append(p.Dests, Dest{Addr: rs.Addr, Port: port, Weight: rs.Effective, Forward: rs.Forward})
+					p.Dests = append(p.Dests, Dest{Addr: rs.Addr, Port: DestPort(rs.Port, k), Weight: rs.Effective, Forward: rs.Forward})
 				}
 			}
 			slices.SortFunc(p.Dests, func(a, b Dest) int { return compareDest(a.Key(), b.Key()) })
@@ -259,14 +254,23 @@ func serviceKeys(vs *config.VirtualServer, groups map[string]*config.VirtualServ
 	return nil
 }
 
+// defaultPersistence is IPVS_SVC_PERSISTENT_TIMEOUT (include/libipvs.h).
+const defaultPersistence = 6 * time.Minute
+
 // serviceOf is the service settings of a virtual server for key k.
 func serviceOf(vs *config.VirtualServer, k ServiceKey) Service {
 	s := Service{Key: k, Scheduler: strings.ToLower(vs.LBAlgo)}
 	if s.Scheduler == "" {
 		s.Scheduler = config.DefaultLBAlgo
 	}
-	if vs.PersistenceTimeout > 0 {
+	switch {
+	case vs.PersistenceTimeout > 0:
 		s.Timeout = uint32(vs.PersistenceTimeout.D().Seconds())
+		s.Netmask = granularity(vs.PersistenceGranularity, k.Is6())
+	case strings.TrimSpace(vs.PersistenceGranularity) != "":
+		// check/check_parser.c pgr_handler: a granularity without a
+		// timeout makes the service persistent for 6 minutes.
+		s.Timeout = uint32(defaultPersistence.Seconds())
 		s.Netmask = granularity(vs.PersistenceGranularity, k.Is6())
 	}
 	return s

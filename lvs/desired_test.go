@@ -223,6 +223,8 @@ virtual_server 10.0.0.20 443 {
 -A -t 10.0.0.11:80 -s wlc
 -a -t 10.0.0.11:80 -r 10.0.1.2:80 -i -w 1
 -a -t 10.0.0.11:80 -r 10.0.1.3:80 -g -w 1
+-A -t 10.0.0.20:443 -s wlc
+-a -t 10.0.0.20:443 -r 10.0.1.4:443 -m -w 1
 -A -f 5 -s wlc
 -a -f 5 -r 10.0.1.2:80 -i -w 1
 -a -f 5 -r 10.0.1.3:80 -g -w 1
@@ -252,3 +254,11 @@ func TestDesiredLeavesADuplicateServiceToTheFirst(t *testing.T) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func TestGranularityWithoutTimeoutIsPersistentForSixMinutes(t *testing.T) {
+	m := load(t, conf("persistence_granularity 255.255.255.0"))
+	pools, _ := Desired(Input{Servers: m.VirtualServers})
+	if pools[0].Timeout != 360 || pools[0].Netmask != 24 {
+		t.Errorf("service %+v, want -p 360 -M 255.255.255.0 (check_parser.c pgr_handler)", pools[0].Service)
+	}
+}

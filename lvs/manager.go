@@ -93,6 +93,7 @@ type Manager struct {
 	checks    map[string]CheckResult // by checker ID
 	checkSpec map[string][]string    // real server ID -> its checker IDs
 	alpha     map[string]bool        // real server IDs whose checkers start down
+	rsOf      map[string]string      // checker ID -> real server ID
 	quorum    map[string]bool
 	suspended map[string]bool
 	views     map[string]RealServerView // the previous computation, by real server ID
@@ -113,6 +114,9 @@ type Manager struct {
 	// previous run had taken out.
 	seeded  bool
 	pending map[string]bool
+	// seededUp are the real servers IPVS held at the first plan: up until
+	// their first result, whatever alpha says, so a restart empties no pool.
+	seededUp map[string]bool
 }
 
 // New returns a Manager; Run starts it.
@@ -136,6 +140,8 @@ func New(o Options) *Manager {
 		checkSpec: map[string][]string{},
 		alpha:     map[string]bool{},
 		pending:   map[string]bool{},
+		seededUp:  map[string]bool{},
+		rsOf:      map[string]string{},
 		quorum:    map[string]bool{},
 		suspended: map[string]bool{},
 		views:     map[string]RealServerView{},
@@ -182,10 +188,13 @@ func (m *Manager) takeResults() {
 	m.resMu.Unlock()
 	n := 0
 	for _, r := range rs {
-		if _, ok := m.checks[r.ID]; !ok && !m.knownCheck(r.ID) {
+		rsID, ok := m.rsOf[r.ID]
+		if !ok {
 			continue // a checker removed by a configuration since
 		}
 		m.checks[r.ID] = r
+		delete(m.pending, rsID)
+		delete(m.seededUp, rsID)
 		n++
 	}
 	if n > 0 {
@@ -244,8 +253,8 @@ func (m *Manager) wait() time.Duration {
 }
 
 // Release removes every service vipd owns from IPVS (a graceful stop, like
-// keepalived's checker process on SIGTERM). It waits for Run's current
-// work, then runs on the caller's goroutine; call it after Run has ended.
+// keepalived's checker process on SIGTERM), on the caller's goroutine: call
+// it only after Run has returned (it reads Run's state).
 func (m *Manager) Release() error {
 	m.removed(nil, true)
 	if !m.available || m.o.Backend == nil {
@@ -261,21 +270,13 @@ func (m *Manager) Release() error {
 	return err
 }
 
-func (m *Manager) knownCheck(id string) bool {
-	for _, ids := range m.checkSpec {
-		if slices.Contains(ids, id) {
-			return true
-		}
-	}
-	return false
-}
-
 // setChecks hands the scheduler the checkers of the configuration, minus
 // those of suspended virtual servers.
 func (m *Manager) setChecks() {
 	m.updateSuspended()
 	clear(m.checkSpec)
 	clear(m.alpha)
+	clear(m.rsOf)
 	var specs []CheckSpec
 	keep := map[string]bool{}
 	for _, vs := range m.servers {
@@ -294,6 +295,12 @@ func (m *Manager) setChecks() {
 					continue
 				}
 				id := checkID(rsID, i, c.Type)
+				if _, dup := m.rsOf[id]; dup {
+					// The same real server twice (or the same virtual
+					// server twice): its checkers run once.
+					continue
+				}
+				m.rsOf[id] = rsID
 				m.checkSpec[rsID] = append(m.checkSpec[rsID], id)
 				keep[id] = true
 				if m.suspended[vsID] {
@@ -356,22 +363,16 @@ func (m *Manager) health(rsID string) (Health, bool) {
 	if len(ids) == 0 {
 		return Health{}, false
 	}
-	h := Health{Up: true}
+	// Before any result of its checkers (takeResults clears both marks):
+	// a real server IPVS lacked at the first plan waits, one it held stays.
 	if m.pending[rsID] {
-		for _, id := range ids {
-			if _, ok := m.checks[id]; ok {
-				delete(m.pending, rsID)
-				break
-			}
-		}
-		if m.pending[rsID] {
-			return Health{}, true
-		}
+		return Health{}, true
 	}
+	h := Health{Up: true}
 	for _, id := range ids {
 		r, ok := m.checks[id]
 		if !ok {
-			if m.alpha[rsID] {
+			if m.alpha[rsID] && !m.seededUp[rsID] {
 				h.Up = false
 			}
 			continue
@@ -431,15 +432,16 @@ func (m *Manager) seed() {
 				if p == nil {
 					continue // a new service: a cold start
 				}
-				port := r.Port
-				if port == 0 && k.FWMark == 0 {
-					port = k.Port
-				}
-				if !slices.ContainsFunc(p.Dests, func(d Dest) bool { return d.Key() == DestKey{r.Addr, port} }) {
+				i := slices.IndexFunc(p.Dests, func(d Dest) bool { return d.Key() == DestKey{r.Addr, DestPort(r.Port, k)} })
+				// Absent, or at weight 0 when its weight is not (a failed
+				// server kept by inhibit_on_failure): it waits.
+				if i < 0 || (p.Dests[i].Weight == 0 && r.Weight > 0) {
 					m.pending[r.ID] = true
+					delete(m.seededUp, r.ID)
 					n++
 					break
 				}
+				m.seededUp[r.ID] = true
 			}
 		}
 	}
@@ -511,11 +513,35 @@ func (m *Manager) removed(next []*config.VirtualServer, stopping bool) {
 			keep[VirtualServerID(vs)] = true
 		}
 	}
+	nextRS := map[string]bool{}
+	for _, vs := range next {
+		if vs == nil {
+			continue
+		}
+		for _, rs := range vs.RealServers {
+			if rs != nil {
+				nextRS[RealServerID(VirtualServerID(vs), rs)] = true
+			}
+		}
+	}
 	for _, vs := range m.servers {
-		if vs == nil || keep[VirtualServerID(vs)] || (stopping && !vs.Omega) {
+		if vs == nil || (stopping && !vs.Omega) {
 			continue
 		}
 		id := VirtualServerID(vs)
+		if keep[id] {
+			// A kept virtual server: its real servers the next
+			// configuration drops (keepalived's clear_diff_rs).
+			for _, rs := range vs.RealServers {
+				if rs == nil || nextRS[RealServerID(id, rs)] {
+					continue
+				}
+				if r, ok := m.views[RealServerID(id, rs)]; ok && r.Up {
+					m.script("notify_down", rs.NotifyDown)
+				}
+			}
+			continue
+		}
 		for _, rs := range vs.RealServers {
 			if rs == nil {
 				continue

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -283,23 +284,35 @@ virtual_server 10.0.0.5 80 {
     ha_suspend
     real_server 10.0.0.6 80 { TCP_CHECK { } }
 }`))
-	h.expect("alpha: the service is there, its real server waits for a check",
-		"-A -t 10.0.0.1:80 -s wlc")
+	h.expect("alpha: the service is there, its real server waits for a check; ha_suspend: the service is in IPVS, its checks are not run",
+		"-A -t 10.0.0.1:80 -s wlc", "-A -t 10.0.0.5:80 -s wlc", "-a -t 10.0.0.5:80 -r 10.0.0.6:80 -m -w 1")
 	if diff := cmp.Diff([]string{"10.0.0.1 80/TCP/10.0.0.2:80#0/TCP_CHECK"}, h.checks.ids()); diff != "" {
 		t.Errorf("checks (ha_suspend's suspended) (-want +got):\n%s", diff)
 	}
 	h.result("10.0.0.1 80/TCP/10.0.0.2:80#0/TCP_CHECK", true, "connected")
 	h.expect("first success", "-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1")
 
-	mu.Lock()
-	local["10.0.0.5"] = true
-	mu.Unlock()
-	h.clk.Advance(time.Second)
-	h.settle()
-	h.expect("the address arrived: the suspended server is installed",
-		"-A -t 10.0.0.5:80 -s wlc", "-a -t 10.0.0.5:80 -r 10.0.0.6:80 -m -w 1")
-	if len(h.checks.ids()) != 2 {
-		t.Errorf("checks after resume: %v", h.checks.ids())
+	setLocal := func(v bool) {
+		mu.Lock()
+		local["10.0.0.5"] = v
+		mu.Unlock()
+		h.clk.Advance(time.Second)
+		h.settle()
+	}
+	const rs6 = "10.0.0.5 80/TCP/10.0.0.6:80#0/TCP_CHECK"
+	setLocal(true)
+	if diff := cmp.Diff([]string{"10.0.0.1 80/TCP/10.0.0.2:80#0/TCP_CHECK", rs6}, h.checks.ids()); diff != "" {
+		t.Errorf("the address arrived: checks (-want +got):\n%s", diff)
+	}
+	h.result(rs6, false, "refused")
+	h.expect("a failure while active", "-d -t 10.0.0.5:80 -r 10.0.0.6:80")
+	setLocal(false)
+	if ids := h.checks.ids(); len(ids) != 1 {
+		t.Errorf("the address left: checks %v, want the other server's only", ids)
+	}
+	h.expect("suspended: the pool stays as the last result left it")
+	if st := h.m.Status(); !st.VirtualServers[1].Suspended || st.VirtualServers[1].RealServers[0].Up {
+		t.Errorf("suspended view %+v", st.VirtualServers[1])
 	}
 }
 
@@ -317,4 +330,56 @@ func TestManagerStartAdoptsIPVSAsFound(t *testing.T) {
 	}
 	h.result(rs2check, true, "connected")
 	h.expect("its first check passed", "-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1")
+}
+
+// TestManagerRestartEdgeCases: the ways a start could move what a previous
+// run left in IPVS, and the ways a configuration could stop every check.
+func TestManagerRestartEdgeCases(t *testing.T) {
+	k := ServiceKey{Protocol: TCP, Addr: mustAddr("10.0.0.1"), Port: 80}
+	t.Run("alpha does not empty a pool found in IPVS", func(t *testing.T) {
+		h := newHarness(t, NewMemory(Pool{Service{Key: k, Scheduler: "rr"}, []Dest{dst("10.0.0.2", 80, 1, NAT), dst("10.0.0.3", 80, 1, NAT)}}))
+		h.apply(load(t, strings.Replace(poolConf("1"), "lb_algo rr", "lb_algo rr\n    alpha", 1)))
+		h.expect("a restart with alpha")
+		h.result(rs3check, false, "refused")
+		h.expect("its first failure", "-d -t 10.0.0.1:80 -r 10.0.0.3:80")
+	})
+	t.Run("a server inhibited at weight 0 stays there until its first check", func(t *testing.T) {
+		h := newHarness(t, NewMemory(Pool{Service{Key: k, Scheduler: "rr"}, []Dest{dst("10.0.0.2", 80, 0, NAT), dst("10.0.0.3", 80, 1, NAT)}}))
+		h.apply(load(t, strings.Replace(poolConf("1"), "lb_algo rr", "lb_algo rr\n    inhibit_on_failure", 1)))
+		h.expect("a restart with inhibit_on_failure")
+		h.result(rs2check, true, "connected")
+		h.expect("its first success", "-e -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1")
+	})
+	t.Run("a local destination converges", func(t *testing.T) {
+		h := newHarness(t, NewMemory(Pool{Service{Key: k, Scheduler: "rr"}, []Dest{dst("10.0.0.2", 80, 1, Local), dst("10.0.0.3", 80, 1, NAT)}}))
+		h.apply(load(t, poolConf("1")))
+		h.clk.Advance(10 * time.Second)
+		h.settle()
+		h.expect("the kernel reports Local for a local address: nothing to edit")
+	})
+	t.Run("a real server written twice runs its checks once", func(t *testing.T) {
+		h := newHarness(t, NewMemory())
+		conf := strings.Replace(poolConf("1"), "    real_server 10.0.0.3 80 {", "    real_server 10.0.0.3 80 {\n        TCP_CHECK {\n        }\n    }\n    real_server 10.0.0.3 80 {", 1)
+		h.apply(load(t, conf))
+		if diff := cmp.Diff([]string{rs2check, rs3check}, h.checks.ids()); diff != "" {
+			t.Errorf("checks (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("a real server dropped by a reload runs notify_down", func(t *testing.T) {
+		h := newHarness(t, NewMemory())
+		h.apply(load(t, poolConf("1")))
+		h.scripts.take()
+		h.mem.Transcript()
+		h.apply(load(t, `virtual_server 10.0.0.1 80 {
+    lb_algo rr
+    real_server 10.0.0.3 80 {
+        TCP_CHECK {
+        }
+    }
+}`))
+		h.expect("rs2 dropped", "-d -t 10.0.0.1:80 -r 10.0.0.2:80")
+		if got := h.scripts.take(); !slices.Contains(got, "notify_down /bin/echo rs2 down") {
+			t.Errorf("scripts %q, want rs2's notify_down (keepalived's clear_diff_rs)", got)
+		}
+	})
 }

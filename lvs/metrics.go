@@ -1,6 +1,7 @@
 package lvs
 
 import (
+	"strings"
 	"sync"
 	"time"
 
@@ -11,9 +12,9 @@ import (
 //
 //	vipd_lvs_checks_total{type,result}                counter: checker rounds by result (ok, failed)
 //	vipd_lvs_check_duration_seconds{type}             histogram: duration of a round's last attempt
-//	vipd_lvs_real_servers{virtual_server}             gauge: real servers configured
-//	vipd_lvs_real_servers_up{virtual_server}          gauge: real servers whose checkers are all up
-//	vipd_lvs_quorum_up{virtual_server}                gauge: 1 while the virtual server has quorum
+//	vipd_lvs_real_servers{virtual_server,protocol}    gauge: real servers configured
+//	vipd_lvs_real_servers_up{virtual_server,protocol} gauge: real servers whose checkers are all up
+//	vipd_lvs_quorum_up{virtual_server,protocol}       gauge: 1 while the virtual server has quorum
 //	vipd_lvs_reconcile_operations_total{op}           counter: IPVS operations carried out
 //	vipd_lvs_reconcile_errors_total                   counter: reconciles that failed
 //	vipd_lvs_reconcile_duration_seconds               histogram: time to carry out one reconcile's operations
@@ -26,13 +27,13 @@ type metrics struct {
 	recon    prometheus.Histogram
 
 	mu      sync.Mutex
-	servers map[string][3]int // by virtual server: configured, up, quorum
+	servers map[[2]string][3]int // by virtual server and protocol: configured, up, quorum
 }
 
 var (
-	rsDesc     = prometheus.NewDesc("vipd_lvs_real_servers", "Real servers configured per virtual server.", []string{"virtual_server"}, nil)
-	rsUpDesc   = prometheus.NewDesc("vipd_lvs_real_servers_up", "Real servers whose checkers are all up, per virtual server.", []string{"virtual_server"}, nil)
-	quorumDesc = prometheus.NewDesc("vipd_lvs_quorum_up", "1 while the virtual server has quorum (alive weight >= quorum).", []string{"virtual_server"}, nil)
+	rsDesc     = prometheus.NewDesc("vipd_lvs_real_servers", "Real servers configured per virtual server.", []string{"virtual_server", "protocol"}, nil)
+	rsUpDesc   = prometheus.NewDesc("vipd_lvs_real_servers_up", "Real servers whose checkers are all up, per virtual server.", []string{"virtual_server", "protocol"}, nil)
+	quorumDesc = prometheus.NewDesc("vipd_lvs_quorum_up", "1 while the virtual server has quorum (alive weight >= quorum).", []string{"virtual_server", "protocol"}, nil)
 	availDesc  = prometheus.NewDesc("vipd_lvs_ipvs_available", "1 when the kernel's IPVS is reachable; 0 on a kernel without IPVS.", nil, nil)
 )
 
@@ -55,7 +56,7 @@ func newMetrics() *metrics {
 			Name: "vipd_lvs_reconcile_duration_seconds", Help: "Time to carry out one reconcile's IPVS operations.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}),
-		servers: map[string][3]int{},
+		servers: map[[2]string][3]int{},
 	}
 	for k := OpAddService; k <= OpDelService; k++ {
 		m.ops.WithLabelValues(k.String())
@@ -83,7 +84,7 @@ func (m *metrics) reconciled(done []Op, failed bool, d time.Duration) {
 }
 
 func (m *metrics) observe(views []VirtualServerView) {
-	s := make(map[string][3]int, len(views))
+	s := make(map[[2]string][3]int, len(views))
 	for _, v := range views {
 		var c [3]int
 		for _, r := range v.Servers {
@@ -98,7 +99,8 @@ func (m *metrics) observe(views []VirtualServerView) {
 		if v.QuorumUp {
 			c[2] = 1
 		}
-		s[v.Name] = c
+		// The protocol tells apart "10.0.0.1 53" over TCP and over UDP.
+		s[[2]string{v.Name, strings.TrimPrefix(v.ID[len(v.Name):], "/")}] = c
 	}
 	m.mu.Lock()
 	m.servers = s
@@ -126,10 +128,10 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	mt := c.m.metrics
 	mt.mu.Lock()
-	for name, v := range mt.servers {
-		ch <- prometheus.MustNewConstMetric(rsDesc, prometheus.GaugeValue, float64(v[0]), name)
-		ch <- prometheus.MustNewConstMetric(rsUpDesc, prometheus.GaugeValue, float64(v[1]), name)
-		ch <- prometheus.MustNewConstMetric(quorumDesc, prometheus.GaugeValue, float64(v[2]), name)
+	for k, v := range mt.servers {
+		ch <- prometheus.MustNewConstMetric(rsDesc, prometheus.GaugeValue, float64(v[0]), k[0], k[1])
+		ch <- prometheus.MustNewConstMetric(rsUpDesc, prometheus.GaugeValue, float64(v[1]), k[0], k[1])
+		ch <- prometheus.MustNewConstMetric(quorumDesc, prometheus.GaugeValue, float64(v[2]), k[0], k[1])
 	}
 	mt.mu.Unlock()
 	avail := 0.0

@@ -32,9 +32,9 @@ func TestMetricsFollowChecksAndReconciles(t *testing.T) {
 	resp.Body.Close()
 	body := string(b)
 	for _, want := range []string{
-		`vipd_lvs_real_servers{virtual_server="10.0.0.1 80"} 2`,
-		`vipd_lvs_real_servers_up{virtual_server="10.0.0.1 80"} 1`,
-		`vipd_lvs_quorum_up{virtual_server="10.0.0.1 80"} 0`,
+		`vipd_lvs_real_servers{protocol="TCP",virtual_server="10.0.0.1 80"} 2`,
+		`vipd_lvs_real_servers_up{protocol="TCP",virtual_server="10.0.0.1 80"} 1`,
+		`vipd_lvs_quorum_up{protocol="TCP",virtual_server="10.0.0.1 80"} 0`,
 		`vipd_lvs_checks_total{result="failed",type="TCP_CHECK"} 1`,
 		`vipd_lvs_check_duration_seconds_count{type="TCP_CHECK"} 1`,
 		`vipd_lvs_reconcile_operations_total{op="add-service"} 1`,

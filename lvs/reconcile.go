@@ -78,7 +78,7 @@ func appendDestOps(ops []Op, svc Service, want, have []Dest) []Op {
 		switch {
 		case !ok:
 			adds = append(adds, Op{Kind: OpAddDest, Service: svc, Dest: d})
-		case c.Weight != d.Weight || c.Forward != d.Forward:
+		case c.Weight != d.Weight || (c.Forward != d.Forward && c.Forward != Local):
 			updates = append(updates, Op{Kind: OpUpdateDest, Service: svc, Dest: d})
 		}
 	}

@@ -1,6 +1,7 @@
 package lvs
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -27,4 +28,13 @@ func ServiceLine(s Service) string { return "-A " + s.Key.String() + s.flags() }
 // "-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1".
 func DestLine(k ServiceKey, d Dest) string {
 	return "-a " + k.String() + " -r " + d.Key().String() + " " + forwardFlag(d.Forward) + " -w " + strconv.Itoa(d.Weight)
+}
+
+// SortPools orders pools by service key and each pool's destinations by
+// address and port, in place: the order of Render and of the backends.
+func SortPools(pools []Pool) {
+	slices.SortFunc(pools, func(a, b Pool) int { return compareKey(a.Key, b.Key) })
+	for i := range pools {
+		slices.SortStableFunc(pools[i].Dests, func(a, b Dest) int { return compareDest(a.Key(), b.Key()) })
+	}
 }

@@ -113,7 +113,7 @@ func (m *Manager) checkStatus(id string) CheckStatus {
 	r, ok := m.checks[id]
 	if !ok {
 		typ := id[lastSlash(id)+1:]
-		return CheckStatus{Type: typ, Result: "pending", Up: !m.alphaOf(id)}
+		return CheckStatus{Type: typ, Result: "pending", Up: !m.alpha[m.rsOf[id]] || m.seededUp[m.rsOf[id]]}
 	}
 	c := CheckStatus{Type: r.Type, Target: r.Target, Up: r.Up, Cause: r.Cause, At: r.At}
 	if r.Duration > 0 {
@@ -124,15 +124,6 @@ func (m *Manager) checkStatus(id string) CheckStatus {
 		c.Result = "ok"
 	}
 	return c
-}
-
-func (m *Manager) alphaOf(checkID string) bool {
-	for rsID, ids := range m.checkSpec {
-		if slices.Contains(ids, checkID) {
-			return m.alpha[rsID]
-		}
-	}
-	return false
 }
 
 func lastSlash(s string) int {
@@ -155,10 +146,7 @@ func inIPVS(have map[ServiceKey]*Pool, keys []ServiceKey, r RealServerView) (boo
 		if p == nil {
 			return false, nil
 		}
-		port := r.Port
-		if port == 0 && k.FWMark == 0 {
-			port = k.Port
-		}
+		port := DestPort(r.Port, k)
 		i := slices.IndexFunc(p.Dests, func(d Dest) bool { return d.Key() == DestKey{r.Addr, port} })
 		if i < 0 {
 			return false, nil

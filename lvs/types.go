@@ -19,6 +19,10 @@ const (
 	NAT = "NAT"
 	DR  = "DR"
 	TUN = "TUN"
+	// Local is what the kernel reports for a destination that is an
+	// address of this node ("Local" in ipvsadm -Ln), whatever method was
+	// asked: the reconciler takes it as the method configured.
+	Local = "Local"
 )
 
 // ServiceKey is what identifies a virtual service in IPVS: a protocol,
@@ -111,6 +115,16 @@ type Dest struct {
 	Port    uint16
 	Weight  int
 	Forward string // NAT, DR, TUN
+}
+
+// DestPort is the port of a real server in service k: its own, or for a
+// real server without one the service's (ipvsadm -r IP takes the
+// service's port; a fwmark service has none).
+func DestPort(rsPort uint16, k ServiceKey) uint16 {
+	if rsPort == 0 && k.FWMark == 0 {
+		return k.Port
+	}
+	return rsPort
 }
 
 // DestKey identifies a destination within its service.

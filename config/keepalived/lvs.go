@@ -15,7 +15,7 @@ import (
 // them for every checker below that does not set its own.
 type checkerDefaults struct {
 	connectTimeout   config.Duration
-	retry            int
+	retry            *int
 	delayBeforeRetry config.Duration
 	warmup           config.Duration
 	delayLoop        config.Duration
@@ -25,8 +25,9 @@ func (d checkerDefaults) apply(c *config.Checker) {
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = d.connectTimeout
 	}
-	if c.Retry == 0 {
-		c.Retry = d.retry
+	if c.Retry == nil && d.retry != nil {
+		r := *d.retry
+		c.Retry = &r
 	}
 	if c.DelayBeforeRetry == 0 {
 		c.DelayBeforeRetry = d.delayBeforeRetry
@@ -44,7 +45,7 @@ func (d checkerDefaults) over(o checkerDefaults) checkerDefaults {
 	if o.connectTimeout != 0 {
 		d.connectTimeout = o.connectTimeout
 	}
-	if o.retry != 0 {
+	if o.retry != nil {
 		d.retry = o.retry
 	}
 	if o.delayBeforeRetry != 0 {
@@ -61,7 +62,7 @@ func (d checkerDefaults) over(o checkerDefaults) checkerDefaults {
 
 func (p *parser) addDefaultHandlers(h handlers, d *checkerDefaults) {
 	h["connect_timeout"] = func(c *node) { p.setSeconds(c, &d.connectTimeout) }
-	h["retry"] = func(c *node) { p.setInt(c, &d.retry, 0, math.MaxInt32) }
+	h["retry"] = func(c *node) { p.setIntPtr(c, &d.retry, 0, math.MaxInt32) }
 	h["delay_before_retry"] = func(c *node) { p.setSeconds(c, &d.delayBeforeRetry) }
 	h["warmup"] = func(c *node) { p.setSeconds(c, &d.warmup) }
 }
@@ -308,10 +309,7 @@ func (p *parser) realServer(n *node, vsDefs checkerDefaults) *config.RealServer 
 		"weight": func(c *node) {
 			// check/check_parser.c weight_handler: 0..65535; 0 is a
 			// real weight (no new connections), not "the default".
-			var w int
-			if p.setIntOK(c, &w, 0, 65535) {
-				rs.Weight = &w
-			}
+			p.setIntPtr(c, &rs.Weight, 0, 65535)
 		},
 		"inhibit_on_failure": func(c *node) {
 			// check_parser.c rs_inhibit_handler reads true/false.
@@ -361,7 +359,7 @@ func (p *parser) checker(n *node) *config.Checker {
 			}
 		},
 		"connect_timeout": func(c *node) { p.setSeconds(c, &ck.ConnectTimeout) },
-		"retry":           func(c *node) { p.setInt(c, &ck.Retry, 0, math.MaxInt32) },
+		"retry":           func(c *node) { p.setIntPtr(c, &ck.Retry, 0, math.MaxInt32) },
 		"nb_get_retry": func(c *node) {
 			// check_http.c installs nb_get_retry (deprecated, "please use
 			// 'retry'") for HTTP_GET and SSL_GET only; in TCP_CHECK and
@@ -373,7 +371,7 @@ func (p *parser) checker(n *node) *config.Checker {
 				return
 			}
 			p.warnf(c, "nb_get_retry: deprecated, use retry (keepalived -t reports it)")
-			p.setInt(c, &ck.Retry, 0, math.MaxInt32)
+			p.setIntPtr(c, &ck.Retry, 0, math.MaxInt32)
 		},
 		"delay_before_retry": func(c *node) { p.setSeconds(c, &ck.DelayBeforeRetry) },
 		"delay_loop":         func(c *node) { p.setSeconds(c, &ck.DelayLoop) },

@@ -50,7 +50,7 @@ func TestParseLVSCheckersAndWeights(t *testing.T) {
 		t.Errorf("no weight: %v, want the default 1", w)
 	}
 	dns := rs[0].Checkers[0]
-	if dns.Type != config.CheckDNS || dns.DNSType != "AAAA" || dns.DNSName != "www.example.com" || dns.ConnectPort != 53 || dns.Retry != config.DefaultDNSRetry {
+	if dns.Type != config.CheckDNS || dns.DNSType != "AAAA" || dns.DNSName != "www.example.com" || dns.ConnectPort != 53 || dns.Retry == nil || *dns.Retry != config.DefaultDNSRetry {
 		t.Errorf("DNS_CHECK: %+v", dns)
 	}
 	if d := rs[2].Checkers[0]; d.DNSType != "SOA" || d.DNSName != "." {

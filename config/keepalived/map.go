@@ -374,6 +374,15 @@ func (p *parser) setInt(c *node, dst *int, lo, hi int) {
 	p.setIntOK(c, dst, lo, hi)
 }
 
+// setIntPtr is setInt for an optional value: *dst is set only when the
+// value is valid (0 included, which is not "unset").
+func (p *parser) setIntPtr(c *node, dst **int, lo, hi int) {
+	var v int
+	if p.setIntOK(c, &v, lo, hi) {
+		*dst = &v
+	}
+}
+
 // setIntOK is setInt reporting whether the value was valid.
 func (p *parser) setIntOK(c *node, dst *int, lo, hi int) bool {
 	v, ok := p.intArg(c, lo, hi)

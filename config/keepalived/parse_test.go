@@ -127,7 +127,7 @@ func TestParseFixturesMapsEveryKeywordToTheModel(t *testing.T) {
 								NotifyUp: "/bin/true up", NotifyDown: "/bin/true down",
 								Checkers: []*config.Checker{{
 									Pos: at("lvs-dr.conf", 32), Type: config.CheckHTTP, ConnectPort: 8080,
-									ConnectTimeout: secs(3), Retry: 3, DelayBeforeRetry: secs(3),
+									ConnectTimeout: secs(3), Retry: ptr(3), DelayBeforeRetry: secs(3),
 									URLs: []config.URL{
 										{Path: "/healthz", Digest: "9b3a0c85a887a256d6939da88aabd8cd", StatusCode: []int{200, 301, 302}},
 										{Path: "/ready"},
@@ -138,14 +138,14 @@ func TestParseFixturesMapsEveryKeywordToTheModel(t *testing.T) {
 								Pos: at("lvs-dr.conf", 47), Address: addr("192.168.200.3"), Port: 80, Weight: ptr(1),
 								Checkers: []*config.Checker{{
 									Pos: at("lvs-dr.conf", 49), Type: config.CheckSSL, BindTo: addr("192.168.200.1"),
-									ConnectTimeout: secs(3), Retry: 2, VirtualHost: "www.example.com",
+									ConnectTimeout: secs(3), Retry: ptr(2), VirtualHost: "www.example.com",
 									URLs: []config.URL{{Path: "/", Digest: "9b3a0c85a887a256d6939da88aabd8cd"}},
 								}},
 							},
 							{
 								Pos: at("lvs-dr.conf", 59), Address: addr("192.168.200.4"), Port: 80,
 								Checkers: []*config.Checker{{
-									Pos: at("lvs-dr.conf", 60), Type: config.CheckMisc, ConnectTimeout: secs(4), Retry: 2,
+									Pos: at("lvs-dr.conf", 60), Type: config.CheckMisc, ConnectTimeout: secs(4), Retry: ptr(2),
 									MiscPath: "/bin/true 192.168.200.4", MiscTimeout: secs(5), MiscDynamic: true,
 								}},
 							},
@@ -153,7 +153,7 @@ func TestParseFixturesMapsEveryKeywordToTheModel(t *testing.T) {
 								Pos: at("lvs-dr.conf", 66), Address: addr("192.168.200.5"), Port: 80,
 								Checkers: []*config.Checker{{
 									Pos: at("lvs-dr.conf", 67), Type: config.CheckTCP, ConnectIP: addr("192.168.200.5"), ConnectPort: 80,
-									ConnectTimeout: secs(4), Retry: 4, DelayBeforeRetry: secs(2),
+									ConnectTimeout: secs(4), Retry: ptr(4), DelayBeforeRetry: secs(2),
 								}},
 							},
 						},

@@ -131,8 +131,8 @@ func TestCheckAgreesWithKeepalived(t *testing.T) {
 				"k.conf:4: warning: nb_get_retry: keepalived ignores it in TCP_CHECK (it is only for HTTP_GET and SSL_GET; keepalived -t reports an unknown keyword); so does vipd, use retry",
 			},
 			check: func(t *testing.T, m *config.Model) {
-				if r := m.VirtualServers[0].RealServers[0].Checkers[0].Retry; r != config.DefaultCheckerRetry {
-					t.Errorf("retry = %d, want %d", r, config.DefaultCheckerRetry)
+				if r := m.VirtualServers[0].RealServers[0].Checkers[0].Retry; r == nil || *r != config.DefaultCheckerRetry {
+					t.Errorf("retry = %v, want %d", r, config.DefaultCheckerRetry)
 				}
 			},
 		},

@@ -469,7 +469,7 @@ func (g gen) model() *config.Model {
 			for range g.r.IntN(3) {
 				rs.Checkers = append(rs.Checkers, &config.Checker{
 					Type: g.pick(config.CheckTCP, config.CheckHTTP, config.CheckSSL, config.CheckMisc), ConnectPort: g.r.IntN(2) * 80,
-					ConnectTimeout: g.dur(), Retry: g.r.IntN(3), DelayBeforeRetry: g.dur(), DelayLoop: g.dur(), MiscPath: g.name(),
+					ConnectTimeout: g.dur(), Retry: g.retry(), DelayBeforeRetry: g.dur(), DelayLoop: g.dur(), MiscPath: g.name(),
 				})
 			}
 			vs.RealServers = append(vs.RealServers, rs)
@@ -486,4 +486,13 @@ func (g gen) weight() *int {
 	}
 	w := g.r.IntN(4)
 	return &w
+}
+
+// retry is a checker retry: unset (nil) or 0..2, 0 included.
+func (g gen) retry() *int {
+	if g.maybe() {
+		return nil
+	}
+	r := g.r.IntN(3)
+	return &r
 }

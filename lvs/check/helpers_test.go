@@ -13,11 +13,13 @@ import (
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
+var one = 1
+
 // checkerTo is a normalized checker of type typ aimed at dst.
 func checkerTo(typ string, dst netip.AddrPort, timeout time.Duration) *config.Checker {
 	return &config.Checker{
 		Type: typ, ConnectIP: dst.Addr(), ConnectPort: int(dst.Port()),
-		ConnectTimeout: config.Duration(timeout), Retry: 1,
+		ConnectTimeout: config.Duration(timeout), Retry: &one,
 		DelayBeforeRetry: config.Duration(time.Second), DelayLoop: config.Duration(time.Second),
 	}
 }

@@ -19,7 +19,7 @@ type timing struct {
 
 func timingOf(c *config.Checker) timing {
 	return timing{
-		retry:            c.Retry,
+		retry:            retryOf(c),
 		delayBeforeRetry: c.DelayBeforeRetry.D(),
 		delayLoop:        c.DelayLoop.D(),
 		warmup:           c.Warmup.D(),
@@ -78,4 +78,13 @@ func (t timing) step(s state, ok bool, now time.Time) stepResult {
 	default:
 		return stepResult{state: state{}, next: now.Add(t.delayLoop), roundDone: true, changed: s.up}
 	}
+}
+
+// retryOf is the checker's retry; a checker config.Normalize has not seen
+// has none, which is keepalived's default for its type.
+func retryOf(c *config.Checker) int {
+	if c.Retry != nil {
+		return *c.Retry
+	}
+	return config.DefaultRetry(c.Type)
 }

@@ -40,7 +40,7 @@ func scripted(clk clock.Clock, results string) (Prober, <-chan time.Time) {
 func tcpConfig(retry int, dbr, loop, warmup time.Duration) *config.Checker {
 	return &config.Checker{
 		Type: config.CheckTCP, ConnectIP: mustAddr("10.0.1.5"), ConnectPort: 80,
-		ConnectTimeout: config.Duration(time.Second), Retry: retry,
+		ConnectTimeout: config.Duration(time.Second), Retry: &retry,
 		DelayBeforeRetry: config.Duration(dbr), DelayLoop: config.Duration(loop), Warmup: config.Duration(warmup),
 	}
 }

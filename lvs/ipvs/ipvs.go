@@ -16,7 +16,7 @@ package ipvs
 import (
 	"errors"
 	"fmt"
-	"slices"
+	"log/slog"
 	"sync"
 
 	"github.com/moby/ipvs"
@@ -33,8 +33,9 @@ const family = "IPVS"
 // created in. It is safe for concurrent use; calls are serialised because
 // moby/ipvs shares one netlink socket between requests.
 type Backend struct {
-	mu sync.Mutex
-	h  *ipvs.Handle
+	mu     sync.Mutex
+	h      *ipvs.Handle
+	warned map[string]bool // guarded by mu: entries Pools left out, logged once
 }
 
 var _ lvs.Backend = (*Backend)(nil)
@@ -100,7 +101,10 @@ func (b *Backend) Pools() ([]lvs.Pool, error) {
 	for _, s := range svcs {
 		svc, err := fromService(s)
 		if err != nil {
-			return nil, fmt.Errorf("ipvs: list services (ipvsadm -Ln): %w", err)
+			// A service vipd cannot represent is not one it made: leave
+			// it out rather than stop reconciling its own.
+			b.skipped(fmt.Sprintf("ipvs: a service in IPVS is left out of vipd's view: %v", err))
+			continue
 		}
 		ds, err := b.h.GetDestinations(s)
 		if err != nil {
@@ -110,36 +114,15 @@ func (b *Backend) Pools() ([]lvs.Pool, error) {
 		for _, d := range ds {
 			dest, err := fromDest(d)
 			if err != nil {
-				return nil, fmt.Errorf("ipvs: list destinations (ipvsadm -Ln %s): %w", svc.Key, err)
+				b.skipped(fmt.Sprintf("ipvs: a destination of %s is left out of vipd's view: %v", svc.Key, err))
+				continue
 			}
 			p.Dests = append(p.Dests, dest)
 		}
 		pools = append(pools, p)
 	}
-	sortPools(pools)
+	lvs.SortPools(pools)
 	return pools, nil
-}
-
-// sortPools orders services by lvs.ServiceKey.Less and each service's
-// destinations by address and port.
-func sortPools(pools []lvs.Pool) {
-	slices.SortFunc(pools, func(a, b lvs.Pool) int {
-		switch {
-		case a.Key.Less(b.Key):
-			return -1
-		case b.Key.Less(a.Key):
-			return 1
-		}
-		return 0
-	})
-	for _, p := range pools {
-		slices.SortFunc(p.Dests, func(a, b lvs.Dest) int {
-			if c := a.Addr.Compare(b.Addr); c != 0 {
-				return c
-			}
-			return int(a.Port) - int(b.Port)
-		})
-	}
 }
 
 // AddService creates a service (ipvsadm -A).
@@ -267,4 +250,16 @@ func explain(kind lvs.OpKind, err error) error {
 		return err
 	}
 	return fmt.Errorf("%s: %w", msg, err)
+}
+
+// skipped logs, once per distinct message, an entry of IPVS that Pools
+// leaves out.
+func (b *Backend) skipped(msg string) {
+	if b.warned == nil {
+		b.warned = map[string]bool{}
+	}
+	if !b.warned[msg] {
+		b.warned[msg] = true
+		slog.Warn(msg)
+	}
 }

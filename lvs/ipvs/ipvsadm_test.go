@@ -121,7 +121,7 @@ func parseIpvsadmSave(out string) ([]lvs.Pool, error) {
 		}
 		pools[pi].Dests = append(pools[pi].Dests, lvs.Dest{Addr: ap.Addr(), Port: ap.Port(), Weight: w, Forward: fwd})
 	}
-	sortPools(pools)
+	lvs.SortPools(pools)
 	return pools, nil
 }
 

@@ -62,7 +62,7 @@ func checkTable(t *testing.T, b *Backend, want ...lvs.Pool) {
 	for i := range want {
 		want[i].Dests = slices.Clone(want[i].Dests)
 	}
-	sortPools(want)
+	lvs.SortPools(want)
 	got, err := b.Pools()
 	if err != nil {
 		t.Fatalf("Pools: %v", err)

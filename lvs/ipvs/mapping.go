@@ -20,8 +20,8 @@ const (
 
 // Local is the forwarding method the kernel reports for a destination whose
 // address is local to the director, whatever was asked for (ipvsadm -L
-// shows "Local"). lvs has no constant for it: no configuration asks for it.
-const Local = "Local"
+// shows "Local"): lvs.Local.
+const Local = lvs.Local
 
 // maxWeight is ipvsadm's upper bound; moby/ipvs reads weights back as
 // 16 bits.

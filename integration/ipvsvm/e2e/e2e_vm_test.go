@@ -337,7 +337,11 @@ func TestVipdRunDrivesIPVS(t *testing.T) {
 	// connect_timeout (1 s + 2 s; the deadline allows for the emulated CPU).
 	rs2.stop()
 	stopped := time.Now()
-	waitFor(t, v, "rs2 out of IPVS", 30*time.Second, func() bool {
+	// Bound: delay_loop 1 s + connect_timeout 2 s (retry 0), with 5 s of
+	// margin for the emulated CPU (TCG, on a loaded CI host) and the
+	// polling. A retry more (delay_before_retry 3 s for HTTP_GET) would not
+	// fit on an idle host: 0.9 s measured there.
+	waitFor(t, v, "rs2 out of IPVS within delay_loop + connect_timeout (+ margin)", 8*time.Second, func() bool {
 		return !strings.Contains(ipvsadm(t), "10.0.2.2")
 	})
 	// A figure, not an assertion: the VM's CPU is emulated.
