@@ -384,19 +384,19 @@ const (
 
 // Checker is a health checker of a real server.
 type Checker struct {
-	Pos              `yaml:"-" mapstructure:"-"`
-	Type             string     `yaml:"type" mapstructure:"type"` // CheckTCP, CheckHTTP, CheckSSL, CheckMisc, CheckDNS, CheckSMTP
-	ConnectIP        netip.Addr `yaml:"connect_ip,omitempty" mapstructure:"connect_ip"`
-	ConnectPort      int        `yaml:"connect_port,omitempty" mapstructure:"connect_port"`
-	BindTo           netip.Addr `yaml:"bindto,omitempty" mapstructure:"bindto"`
-	ConnectTimeout   Duration   `yaml:"connect_timeout,omitempty" mapstructure:"connect_timeout"` // default 5s
+	Pos            `yaml:"-" mapstructure:"-"`
+	Type           string     `yaml:"type" mapstructure:"type"` // CheckTCP, CheckHTTP, CheckSSL, CheckMisc, CheckDNS, CheckSMTP
+	ConnectIP      netip.Addr `yaml:"connect_ip,omitempty" mapstructure:"connect_ip"`
+	ConnectPort    int        `yaml:"connect_port,omitempty" mapstructure:"connect_port"`
+	BindTo         netip.Addr `yaml:"bindto,omitempty" mapstructure:"bindto"`
+	ConnectTimeout Duration   `yaml:"connect_timeout,omitempty" mapstructure:"connect_timeout"` // default 5s
 	// Retry is retry / nb_get_retry: attempts after a failure before the
 	// checker goes DOWN. nil is keepalived's default (defaults.go); 0 is
 	// a real value: the first failure takes the checker DOWN.
-	Retry            *int       `yaml:"retry,omitempty" mapstructure:"retry"`
-	DelayBeforeRetry Duration   `yaml:"delay_before_retry,omitempty" mapstructure:"delay_before_retry"`
-	DelayLoop        Duration   `yaml:"delay_loop,omitempty" mapstructure:"delay_loop"` // 0: the virtual server's
-	Warmup           Duration   `yaml:"warmup,omitempty" mapstructure:"warmup"`
+	Retry            *int     `yaml:"retry,omitempty" mapstructure:"retry"`
+	DelayBeforeRetry Duration `yaml:"delay_before_retry,omitempty" mapstructure:"delay_before_retry"`
+	DelayLoop        Duration `yaml:"delay_loop,omitempty" mapstructure:"delay_loop"` // 0: the virtual server's
+	Warmup           Duration `yaml:"warmup,omitempty" mapstructure:"warmup"`
 	// HTTP_GET / SSL_GET
 	URLs        []URL  `yaml:"urls,omitempty" mapstructure:"urls"`
 	VirtualHost string `yaml:"virtualhost,omitempty" mapstructure:"virtualhost"`
