@@ -85,6 +85,9 @@ type Manager struct {
 	resMu   sync.Mutex
 	results []CheckResult
 	status  atomic.Pointer[Status]
+	running atomic.Bool // Run is running: Status asks it for a fresh status
+	// availableNow mirrors available for the metrics, read at scrape time.
+	availableNow atomic.Bool
 	metrics *metrics
 
 	// Owned by Run.
@@ -108,6 +111,7 @@ type Manager struct {
 	nextTry   time.Time
 	recon     ReconcileStatus
 	applied   bool
+	dirty     bool // the published status is older than the state
 	// seeded: IPVS was read before the first plan; pending are the real
 	// servers (by ID) that IPVS did not hold then, which join only after
 	// their first successful check, so a restart adds back no server a
@@ -152,6 +156,7 @@ func New(o Options) *Manager {
 		resyncDue: true,
 	}
 	m.status.Store(&Status{Available: m.available, Reason: m.reason})
+	m.availableNow.Store(m.available)
 	return m
 }
 
@@ -205,11 +210,44 @@ func (m *Manager) takeResults() {
 func (m *Manager) send(f func()) { m.work <- f }
 
 // Status returns the last published state (for vipd lvs).
-func (m *Manager) Status() Status { return *m.status.Load() }
+//
+// The status is built on demand (building it for 10,000 real servers costs
+// more than a reconcile): while Run runs, Status asks it for a fresh one
+// when anything changed since the last; otherwise it returns the last.
+func (m *Manager) Status() Status {
+	if m.running.Load() {
+		done := make(chan struct{})
+		select {
+		case m.work <- func() { m.publishIfDirty(); close(done) }:
+			select {
+			case <-done:
+			case <-time.After(statusWait):
+			}
+		case <-time.After(statusWait):
+		}
+	}
+	return *m.status.Load()
+}
+
+// statusWait bounds how long Status waits for Run (busy applying a large
+// configuration, say) before it answers with the last status.
+const statusWait = 2 * time.Second
+
+func (m *Manager) publishIfDirty() {
+	if m.dirty {
+		m.publish()
+		m.dirty = false
+	}
+}
 
 // Run owns the manager's state until ctx ends. It does not remove vipd's
 // services from IPVS on the way out: Release does, for a graceful stop.
 func (m *Manager) Run(ctx context.Context) {
+	m.running.Store(true)
+	defer func() {
+		m.publishIfDirty()
+		m.running.Store(false)
+	}()
 	if m.o.Checks != nil {
 		go m.o.Checks.Run(ctx)
 	}
@@ -401,7 +439,9 @@ func (m *Manager) reconcile(cause string) {
 	if m.available && m.o.Backend != nil {
 		m.sync()
 	}
-	m.publish()
+	m.metrics.observe(m.vsViews)
+	m.availableNow.Store(m.available)
+	m.dirty = true
 }
 
 // seed reads IPVS before the first plan and adopts it as found: a real

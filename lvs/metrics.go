@@ -135,7 +135,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	mt.mu.Unlock()
 	avail := 0.0
-	if c.m.Status().Available {
+	if c.m.availableNow.Load() {
 		avail = 1
 	}
 	ch <- prometheus.MustNewConstMetric(availDesc, prometheus.GaugeValue, avail)

@@ -106,7 +106,6 @@ func (m *Manager) publish() {
 		s.VirtualServers = append(s.VirtualServers, vs)
 	}
 	m.status.Store(s)
-	m.metrics.observe(m.vsViews)
 }
 
 func (m *Manager) checkStatus(id string) CheckStatus {
