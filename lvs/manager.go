@@ -88,7 +88,7 @@ type Manager struct {
 	running atomic.Bool // Run is running: Status asks it for a fresh status
 	// availableNow mirrors available for the metrics, read at scrape time.
 	availableNow atomic.Bool
-	metrics *metrics
+	metrics      *metrics
 
 	// Owned by Run.
 	servers   []*config.VirtualServer
