@@ -6,6 +6,8 @@
 package agent
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
+
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +26,7 @@ import (
 	"github.com/vipd/vipd/config"
 	"github.com/vipd/vipd/config/keepalived"
 	"github.com/vipd/vipd/config/loader"
+	"github.com/vipd/vipd/coord"
 	"github.com/vipd/vipd/internal/clock"
 	"github.com/vipd/vipd/lvs"
 	"github.com/vipd/vipd/notify"
@@ -56,9 +59,12 @@ type Options struct {
 	GossipKeyFile    string
 	EtcdEndpoints    []string
 	EtcdPrefix       string
-	MetricsListen    string
-	Version          string // vipd's version, for metrics
-	Logger           *slog.Logger
+	// EtcdCACert, EtcdCert and EtcdKey are PEM files for TLS to etcd;
+	// EtcdUserFile holds "user:password" for etcd's auth.
+	EtcdCACert, EtcdCert, EtcdKey, EtcdUserFile string
+	MetricsListen                               string
+	Version                                     string // vipd's version, for metrics
+	Logger                                      *slog.Logger
 	// Watcher reports address and link events (self-healing); nil: the
 	// plane's own when it has one, else the host's netlink.
 	Watcher vip.Watcher
@@ -129,6 +135,13 @@ type Agent struct {
 	transport *vrrp.Transport
 	tracker   *track.Manager // nil: no tracking (unit tests)
 	lvs       *lvsSide       // guarded by mu; nil until a virtual_server is configured
+	// fileModel is the configuration file's model, before the store's
+	// overlay (guarded by applyMu); etcd is the store's side, nil without
+	// --etcd-endpoints.
+	fileModel *config.Model
+	etcd      *overlayState
+	etcdSide  *etcdSide
+	etcdCfg   coord.Config
 	hub       *hub
 
 	// applyMu serialises applies (SIGHUP, API, sources) and door changes
@@ -330,16 +343,25 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 
 	a.log.Info("vipd starting", "node", a.opts.NodeName, "config", a.opts.ConfigPath,
 		"instances", len(model.Instances), "socket", a.opts.SocketPath)
-	if len(a.opts.EtcdEndpoints) > 0 {
-		a.log.Warn("etcd is not built yet (issue 18): --etcd-endpoints is ignored")
-	}
 	gossipMetrics, stopGossip, err := a.startGossip()
 	if err != nil {
 		stopSrv()
 		<-srvErr
 		return fmt.Errorf("gossip: %w", err)
 	}
-	metricsErr, err := a.startMetrics(runCtx, gossipMetrics, lvsCollector{a})
+	var etcdMetrics prometheus.Collector
+	if len(a.opts.EtcdEndpoints) > 0 {
+		a.etcd = newOverlayState(a.opts.EtcdPrefix)
+		a.etcdSide = &etcdSide{metrics: coord.NewMetrics()}
+		etcdMetrics = a.etcdSide.metrics
+		if err := a.connectEtcd(); err != nil {
+			stopGossip()
+			stopSrv()
+			<-srvErr
+			return err
+		}
+	}
+	metricsErr, err := a.startMetrics(runCtx, gossipMetrics, lvsCollector{a}, etcdMetrics)
 	if err != nil {
 		stopGossip()
 		stopSrv()
@@ -364,8 +386,13 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 	} else {
 		close(stateDone)
 	}
+	a.fileModel = model
 	a.apply(model)
 	a.applied.Store(true)
+	if err := a.startEtcd(); err != nil {
+		a.log.Error("etcd: not followed: the file's configuration runs alone", "err", err)
+	}
+	defer a.stopEtcd(false) // a no-op after a stop or a leave
 	if a.opts.Ready != nil {
 		a.opts.Ready()
 	}
@@ -381,6 +408,7 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 		a.closed = true
 		a.applyMu.Unlock()
 		a.stopLVS(false) // IPVS kept as it is: the next start adopts it
+		a.stopEtcd(false)
 		stopState()
 		<-stateDone
 		err := a.finalState(mode)
@@ -391,6 +419,7 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 	for {
 		select {
 		case <-ctx.Done():
+			a.stopEtcd(true)
 			a.shutdown(stopInstances)
 			a.stopLVS(true)
 			stopGossip() // leave the cluster: the others see "left", not "dead"
@@ -523,8 +552,15 @@ func (a *Agent) Reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = a.Apply(ctx, m)
-	return err
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	run, err := a.compose(m)
+	if err != nil {
+		return fmt.Errorf("the file with the store's objects: %w", err)
+	}
+	a.fileModel = m
+	a.applyLocked(run)
+	return nil
 }
 
 // Apply makes m the running model: it plans the difference with the

@@ -135,7 +135,25 @@ func (a *Agent) SetMaintenance(source, instance, reason string, on bool) error {
 
 // Maintenance is SetMaintenance for the operator (the control socket).
 func (a *Agent) Maintenance(ctx context.Context, req api.MaintRequest) error {
-	if req.Node != "" && req.Node != a.opts.NodeName {
+	local := req.Node == "" || req.Node == a.opts.NodeName
+	if a.etcdSide != nil && a.etcdSide.cli != nil {
+		// With etcd, the operator's maintenance is also a key of the
+		// store: every node shows it, and it outlives restarts. The local
+		// node applies it at once too, so etcd down never stops an
+		// operator taking this node out.
+		err := a.etcdMaintenance(ctx, req)
+		switch {
+		case local:
+			if err != nil {
+				a.log.Warn("etcd: maintenance applied on this node but not written to etcd", "err", err)
+			}
+		case err == nil:
+			return nil
+		default:
+			a.log.Warn("etcd: maintenance of another node not written to etcd; trying gossip", "node", req.Node, "err", err)
+		}
+	}
+	if !local {
 		fl := a.fleetNode()
 		if fl == nil {
 			return fmt.Errorf("maintenance of node %s: %w", req.Node, errNoGossip)

@@ -77,8 +77,18 @@ VRID on one segment, which VRRP alone cannot see), of nodes whose
 configuration for a VRID disagrees, and of nodes in maintenance; vipd maint
 --node reaches another node through it. Gossip never decides who is MASTER.
 Encrypt it with --gossip-key-file (base64 of 16, 24 or 32 random bytes, mode
-0600: head -c 32 /dev/urandom | base64 > /etc/vipd/gossip.key). etcd
-(--etcd-endpoints, --etcd-prefix) is not built yet: vipd says so at start.
+0600: head -c 32 /dev/urandom | base64 > /etc/vipd/gossip.key).
+
+With --etcd-endpoints, vipd also follows etcd under --etcd-prefix (default
+/vipd): config/instances/NAME, config/virtual_servers/NAME and
+config/scripts/NAME (YAML, JSON, or the keepalived block itself) override the
+file's objects of that name on every node; priority/INSTANCE/NODE overrides a
+priority; maintenance/NODE[/INSTANCE] takes a node or an instance out (vipd
+maint writes these keys); each node publishes its status at status/NODE under
+a lease. A bad value is refused with a log line and the last good one stays;
+etcd unreachable, at start or later, leaves VRRP running on the last good
+configuration. TLS: --etcd-cacert, --etcd-cert, --etcd-key; auth:
+--etcd-user-file.
 
 Every flag can be set from the environment as VIPD_<FLAG>: VIPD_CONFIG,
 VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
@@ -177,6 +187,10 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 	fs.String("gossip-tuning-file", "", "JSON or YAML file of memberlist timings (probe_interval, suspicion_mult, gossip_to_the_dead_time, ...); default: LAN")
 	fs.StringSlice("etcd-endpoints", nil, "etcd endpoints URL, comma-separated; enables etcd overlays and arbitration")
 	fs.String("etcd-prefix", "/vipd", "key prefix in etcd")
+	fs.String("etcd-cacert", "", "CA certificate (PEM) that signed the etcd servers' certificates; enables TLS")
+	fs.String("etcd-cert", "", "client certificate (PEM) for etcd, with --etcd-key")
+	fs.String("etcd-key", "", "client key (PEM) for etcd, with --etcd-cert")
+	fs.String("etcd-user-file", "", "file (mode 0600) holding the etcd user and password as user:password")
 	fs.String("metrics-listen", "", "Prometheus /metrics listen address HOST:PORT (off when empty)")
 	fs.String("log-format", "text", "log format: text or json (logs go to stderr)")
 	fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -235,6 +249,10 @@ func runOptions(v *viper.Viper) (agent.Options, error) {
 		GossipTuningFile: v.GetString("gossip-tuning-file"),
 		EtcdEndpoints:    splitList(v.GetStringSlice("etcd-endpoints")),
 		EtcdPrefix:       v.GetString("etcd-prefix"),
+		EtcdCACert:       v.GetString("etcd-cacert"),
+		EtcdCert:         v.GetString("etcd-cert"),
+		EtcdKey:          v.GetString("etcd-key"),
+		EtcdUserFile:     v.GetString("etcd-user-file"),
 		MetricsListen:    v.GetString("metrics-listen"),
 		Version:          version,
 	}, nil

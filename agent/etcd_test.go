@@ -1,0 +1,168 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vipd/vipd/api"
+	"github.com/vipd/vipd/coord"
+	"github.com/vipd/vipd/coord/etcdtest"
+)
+
+// etcdAgent is a test agent following an embedded etcd, with the file
+// model m in force.
+func etcdAgent(t *testing.T, srv *etcdtest.Server) *Agent {
+	t.Helper()
+	a, _ := testAgentWith(t, Options{EtcdEndpoints: srv.Endpoints(), EtcdPrefix: "/vipd"})
+	a.etcd = newOverlayState("/vipd")
+	a.etcdSide = &etcdSide{metrics: coord.NewMetrics()}
+	m := model(inst("VI_1", 51, 100, "10.0.0.100/24"))
+	a.fileModel = m
+	a.apply(m)
+	if err := a.connectEtcd(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.startEtcd(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.stopEtcd(true) })
+	return a
+}
+
+func instStatus(a *Agent, name string) (api.InstanceStatus, bool) {
+	for _, in := range a.Status().Instances {
+		if in.Name == name {
+			return in, true
+		}
+	}
+	return api.InstanceStatus{}, false
+}
+
+// TestEtcdOverlayDrivesTheAgent: a priority key overrides, a maintenance
+// key takes the instance out and its deletion brings it back, an instance
+// put as a keepalived block starts, a bad value changes nothing and is
+// counted, and the node's status is published.
+func TestEtcdOverlayDrivesTheAgent(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client()
+	a := etcdAgent(t, srv)
+	ctx := context.Background()
+	put := func(k, v string) {
+		t.Helper()
+		if _, err := cli.Put(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitState(t, a, "VI_1", "MASTER")
+
+	put("/vipd/priority/VI_1/n1", "200")
+	put("/vipd/priority/VI_1/other-node", "50") // not ours
+	waitFor(t, "the etcd priority override", func() bool {
+		in, _ := instStatus(a, "VI_1")
+		return in.EffectivePriority == 200
+	})
+
+	put("/vipd/priority/VI_1/n1", "banana")
+	waitFor(t, "the bad value counted", func() bool {
+		return rejected(t, a) == 1
+	})
+	if in, _ := instStatus(a, "VI_1"); in.EffectivePriority != 200 {
+		t.Errorf("a bad value changed the priority: %d", in.EffectivePriority)
+	}
+
+	put("/vipd/config/instances/VI_2", `vrrp_instance VI_2 {
+    interface eth0
+    virtual_router_id 52
+    priority 100
+    advert_int 0.05
+    version 3
+    mcast_src_ip 10.0.0.1
+    virtual_ipaddress {
+        10.0.0.102/24
+    }
+}`)
+	waitState(t, a, "VI_2", "MASTER")
+
+	put("/vipd/maintenance/n1/VI_1", "disk swap")
+	waitState(t, a, "VI_1", "FAULT")
+	if in, _ := instStatus(a, "VI_2"); in.State != "MASTER" {
+		t.Errorf("maintenance of VI_1 moved VI_2: %+v", in)
+	}
+	if _, err := cli.Delete(ctx, "/vipd/maintenance/n1/VI_1"); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, a, "VI_1", "MASTER")
+
+	if _, err := cli.Delete(ctx, "/vipd/config/instances/VI_2"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "VI_2 removed with its key", func() bool { _, ok := instStatus(a, "VI_2"); return !ok })
+
+	waitFor(t, "the status published", func() bool {
+		r, err := cli.Get(ctx, "/vipd/status/n1")
+		if err != nil || len(r.Kvs) != 1 {
+			return false
+		}
+		var st api.Status
+		return json.Unmarshal(r.Kvs[0].Value, &st) == nil && slices.ContainsFunc(st.Instances, func(i api.InstanceStatus) bool { return i.Name == "VI_1" })
+	})
+	a.stopEtcd(true)
+	if r, err := cli.Get(ctx, "/vipd/status/n1"); err != nil || len(r.Kvs) != 0 {
+		t.Errorf("a graceful stop left the status key: %v %v", r, err)
+	}
+}
+
+// TestEtcdDownLeavesTheFileConfigurationRunning: etcd unreachable at start
+// delays nothing; when it comes, its overlay applies.
+func TestEtcdDownAtStartThenUp(t *testing.T) {
+	srv := etcdtest.New(t) // not started
+	a := etcdAgent(t, srv)
+	waitState(t, a, "VI_1", "MASTER")
+	srv.Start()
+	if _, err := srv.Client().Put(context.Background(), "/vipd/priority/VI_1/n1", "222"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the override once etcd is up", func() bool {
+		in, _ := instStatus(a, "VI_1")
+		return in.EffectivePriority == 222
+	})
+}
+
+// TestEtcdInvalidObjectKeepsTheRunningModel: a store instance that does not
+// validate is refused with its key, and the running model stays.
+func TestEtcdInvalidObjectKeepsTheRunningModel(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a := etcdAgent(t, srv)
+	waitState(t, a, "VI_1", "MASTER")
+	if _, err := srv.Client().Put(context.Background(), "/vipd/config/instances/VI_1", "interface: eth0\nvirtual_router_id: 300\npriority: 100\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the refusal counted", func() bool { return rejected(t, a) >= 1 })
+	time.Sleep(100 * time.Millisecond)
+	if in, _ := instStatus(a, "VI_1"); in.State != "MASTER" || in.VRID != 51 {
+		t.Errorf("an invalid store object changed VI_1: %+v", in)
+	}
+}
+
+// rejected reads vipd_etcd_rejected_values_total.
+func rejected(t *testing.T, a *Agent) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(a.etcdSide.metrics)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "vipd_etcd_rejected_values_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("no vipd_etcd_rejected_values_total")
+	return 0
+}
