@@ -326,6 +326,18 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 		}
 	}
 
+	// The etcd client before the control socket serves (Maintenance reads
+	// it): lazily connected, so nothing waits for etcd here.
+	var etcdMetrics prometheus.Collector
+	if len(a.opts.EtcdEndpoints) > 0 {
+		a.etcd = newOverlayState(a.opts.EtcdPrefix)
+		a.etcdSide = &etcdSide{metrics: coord.NewMetrics()}
+		etcdMetrics = a.etcdSide.metrics
+		if err := a.connectEtcd(); err != nil {
+			return err
+		}
+		defer a.stopEtcd(false) // closes the client if the start fails below
+	}
 	srv := api.NewServer(a, a.log)
 	srvCtx, stopSrv := context.WithCancel(context.Background())
 	srvErr := make(chan error, 1)
@@ -348,18 +360,6 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 		stopSrv()
 		<-srvErr
 		return fmt.Errorf("gossip: %w", err)
-	}
-	var etcdMetrics prometheus.Collector
-	if len(a.opts.EtcdEndpoints) > 0 {
-		a.etcd = newOverlayState(a.opts.EtcdPrefix)
-		a.etcdSide = &etcdSide{metrics: coord.NewMetrics()}
-		etcdMetrics = a.etcdSide.metrics
-		if err := a.connectEtcd(); err != nil {
-			stopGossip()
-			stopSrv()
-			<-srvErr
-			return err
-		}
 	}
 	metricsErr, err := a.startMetrics(runCtx, gossipMetrics, lvsCollector{a}, etcdMetrics)
 	if err != nil {
@@ -392,7 +392,6 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 	if err := a.startEtcd(); err != nil {
 		a.log.Error("etcd: not followed: the file's configuration runs alone", "err", err)
 	}
-	defer a.stopEtcd(false) // a no-op after a stop or a leave
 	if a.opts.Ready != nil {
 		a.opts.Ready()
 	}
@@ -419,8 +418,8 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 	for {
 		select {
 		case <-ctx.Done():
+			a.shutdown(stopInstances) // the hand-over first: never wait on etcd for it
 			a.stopEtcd(true)
-			a.shutdown(stopInstances)
 			a.stopLVS(true)
 			stopGossip() // leave the cluster: the others see "left", not "dead"
 			if trackDone != nil {
@@ -553,13 +552,18 @@ func (a *Agent) Reload(ctx context.Context) error {
 		return err
 	}
 	a.applyMu.Lock()
-	defer a.applyMu.Unlock()
 	run, err := a.compose(m)
 	if err != nil {
+		a.applyMu.Unlock()
 		return fmt.Errorf("the file with the store's objects: %w", err)
 	}
 	a.fileModel = m
 	a.applyLocked(run)
+	a.applyMu.Unlock()
+	if ov, ok := a.etcd.overlay(); ok {
+		// Maintenance or priorities for an instance the reload added.
+		a.etcdOverrides(ov.For(a.opts.NodeName))
+	}
 	return nil
 }
 

@@ -137,18 +137,21 @@ func (a *Agent) SetMaintenance(source, instance, reason string, on bool) error {
 func (a *Agent) Maintenance(ctx context.Context, req api.MaintRequest) error {
 	local := req.Node == "" || req.Node == a.opts.NodeName
 	if a.etcdSide != nil && a.etcdSide.cli != nil {
-		// With etcd, the operator's maintenance is also a key of the
-		// store: every node shows it, and it outlives restarts. The local
-		// node applies it at once too, so etcd down never stops an
-		// operator taking this node out.
+		// With etcd, the operator's maintenance is a key of the store:
+		// every node shows it, and it outlives restarts; it is etcd's
+		// source that applies it, so deleting the key ends it. When etcd
+		// cannot be written, this node applies it as the operator's, so an
+		// etcd outage never stops an operator taking this node out.
 		err := a.etcdMaintenance(ctx, req)
 		switch {
-		case local:
-			if err != nil {
-				a.log.Warn("etcd: maintenance applied on this node but not written to etcd", "err", err)
-			}
 		case err == nil:
+			if local && !req.On {
+				// An operator's maintenance set while etcd was away ends too.
+				_ = a.SetMaintenance(SourceOperator, req.Instance, "", false)
+			}
 			return nil
+		case local:
+			a.log.Warn("etcd: maintenance not written to etcd; applied on this node as the operator's", "err", err)
 		default:
 			a.log.Warn("etcd: maintenance of another node not written to etcd; trying gossip", "node", req.Node, "err", err)
 		}

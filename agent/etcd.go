@@ -26,9 +26,13 @@ const SourceEtcd = "etcd"
 type overlayState struct {
 	prefix string
 
-	mu sync.Mutex
-	ov coord.Overlay // the last good overlay; zero until the first snapshot
-	on bool          // a snapshot arrived: compose the file with ov
+	mu  sync.Mutex
+	ov  coord.Overlay     // the last good overlay; zero until the first snapshot
+	on  bool              // a snapshot arrived: compose the file with ov
+	kvs map[string][]byte // the last snapshot, for a reload to compose again
+
+	// omu serializes etcdOverrides (the watcher's callback and Reload).
+	omu sync.Mutex
 
 	// Owned by the snapshot handler.
 	logged  map[string]string // rejected key -> error, already logged
@@ -52,19 +56,30 @@ func (s *overlayState) overlay() (coord.Overlay, bool) {
 	return s.ov, s.on
 }
 
-// compose is the model to run: the file's, with the store's objects on top
-// when etcd is configured and has answered once. A composition that does not
-// validate is refused (the error names the etcd keys), the caller keeps the
-// running model.
+// compose is the model to run after a reload: the new file's, with the
+// store's objects on top when etcd is configured and has answered once,
+// composed again from the last snapshot's keys (a store object refused for
+// the old file may fit the new one). A composition that does not validate
+// is refused (the error names the etcd keys or the file's lines); the caller
+// keeps the running model. applyMu is held.
 func (a *Agent) compose(file *config.Model) (*config.Model, error) {
-	ov, ok := a.etcd.overlay()
-	if !ok {
+	s := a.etcd
+	if s == nil {
 		return file, nil
 	}
-	m, ds := coord.Compose(file, ov)
+	s.mu.Lock()
+	prev, kvs, on := s.ov, s.kvs, s.on
+	s.mu.Unlock()
+	if !on {
+		return file, nil
+	}
+	m, ds, ov := coord.ComposeFrom(file, coord.BuildFrom(s.prefix, kvs, prev), prev)
 	if err := ds.Err(); err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
+	s.ov = ov
+	s.mu.Unlock()
 	return m, nil
 }
 
@@ -101,7 +116,7 @@ func (a *Agent) etcdSnapshot(ctx context.Context, rev int64, kvs map[string][]by
 	} else {
 		s.badComp = ""
 		s.mu.Lock()
-		s.ov, s.on = ov, true
+		s.ov, s.on, s.kvs = ov, true, kvs
 		s.mu.Unlock()
 		p := a.applyLocked(m)
 		a.applyMu.Unlock()
@@ -141,6 +156,8 @@ func (a *Agent) logRejections(ov coord.Overlay, rev int64) {
 // clear what is gone.
 func (a *Agent) etcdOverrides(n coord.NodeOverrides) {
 	s := a.etcd
+	s.omu.Lock()
+	defer s.omu.Unlock()
 	for inst, p := range n.Priorities {
 		if s.prio[inst] == p {
 			continue

@@ -3,6 +3,9 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -165,4 +168,52 @@ func rejected(t *testing.T, a *Agent) float64 {
 	}
 	t.Fatal("no vipd_etcd_rejected_values_total")
 	return 0
+}
+
+// TestEtcdMaintenanceFromTheCLIEndsWithItsKey: vipd maint on this node
+// with etcd writes the key (etcd's source applies it), so deleting the key
+// anywhere ends it; a reload adding an instance under a maintenance key
+// takes it out at once.
+func TestEtcdMaintenanceFromTheCLIEndsWithItsKey(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client()
+	a := etcdAgent(t, srv)
+	ctx := context.Background()
+	waitState(t, a, "VI_1", "MASTER")
+	if err := a.Maintenance(ctx, api.MaintRequest{On: true, Instance: "VI_1", Reason: "nic"}); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, a, "VI_1", "FAULT")
+	if r, err := cli.Get(ctx, "/vipd/maintenance/n1/VI_1"); err != nil || len(r.Kvs) != 1 || string(r.Kvs[0].Value) != "nic" {
+		t.Fatalf("the key: %v %v", r, err)
+	}
+	if _, err := cli.Delete(ctx, "/vipd/maintenance/n1/VI_1"); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, a, "VI_1", "MASTER")
+
+	// A reload that adds VI_3, which a key already keeps in maintenance.
+	if _, err := cli.Put(ctx, "/vipd/maintenance/n1/VI_3", "not yet"); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "k.conf")
+	text := ""
+	for _, in := range []struct {
+		name string
+		vrid int
+		vip  string
+	}{{"VI_1", 51, "10.0.0.100/24"}, {"VI_3", 53, "10.0.0.103/24"}} {
+		text += fmt.Sprintf("vrrp_instance %s {\n interface eth0\n virtual_router_id %d\n priority 100\n advert_int 0.05\n version 3\n mcast_src_ip 10.0.0.1\n virtual_ipaddress {\n  %s\n }\n}\n", in.name, in.vrid, in.vip)
+	}
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.opts.ConfigPath = conf
+	if err := a.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, a, "VI_3", "FAULT")
+	if in, _ := instStatus(a, "VI_1"); in.State != "MASTER" {
+		t.Errorf("the reload moved VI_1: %+v", in)
+	}
 }

@@ -121,7 +121,13 @@ request is refused and maint exits 1. --node with this node's own name is the
 same as no --node.
 
 Maintenance survives restarts of vipd, graceful or not: the node that applies
-it keeps it in its state directory (vipd run --state-dir) until maint off.`,
+it keeps it in its state directory (vipd run --state-dir) until maint off.
+
+With etcd (vipd run --etcd-endpoints), maint writes the key
+PREFIX/maintenance/NODE[/INSTANCE] instead (deleted by maint off), with or
+without --node: every node applies it from etcd, and deleting the key with
+etcdctl ends it too. When etcd cannot be written, maint on this node still
+applies it locally (and says so in the log); --node then falls back to gossip.`,
 		Example: `  # Drain this node before a kernel upgrade
   vipd maint on --reason "kernel upgrade, ticket OPS-123"
 

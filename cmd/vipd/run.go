@@ -185,7 +185,7 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 	fs.StringSlice("join", nil, "gossip members HOST:PORT to join at start, comma-separated; enables gossip")
 	fs.String("gossip-key-file", "", "file (mode 0600) holding the base64 gossip encryption key of 16, 24 or 32 bytes; enables gossip")
 	fs.String("gossip-tuning-file", "", "JSON or YAML file of memberlist timings (probe_interval, suspicion_mult, gossip_to_the_dead_time, ...); default: LAN")
-	fs.StringSlice("etcd-endpoints", nil, "etcd endpoints URL, comma-separated; enables etcd overlays and arbitration")
+	fs.StringSlice("etcd-endpoints", nil, "etcd endpoints URL, comma-separated; enables the store: shared config, priorities, maintenance, status")
 	fs.String("etcd-prefix", "/vipd", "key prefix in etcd")
 	fs.String("etcd-cacert", "", "CA certificate (PEM) that signed the etcd servers' certificates; enables TLS")
 	fs.String("etcd-cert", "", "client certificate (PEM) for etcd, with --etcd-key")
