@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -90,7 +91,16 @@ func (a *Agent) compose(file *config.Model) (*config.Model, error) {
 // maintenance follow the store.
 func (a *Agent) etcdSnapshot(ctx context.Context, rev int64, kvs map[string][]byte) {
 	s := a.etcd
-	prev, _ := s.overlay()
+	s.mu.Lock()
+	prev, last, on := s.ov, s.kvs, s.on
+	s.mu.Unlock()
+	if on && s.badComp == "" && maps.EqualFunc(last, kvs, bytes.Equal) {
+		// A watch restart re-reads the prefix: nothing changed, nothing
+		// to compose or apply (a maintenance that waited for its instance
+		// is tried again).
+		a.etcdOverrides(prev.For(a.opts.NodeName))
+		return
+	}
 	ov := coord.BuildFrom(s.prefix, kvs, prev)
 
 	a.applyMu.Lock()
