@@ -47,13 +47,10 @@ const DefaultStatusTTL = 10 * time.Second
 // is revoked). When the lease is lost (etcd away longer than the TTL), it
 // grants a new one and puts the status again.
 type Publisher struct {
-	cli      *clientv3.Client
-	key      string
-	ttl      int64 // seconds
-	timeout  time.Duration
-	min, max time.Duration
-	clock    clock.Clock
-	log      *slog.Logger
+	cli *clientv3.Client
+	key string
+	ttl int64 // seconds
+	retrying
 
 	kick   chan struct{}
 	cancel context.CancelFunc
@@ -78,34 +75,12 @@ func StartPublisher(ctx context.Context, cli *clientv3.Client, cfg PublisherConf
 		ttl = DefaultStatusTTL
 	}
 	p := &Publisher{
-		cli:     cli,
-		key:     StatusKey(cfg.Prefix, cfg.Node),
-		ttl:     int64((ttl + time.Second - 1) / time.Second),
-		timeout: cfg.RequestTimeout,
-		min:     cfg.MinBackoff,
-		max:     cfg.MaxBackoff,
-		clock:   cfg.Clock,
-		log:     cfg.Logger,
-		kick:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
-	}
-	if p.timeout <= 0 {
-		p.timeout = DefaultRequestTimeout
-	}
-	if p.min <= 0 {
-		p.min = DefaultMinBackoff
-	}
-	if p.max <= 0 {
-		p.max = DefaultMaxBackoff
-	}
-	if p.max < p.min {
-		p.max = p.min
-	}
-	if p.clock == nil {
-		p.clock = clock.System{}
-	}
-	if p.log == nil {
-		p.log = slog.Default()
+		cli:      cli,
+		key:      StatusKey(cfg.Prefix, cfg.Node),
+		ttl:      int64((ttl + time.Second - 1) / time.Second),
+		retrying: newRetrying(cfg.RequestTimeout, cfg.MinBackoff, cfg.MaxBackoff, cfg.Clock, cfg.Logger),
+		kick:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
 	}
 	ctx, p.cancel = context.WithCancel(ctx)
 	go func() {

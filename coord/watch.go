@@ -83,14 +83,11 @@ type Health struct {
 // for as long as it runs: a change missed while etcd was away arrives with
 // the next successful read, never later.
 type Watcher struct {
-	cli      *clientv3.Client
-	dir      string
-	all      bool
-	timeout  time.Duration
-	probe    time.Duration
-	min, max time.Duration
-	clock    clock.Clock
-	log      *slog.Logger
+	cli   *clientv3.Client
+	dir   string
+	all   bool
+	probe time.Duration
+	retrying
 	metrics  *Metrics
 	onHealth func(Health)
 	deliver  func(rev int64, kvs map[string][]byte)
@@ -120,36 +117,14 @@ func NewWatcher(cli *clientv3.Client, cfg WatcherConfig, snapshot func(rev int64
 		cli:      cli,
 		dir:      WatchPrefix(cfg.Prefix),
 		all:      cfg.All,
-		timeout:  cfg.RequestTimeout,
 		probe:    cfg.ProbeInterval,
-		min:      cfg.MinBackoff,
-		max:      cfg.MaxBackoff,
-		clock:    cfg.Clock,
-		log:      cfg.Logger,
+		retrying: newRetrying(cfg.RequestTimeout, cfg.MinBackoff, cfg.MaxBackoff, cfg.Clock, cfg.Logger),
 		metrics:  cfg.Metrics,
 		onHealth: cfg.OnHealth,
 		deliver:  snapshot,
 	}
-	if w.timeout <= 0 {
-		w.timeout = DefaultRequestTimeout
-	}
 	if w.probe <= 0 {
 		w.probe = DefaultProbeInterval
-	}
-	if w.min <= 0 {
-		w.min = DefaultMinBackoff
-	}
-	if w.max <= 0 {
-		w.max = DefaultMaxBackoff
-	}
-	if w.max < w.min {
-		w.max = w.min
-	}
-	if w.clock == nil {
-		w.clock = clock.System{}
-	}
-	if w.log == nil {
-		w.log = slog.Default()
 	}
 	if w.metrics == nil {
 		w.metrics = NewMetrics()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -359,7 +360,7 @@ func (m *Manager) setChecks() {
 }
 
 func checkID(rsID string, i int, typ string) string {
-	return rsID + "#" + itoa(i) + "/" + typ
+	return rsID + "#" + strconv.Itoa(i) + "/" + typ
 }
 
 // updateSuspended evaluates ha_suspend: a virtual server whose address is

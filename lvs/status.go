@@ -3,7 +3,7 @@ package lvs
 import (
 	"net/netip"
 	"slices"
-	"strconv"
+	"strings"
 	"time"
 )
 
@@ -111,7 +111,7 @@ func (m *Manager) publish() {
 func (m *Manager) checkStatus(id string) CheckStatus {
 	r, ok := m.checks[id]
 	if !ok {
-		typ := id[lastSlash(id)+1:]
+		typ := id[strings.LastIndexByte(id, '/')+1:]
 		return CheckStatus{Type: typ, Result: "pending", Up: !m.alpha[m.rsOf[id]] || m.seededUp[m.rsOf[id]]}
 	}
 	c := CheckStatus{Type: r.Type, Target: r.Target, Up: r.Up, Cause: r.Cause, At: r.At}
@@ -123,15 +123,6 @@ func (m *Manager) checkStatus(id string) CheckStatus {
 		c.Result = "ok"
 	}
 	return c
-}
-
-func lastSlash(s string) int {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '/' {
-			return i
-		}
-	}
-	return -1
 }
 
 // inIPVS reports whether every service of keys holds the real server.
@@ -159,5 +150,3 @@ func inIPVS(have map[ServiceKey]*Pool, keys []ServiceKey, r RealServerView) (boo
 func addrPort(r RealServerView) string {
 	return netip.AddrPortFrom(r.Addr, r.Port).String()
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

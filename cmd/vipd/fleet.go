@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -21,12 +20,7 @@ const joinTimeout = time.Minute
 // renderFleetJSON writes f as the contract JSON (DESIGN 3.4), 2-space
 // indented, every list as [] when empty, never null. f is not modified.
 func renderFleetJSON(w io.Writer, f api.Fleet) error {
-	b, err := json.MarshalIndent(normalizedFleet(f), "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(append(b, '\n'))
-	return err
+	return writeJSON(w, normalizedFleet(f))
 }
 
 // normalizedFleet is a copy of f with empty lists instead of nil ones.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -56,9 +55,7 @@ Exit status: 0 shown, 1 the daemon could not be reached, 2 bad flags.`,
 				return fail(exitFailure, "%v", err)
 			}
 			if output == "json" {
-				enc := json.NewEncoder(env.stdout)
-				enc.SetIndent("", "  ")
-				err = enc.Encode(l)
+				err = writeJSON(env.stdout, l)
 			} else {
 				err = renderLVSTable(env.stdout, l)
 			}

@@ -181,7 +181,12 @@ func renderStatusJSON(w io.Writer, st api.Status) error {
 		insts[i] = in
 	}
 	st.Instances = insts
-	b, err := json.MarshalIndent(st, "", "  ")
+	return writeJSON(w, st)
+}
+
+// writeJSON writes v as the CLI's JSON: 2-space indented, one newline.
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
