@@ -524,10 +524,9 @@ func TestVIPDeletedByHandComesBack(t *testing.T) {
 		t.Errorf("vipd's log has no self-healing line for 10.99.0.100:\n%s", lastLines(dv.proc.Output(), 15))
 	}
 	// One keepalived Master_Down_Interval (3 x 500 ms + skew) and more: nobody moves.
+	// This also catches keepalived entering MASTER; its log before the rounds is not looked at,
+	// because a keepalived started under load may be MASTER for a moment before vipd's first advert.
 	chNoNewTransitions(t, 2*time.Second, "after the VIP was deleted by hand", ds, counts)
-	if chLogged(dk, "Entering MASTER STATE") {
-		t.Errorf("keepalived became MASTER")
-	}
 	st := instanceStatus(t, dv, "VI_1")
 	if st.State != "MASTER" || !st.Since.Equal(since) {
 		t.Errorf("vipd VI_1 %s since %v, want MASTER since %v", st.State, st.Since, since)
