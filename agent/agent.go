@@ -62,9 +62,16 @@ type Options struct {
 	// EtcdCACert, EtcdCert and EtcdKey are PEM files for TLS to etcd;
 	// EtcdUserFile holds "user:password" for etcd's auth.
 	EtcdCACert, EtcdCert, EtcdKey, EtcdUserFile string
-	MetricsListen                               string
-	Version                                     string // vipd's version, for metrics
-	Logger                                      *slog.Logger
+	// ArbiterOff turns split-brain arbitration off (it is on with etcd).
+	ArbiterOff bool
+	// ArbiterTTL is the arbiter lease's TTL (coord.DefaultArbiterTTL when
+	// zero); ArbiterIsolation what a node cut off from etcd and every
+	// gossip peer does (coord.IsolationRelease when empty).
+	ArbiterTTL       time.Duration
+	ArbiterIsolation coord.Isolation
+	MetricsListen    string
+	Version          string // vipd's version, for metrics
+	Logger           *slog.Logger
 	// Watcher reports address and link events (self-healing); nil: the
 	// plane's own when it has one, else the host's netlink.
 	Watcher vip.Watcher
@@ -175,6 +182,8 @@ type Agent struct {
 	segMemo     map[segKey]netip.Prefix // segments looked up by the apply in progress (applyMu)
 
 	gate atomic.Pointer[gateBox]
+	// arbiter is the split-brain arbiter (etcd configured, arbitration on).
+	arbiter *arbiterSide
 
 	closed bool // shut down: applies are refused (guarded by applyMu)
 }
@@ -386,6 +395,8 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 	} else {
 		close(stateDone)
 	}
+	a.startArbiter() // the gate before the first instance can ask it
+	defer a.stopArbiter(false)
 	a.fileModel = model
 	a.apply(model)
 	a.applied.Store(true)
@@ -407,6 +418,7 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 		a.closed = true
 		a.applyMu.Unlock()
 		a.stopLVS(false) // IPVS kept as it is: the next start adopts it
+		a.stopArbiter(false)
 		a.stopEtcd(false)
 		stopState()
 		<-stateDone
@@ -419,6 +431,7 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 		select {
 		case <-ctx.Done():
 			a.shutdown(stopInstances) // the hand-over first: never wait on etcd for it
+			a.stopArbiter(true)
 			a.stopEtcd(true)
 			a.stopLVS(true)
 			stopGossip() // leave the cluster: the others see "left", not "dead"

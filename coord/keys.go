@@ -159,6 +159,30 @@ func ArbiterKey(prefix, name string) string {
 	return join(prefix, segArbiter, name)
 }
 
+// ClaimKey is <prefix>/arbiter/claim/<instance>: the split-brain claim of
+// an instance, under its holder's lease.
+func ClaimKey(prefix, instance string) string { return ArbiterKey(prefix, "claim/"+instance) }
+
+// PreemptKey is <prefix>/arbiter/preempt/<instance>/<node>: node asks the
+// holder of the instance's claim to yield, under node's lease.
+func PreemptKey(prefix, instance, node string) string {
+	return ArbiterKey(prefix, "preempt/"+instance+"/"+node)
+}
+
+// ParseArbiterName splits the name of an arbiter key (everything after
+// "arbiter/"): a claim ("claim/<instance>") or a preemption request
+// ("preempt/<instance>/<node>"); ok is false for anything else.
+func ParseArbiterName(name string) (kind, instance, node string, ok bool) {
+	segs := strings.Split(name, "/")
+	switch {
+	case len(segs) == 2 && segs[0] == "claim" && segs[1] != "":
+		return "claim", segs[1], "", true
+	case len(segs) == 3 && segs[0] == "preempt" && segs[1] != "" && segs[2] != "":
+		return "preempt", segs[1], segs[2], true
+	}
+	return "", "", "", false
+}
+
 // ArbiterPrefix is <prefix>/arbiter/, under which the arbiter keeps its keys.
 func ArbiterPrefix(prefix string) string {
 	return join(prefix, segArbiter) + "/"

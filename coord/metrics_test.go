@@ -23,7 +23,23 @@ func TestMetricsRegisterLintCleanAndCountRejections(t *testing.T) {
 	m.setUp(true)
 	m.setRevision(42)
 	m.restart(RestartCompacted)
+	m.setArbMode(ModeFailsafe)
+	m.arbClaims.Set(2)
+	m.arbDemote.Inc()
 	want := `
+# HELP vipd_arbiter_claims Instances whose claim in etcd this node holds (a node enters MASTER only with the claim while etcd answers).
+# TYPE vipd_arbiter_claims gauge
+vipd_arbiter_claims 2
+# HELP vipd_arbiter_demotions_total Instances the split-brain arbiter took out of MASTER (another node holds the claim, a preemption, cut off from etcd and every peer).
+# TYPE vipd_arbiter_demotions_total counter
+vipd_arbiter_demotions_total 1
+# HELP vipd_arbiter_mode 1 for the split-brain arbiter's mode now (starting, etcd, failsafe, isolated, alone), 0 for the others; all 0 when arbitration is off.
+# TYPE vipd_arbiter_mode gauge
+vipd_arbiter_mode{mode="alone"} 0
+vipd_arbiter_mode{mode="etcd"} 0
+vipd_arbiter_mode{mode="failsafe"} 1
+vipd_arbiter_mode{mode="isolated"} 0
+vipd_arbiter_mode{mode="starting"} 0
 # HELP vipd_etcd_rejected_values_total Values in etcd rejected as invalid (a bad priority, broken YAML, an unknown instance); the last good state stayed in force.
 # TYPE vipd_etcd_rejected_values_total counter
 vipd_etcd_rejected_values_total 2

@@ -25,6 +25,9 @@ type WatcherConfig struct {
 	// All includes status/ and arbiter/ in the snapshots. Without it they
 	// are left out: they change often and are not configuration.
 	All bool
+	// Dir, when set, is the one directory under the prefix to follow
+	// ("arbiter/"): only its keys are read, watched and delivered.
+	Dir string
 
 	// RequestTimeout bounds a read (default 2 s).
 	RequestTimeout time.Duration
@@ -90,7 +93,7 @@ type Watcher struct {
 	retrying
 	metrics  *Metrics
 	onHealth func(Health)
-	deliver  func(rev int64, kvs map[string][]byte)
+	deliver  func(rev int64, kvs map[string]*mvccpb.KeyValue)
 
 	beforeWatch func() // a test's hook, called before each Watch
 
@@ -113,9 +116,26 @@ const (
 // The map is snapshot's to keep: the watcher never touches it again.
 // snapshot runs on the watcher's goroutine; while it runs, changes queue.
 func NewWatcher(cli *clientv3.Client, cfg WatcherConfig, snapshot func(rev int64, kvs map[string][]byte)) *Watcher {
+	return NewKVWatcher(cli, cfg, func(rev int64, kvs map[string]*mvccpb.KeyValue) {
+		vals := make(map[string][]byte, len(kvs))
+		for k, kv := range kvs {
+			vals[k] = kv.Value
+		}
+		snapshot(rev, vals)
+	})
+}
+
+// NewKVWatcher is NewWatcher for a caller that needs each key's revisions
+// and lease (the arbiter): the snapshot maps every key to its KeyValue.
+func NewKVWatcher(cli *clientv3.Client, cfg WatcherConfig, snapshot func(rev int64, kvs map[string]*mvccpb.KeyValue)) *Watcher {
+	dir := WatchPrefix(cfg.Prefix)
+	if cfg.Dir != "" {
+		dir += strings.TrimLeft(cfg.Dir, "/")
+		cfg.All = true
+	}
 	w := &Watcher{
 		cli:      cli,
-		dir:      WatchPrefix(cfg.Prefix),
+		dir:      dir,
 		all:      cfg.All,
 		probe:    cfg.ProbeInterval,
 		retrying: newRetrying(cfg.RequestTimeout, cfg.MinBackoff, cfg.MaxBackoff, cfg.Clock, cfg.Logger),
@@ -187,17 +207,17 @@ func (w *Watcher) Run(ctx context.Context) error {
 }
 
 // read gets the whole prefix.
-func (w *Watcher) read(ctx context.Context) (int64, map[string][]byte, error) {
+func (w *Watcher) read(ctx context.Context) (int64, map[string]*mvccpb.KeyValue, error) {
 	rctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), w.timeout)
 	defer cancel()
 	resp, err := w.cli.Get(rctx, w.dir, clientv3.WithPrefix())
 	if err != nil {
 		return 0, nil, w.why(err)
 	}
-	kvs := make(map[string][]byte, len(resp.Kvs))
+	kvs := make(map[string]*mvccpb.KeyValue, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		if k := string(kv.Key); w.wanted(k) {
-			kvs[k] = kv.Value
+			kvs[k] = kv
 		}
 	}
 	return resp.Header.Revision, kvs, nil
@@ -214,7 +234,7 @@ func (w *Watcher) wanted(key string) bool {
 
 // follow watches from rev+1, applying changes to kvs and delivering
 // snapshots, until the watch must be restarted; it returns why.
-func (w *Watcher) follow(ctx context.Context, rev int64, kvs map[string][]byte) (string, error) {
+func (w *Watcher) follow(ctx context.Context, rev int64, kvs map[string]*mvccpb.KeyValue) (string, error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	var wg sync.WaitGroup
 	defer func() {
@@ -281,7 +301,7 @@ func (w *Watcher) follow(ctx context.Context, rev int64, kvs map[string][]byte) 
 
 // apply applies one watch response to kvs. It reports whether kvs changed,
 // and why the watch must restart ("" while it goes on).
-func (w *Watcher) apply(resp clientv3.WatchResponse, kvs map[string][]byte) (bool, string, error) {
+func (w *Watcher) apply(resp clientv3.WatchResponse, kvs map[string]*mvccpb.KeyValue) (bool, string, error) {
 	if err := resp.Err(); err != nil || resp.Canceled {
 		switch {
 		case resp.CompactRevision != 0 || errors.Is(err, rpctypes.ErrCompacted):
@@ -305,7 +325,7 @@ func (w *Watcher) apply(resp clientv3.WatchResponse, kvs map[string][]byte) (boo
 		}
 		switch ev.Type {
 		case mvccpb.PUT:
-			kvs[k] = ev.Kv.Value
+			kvs[k] = ev.Kv
 		case mvccpb.DELETE:
 			delete(kvs, k)
 		}
@@ -318,14 +338,14 @@ func (w *Watcher) apply(resp clientv3.WatchResponse, kvs map[string][]byte) (boo
 }
 
 // flush delivers a copy of kvs when it changed.
-func (w *Watcher) flush(changed bool, kvs map[string][]byte) {
+func (w *Watcher) flush(changed bool, kvs map[string]*mvccpb.KeyValue) {
 	if changed {
 		w.send(w.revision(), maps.Clone(kvs))
 	}
 }
 
 // send delivers a snapshot the watcher no longer touches.
-func (w *Watcher) send(rev int64, kvs map[string][]byte) {
+func (w *Watcher) send(rev int64, kvs map[string]*mvccpb.KeyValue) {
 	w.mu.Lock()
 	w.delivered = true
 	w.rev = rev

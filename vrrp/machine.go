@@ -3,6 +3,7 @@ package vrrp
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -449,10 +450,18 @@ func (m *Machine) takeoverCause() string {
 	case m.masterPrio == PriorityStop:
 		return fmt.Sprintf("received priority 0 from %s: %s after skew time", m.master, expired)
 	case m.masterPrio < m.p.Priority && !m.p.NoPreempt:
-		return fmt.Sprintf("%s: preempting lower priority %d from %s", expired, m.masterPrio, m.master)
+		return fmt.Sprintf("%s: %s %d from %s", expired, preemptWords, m.masterPrio, m.master)
 	}
 	return fmt.Sprintf("%s: no advert from master %s", expired, m.master)
 }
+
+// preemptWords mark a takeover cause as a preemption (IsPreemptCause).
+const preemptWords = "preempting lower priority"
+
+// IsPreemptCause reports whether cause, as a Gate receives it, is this node
+// preempting a lower-priority master it hears, rather than a master gone
+// silent: an arbiter may then ask the holder to yield.
+func IsPreemptCause(cause string) bool { return strings.Contains(cause, preemptWords) }
 
 func (m *Machine) backupAdvert(now time.Time, ev Event) []Action {
 	if ev.Priority == PriorityStop {

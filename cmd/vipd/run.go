@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
@@ -19,6 +20,7 @@ import (
 	"github.com/vipd/vipd/agent"
 	"github.com/vipd/vipd/config/keepalived"
 	"github.com/vipd/vipd/config/loader"
+	"github.com/vipd/vipd/coord"
 )
 
 func newRunCmd(env *cliEnv, v *viper.Viper) *cobra.Command {
@@ -89,6 +91,18 @@ a lease. A bad value is refused with a log line and the last good one stays;
 etcd unreachable, at start or later, leaves VRRP running on the last good
 configuration. TLS: --etcd-cacert, --etcd-cert, --etcd-key; auth:
 --etcd-user-file.
+
+With etcd, vipd also arbitrates split brain (--arbiter, on by default): a
+node enters MASTER only while it holds the instance's claim,
+arbiter/claim/INSTANCE, written under a lease of --arbiter-ttl (3s) that it
+keeps alive. VRRP filtered between two nodes that both reach etcd leaves the
+VIP on one of them, with no flapping; a crashed master's claim goes with its
+lease; a stop releases it at once. etcd down for everyone moves nothing
+(failsafe: plain VRRP while gossip peers answer and none is MASTER). A node
+cut off from etcd and from every gossip peer gives its VIPs up before its
+lease can expire (--arbiter-isolation release, the default) or keeps them
+(keep). vipd nodes of one VRID must give the instance the same name;
+keepalived peers take no part. See docs/arbitration.md.
 
 Every flag can be set from the environment as VIPD_<FLAG>: VIPD_CONFIG,
 VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
@@ -191,6 +205,9 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 	fs.String("etcd-cert", "", "client certificate (PEM) for etcd, with --etcd-key")
 	fs.String("etcd-key", "", "client key (PEM) for etcd, with --etcd-cert")
 	fs.String("etcd-user-file", "", "file (mode 0600) holding the etcd user and password as user:password")
+	fs.Bool("arbiter", true, "with etcd: enter MASTER only while holding the instance's claim in etcd (split-brain arbitration)")
+	fs.Duration("arbiter-ttl", coord.DefaultArbiterTTL, "TTL of the arbiter's lease (whole seconds, at least 2s): how long a crashed master's claims outlive it")
+	fs.String("arbiter-isolation", string(coord.IsolationRelease), "cut off from etcd and every gossip peer: release (give the VIPs up before the lease can expire elsewhere) or keep")
 	fs.String("metrics-listen", "", "Prometheus /metrics listen address HOST:PORT (off when empty)")
 	fs.String("log-format", "text", "log format: text or json (logs go to stderr)")
 	fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -224,6 +241,14 @@ func runOptions(v *viper.Viper) (agent.Options, error) {
 		return agent.Options{}, err
 	}
 	node := v.GetString("node-name")
+	isolation, err := coord.ParseIsolation(v.GetString("arbiter-isolation"))
+	if err != nil {
+		return agent.Options{}, fmt.Errorf("--arbiter-isolation: %w", err)
+	}
+	ttl := v.GetDuration("arbiter-ttl")
+	if ttl < coord.MinArbiterTTL || ttl%time.Second != 0 {
+		return agent.Options{}, fmt.Errorf("--arbiter-ttl %v: want whole seconds, at least %v (etcd's minimum lease TTL)", ttl, coord.MinArbiterTTL)
+	}
 	stateDir := v.GetString("state-dir")
 	switch stateDir {
 	case "":
@@ -253,6 +278,9 @@ func runOptions(v *viper.Viper) (agent.Options, error) {
 		EtcdCert:         v.GetString("etcd-cert"),
 		EtcdKey:          v.GetString("etcd-key"),
 		EtcdUserFile:     v.GetString("etcd-user-file"),
+		ArbiterOff:       !v.GetBool("arbiter"),
+		ArbiterTTL:       ttl,
+		ArbiterIsolation: isolation,
 		MetricsListen:    v.GetString("metrics-listen"),
 		Version:          version,
 	}, nil
