@@ -35,11 +35,11 @@ func (p arbiterPeers) node() *gossip.Node {
 	return n
 }
 
-func (p arbiterPeers) Probe(ctx context.Context, timeout time.Duration) (int, int) {
+func (p arbiterPeers) Probe(ctx context.Context, timeout time.Duration) (int, []string) {
 	if n := p.node(); n != nil {
 		return n.Probe(ctx, timeout)
 	}
-	return 0, 0
+	return 0, nil
 }
 
 func (p arbiterPeers) Masters() map[string][]coord.PeerMaster {

@@ -29,9 +29,11 @@ type ArbiterDoor interface {
 // ArbiterPeers is what the arbiter asks gossip when etcd is silent.
 type ArbiterPeers interface {
 	// Probe pings every other member that has not left, directly, and
-	// returns how many there are and how many answered within timeout.
-	Probe(ctx context.Context, timeout time.Duration) (known, reached int)
-	// Masters lists, by instance name, the live peers reporting MASTER.
+	// returns how many there are and the names of those that answered
+	// within timeout.
+	Probe(ctx context.Context, timeout time.Duration) (known int, reached []string)
+	// Masters lists, by instance name, the live peers reporting MASTER
+	// (the arbiter keeps those that answered the last probe).
 	Masters() map[string][]PeerMaster
 }
 
@@ -240,6 +242,8 @@ type loopState struct {
 	local     map[string]localClaim       // our writes newer than the snapshot
 	claimedAt map[string]time.Time
 	demoted   map[string]time.Time
+	freed     map[string]time.Time
+	next      time.Time
 	inflight  map[string]ArbActionKind
 	lastGate  map[string]GateAnswer
 	mode      ArbMode
@@ -253,16 +257,22 @@ type localClaim struct {
 func (a *Arbiter) loop(ctx context.Context, wg *sync.WaitGroup) {
 	st := &loopState{start: a.clock.Now(), claims: map[string]Claim{}, requests: map[string][]PreemptRequest{},
 		asking: map[string]bool{}, local: map[string]localClaim{}, claimedAt: map[string]time.Time{},
-		demoted: map[string]time.Time{}, inflight: map[string]ArbActionKind{}, lastGate: map[string]GateAnswer{}}
+		demoted: map[string]time.Time{}, freed: map[string]time.Time{}, inflight: map[string]ArbActionKind{}, lastGate: map[string]GateAnswer{}}
 	a.metrics.setArbMode(ModeStarting)
 	t := a.clock.NewTimer(tickEvery)
 	defer t.Stop()
 	for {
 		a.step(ctx, st, wg)
 		wait := tickEvery
+		now := a.clock.Now()
 		if st.mode == ModeEtcd {
-			if d := st.liveUntil.Sub(a.clock.Now()); d > 0 && d < wait {
+			if d := st.liveUntil.Sub(now); d > 0 && d < wait {
 				wait = d
+			}
+		}
+		if !st.next.IsZero() {
+			if d := st.next.Sub(now); d < wait {
+				wait = max(d, time.Millisecond)
 			}
 		}
 		t.Reset(wait)
@@ -315,10 +325,27 @@ func (a *Arbiter) step(ctx context.Context, st *loopState, wg *sync.WaitGroup) {
 		st.probing = false
 	}
 	if snapNew {
+		before := st.claims
 		a.absorb(st, snap, snapRev)
+		for n, c := range before {
+			if _, still := st.claims[n]; !still && c.Node != a.cfg.Node {
+				st.freed[n] = now
+			}
+		}
+	}
+	for n, at := range st.freed {
+		if now.Sub(at) > 2*time.Second {
+			delete(st.freed, n)
+		}
 	}
 	for _, r := range results {
 		a.result(st, r)
+	}
+	for n, inst := range insts {
+		if _, ok := st.claimedAt[n]; ok && inst.State == "MASTER" {
+			// Established: leaving MASTER now releases at once.
+			st.claimedAt[n] = time.Time{}
+		}
 	}
 
 	live := !st.liveUntil.IsZero() && now.Before(st.liveUntil)
@@ -328,13 +355,23 @@ func (a *Arbiter) step(ctx context.Context, st *loopState, wg *sync.WaitGroup) {
 		go func() { defer wg.Done(); a.probe(ctx, now) }()
 	}
 	if !live && a.cfg.Peers != nil {
-		st.peers.Masters = a.cfg.Peers.Masters()
+		// A peer that did not answer the probe (dead, or beyond a cut)
+		// does not hold anyone back, whatever gossip last heard from it.
+		st.peers.Masters = map[string][]PeerMaster{}
+		for inst, ms := range a.cfg.Peers.Masters() {
+			for _, m := range ms {
+				if st.peers.reachedNames[m.Node] {
+					st.peers.Masters[inst] = append(st.peers.Masters[inst], m)
+				}
+			}
+		}
 	}
 
 	in := ArbInput{Now: now, Node: a.cfg.Node, Policy: a.cfg.Policy, Start: st.start, Tried: st.tried, TTL: a.ttl,
 		LiveUntil: st.liveUntil, LastOK: st.lastOK, Peers: st.peers, Instances: insts, Claims: a.view(st),
-		Requests: st.requests, ClaimedAt: st.claimedAt, Asking: st.asking, Wanted: wanted, Demoted: st.demoted}
+		Requests: st.requests, ClaimedAt: st.claimedAt, Asking: st.asking, Wanted: wanted, Demoted: st.demoted, Freed: st.freed}
 	d := Decide(in)
+	st.next = d.Next
 
 	if d.Mode != st.mode {
 		a.logMode(st.mode, d)
@@ -445,16 +482,34 @@ func (a *Arbiter) absorb(st *loopState, kvs map[string]*mvccpb.KeyValue, rev int
 
 // view is the claims as this node knows them: the snapshot with its own
 // newer writes on top.
+//
+// A claim naming this node on another lease than the one held now is left
+// out: that lease is gone (it expired while etcd was away), so the key is
+// too, whatever a snapshot from before says; a claim on it would be
+// refused by etcd if the key were still there.
 func (a *Arbiter) view(st *loopState) map[string]Claim {
-	if len(st.local) == 0 {
-		return st.claims
+	v := st.claims
+	stale := false
+	for _, c := range st.claims {
+		if c.Node == a.cfg.Node && c.Lease != int64(st.lease) {
+			stale = true
+			break
+		}
 	}
-	v := maps.Clone(st.claims)
+	if len(st.local) == 0 && !stale {
+		return v
+	}
+	v = maps.Clone(st.claims)
 	for inst, l := range st.local {
 		if l.claim == nil {
 			delete(v, inst)
 		} else {
 			v[inst] = *l.claim
+		}
+	}
+	for inst, c := range v {
+		if c.Node == a.cfg.Node && c.Lease != int64(st.lease) {
+			delete(v, inst)
 		}
 	}
 	return v
@@ -483,7 +538,11 @@ func (a *Arbiter) result(st *loopState, r actionResult) {
 	case ActRelease:
 		st.local[n] = localClaim{atRev: r.atRev}
 		delete(st.claimedAt, n)
-		a.log.Info("arbiter: claim released", "instance", n, "cause", r.act.Cause)
+		if r.won {
+			a.log.Info("arbiter: claim released", "instance", n, "cause", r.act.Cause)
+		} else {
+			a.log.Debug("arbiter: claim already gone", "instance", n, "revision", r.act.Rev)
+		}
 	case ActRequest:
 		st.asking[n] = true
 		a.log.Info("arbiter: asked the holder to yield", "instance", n, "priority", r.act.Priority, "cause", r.act.Cause)
@@ -565,7 +624,8 @@ func (a *Arbiter) write(ctx context.Context, act ArbAction, lease clientv3.Lease
 		if err != nil {
 			return actionResult{err: fmt.Errorf("release %s: %w", key, err)}
 		}
-		return actionResult{atRev: resp.Header.Revision}
+		// won: the key was still this claim and is deleted now.
+		return actionResult{atRev: resp.Header.Revision, won: resp.Succeeded}
 	case ActRequest:
 		val, _ := json.Marshal(PreemptRequest{Node: a.cfg.Node, Priority: act.Priority})
 		pk := PreemptKey(a.cfg.Prefix, n, a.cfg.Node)
@@ -586,8 +646,12 @@ func (a *Arbiter) write(ctx context.Context, act ArbAction, lease clientv3.Lease
 // probe asks gossip which peers answer, and hands the loop the result.
 func (a *Arbiter) probe(ctx context.Context, started time.Time) {
 	known, reached := a.cfg.Peers.Probe(ctx, probeTimeout)
+	names := make(map[string]bool, len(reached))
+	for _, n := range reached {
+		names[n] = true
+	}
 	a.mu.Lock()
-	a.probed = &PeerView{Known: known, Reached: reached, At: started}
+	a.probed = &PeerView{Known: known, Reached: len(reached), At: started, reachedNames: names}
 	a.mu.Unlock()
 	a.poke()
 }

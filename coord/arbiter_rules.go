@@ -95,6 +95,8 @@ type PeerView struct {
 	// Masters lists, by instance name, the reachable peers reporting
 	// MASTER for it.
 	Masters map[string][]PeerMaster
+
+	reachedNames map[string]bool // the arbiter's: who answered the probe
 }
 
 // PeerMaster is a peer reporting MASTER for an instance, with its priority.
@@ -133,6 +135,9 @@ type ArbInput struct {
 	Wanted map[string]time.Time
 	// Demoted is when a demotion was last asked for each instance.
 	Demoted map[string]time.Time
+	// Freed is when another node's claim disappeared (its lease expired,
+	// or it released it) while this node's instance waited for it.
+	Freed map[string]time.Time
 }
 
 // ArbActionKind is what the arbiter does.
@@ -182,6 +187,9 @@ type ArbDecision struct {
 	Why     string
 	Gate    map[string]GateAnswer
 	Actions []ArbAction
+	// Next is when the decision may change with time alone (zero: only
+	// with new inputs).
+	Next time.Time
 }
 
 // Timings of the rules.
@@ -194,7 +202,20 @@ const (
 	claimGrace = 2 * time.Second
 	// demoteEvery bounds how often one instance is asked to demote.
 	demoteEvery = time.Second
+	// claimStep: when a claim frees up under several waiting nodes, each
+	// waits (256 - priority) steps before claiming, so the highest priority
+	// claims first, as VRRP's Skew_Time orders takeovers (at most ~1 s).
+	claimStep = 4 * time.Millisecond
 )
+
+// ClaimDelay is how long a node of this priority waits to claim a claim
+// that another node's lease just let go.
+func ClaimDelay(priority int) time.Duration {
+	if priority < 1 || priority > 255 {
+		priority = 1
+	}
+	return time.Duration(256-priority) * claimStep
+}
 
 // Decide is the arbiter's rules, a pure function: the mode, the gate's
 // answer for every instance, and what to do. docs/arbitration.md states
@@ -301,6 +322,14 @@ func (d *ArbDecision) etcd(in ArbInput, inst ArbInstance) {
 				d.release(n, c, "not MASTER")
 			}
 		case !held && want:
+			// A holder that yielded to our request let it go for us.
+			if at, ok := in.Freed[n]; ok && !asking {
+				if due := at.Add(ClaimDelay(inst.Priority)); in.Now.Before(due) {
+					d.Gate[n] = GateAnswer{false, "the claim was let go; letting higher priorities claim first"}
+					d.wake(due)
+					break
+				}
+			}
 			d.Actions = append(d.Actions, ArbAction{Kind: ActClaim, Instance: n, Priority: inst.Priority, Cause: "wants MASTER"})
 		case held && !ours && want && inst.Preempt && inst.Priority > c.Priority && !asking:
 			d.Actions = append(d.Actions, ArbAction{Kind: ActRequest, Instance: n, Priority: inst.Priority,
@@ -314,6 +343,12 @@ func (d *ArbDecision) etcd(in ArbInput, inst ArbInstance) {
 	}
 	if in.Asking[n] && !(inst.State == "BACKUP" && want && held && !ours) {
 		d.Actions = append(d.Actions, ArbAction{Kind: ActWithdraw, Instance: n, Cause: "no longer waiting to preempt"})
+	}
+}
+
+func (d *ArbDecision) wake(at time.Time) {
+	if d.Next.IsZero() || at.Before(d.Next) {
+		d.Next = at
 	}
 }
 

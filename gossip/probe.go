@@ -11,8 +11,8 @@ import (
 // a node cut off sees them all dead), directly with memberlist's ping
 // rather than through its failure detector, which takes seconds to
 // decide. It returns how many there are and how many answered within
-// timeout. The split-brain arbiter asks it while etcd is silent.
-func (n *Node) Probe(ctx context.Context, timeout time.Duration) (known, reached int) {
+// timeout, by name. The split-brain arbiter asks it while etcd is silent.
+func (n *Node) Probe(ctx context.Context, timeout time.Duration) (known int, reached []string) {
 	type target struct {
 		name string
 		addr *net.UDPAddr
@@ -28,11 +28,11 @@ func (n *Node) Probe(ctx context.Context, timeout time.Duration) (known, reached
 	}
 	n.mu.Unlock()
 	if ml == nil || len(ts) == 0 {
-		return len(ts), 0
+		return len(ts), nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	answers := make(chan bool, len(ts))
+	answers := make(chan string, len(ts))
 	var wg sync.WaitGroup
 	for _, t := range ts {
 		wg.Add(1)
@@ -40,15 +40,18 @@ func (n *Node) Probe(ctx context.Context, timeout time.Duration) (known, reached
 			defer wg.Done()
 			// memberlist's Ping waits up to its probe interval; the
 			// buffered channel lets it end after we stopped listening.
-			_, err := ml.Ping(t.name, t.addr)
-			answers <- err == nil
+			if _, err := ml.Ping(t.name, t.addr); err == nil {
+				answers <- t.name
+			} else {
+				answers <- ""
+			}
 		}()
 	}
 	for range ts {
 		select {
-		case ok := <-answers:
-			if ok {
-				reached++
+		case name := <-answers:
+			if name != "" {
+				reached = append(reached, name)
 			}
 		case <-ctx.Done():
 			return len(ts), reached
