@@ -92,7 +92,7 @@ bench: build
 bench-lab: build sweep
 	@if [ "$$(id -u)" != 0 ]; then echo "bench-lab: skipped, not root (the lab needs network namespaces)"; exit 0; fi; \
 	VIPD_BIN=$(CURDIR)/$(BIN) VIPD_BENCH=1 VIPD_BENCH_RUNS=$(BENCH_RUNS) VIPD_BENCH_SECONDS=$(BENCH_SECONDS) VIPD_BENCH_SIZES=$(BENCH_SIZES) \
-		$(GO) test -run '^(TestFailoverBench|TestScaleCPUAndMemory|TestEtcdPutLatency)$$' -v -count=1 -timeout 30m ./integration/
+		$(GO) test -run '^(TestFailoverBench|TestScaleCPUAndMemory|TestEtcdPutLatency|TestArbiterFailoverBench)$$' -v -count=1 -timeout 30m ./integration/
 
 # Every `func FuzzXxx` in a _test.go file, found with grep, fuzzed for FUZZTIME each.
 fuzz:

@@ -17,7 +17,10 @@ package integration
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -333,5 +336,83 @@ func TestArbiterEtcdDownMovesNothing(t *testing.T) {
 	t.Logf("n1 killed with etcd down: %s", r)
 	if len(r.Doubles) > 0 {
 		t.Errorf("two holders on %d samples", len(r.Doubles))
+	}
+}
+
+// TestArbiterFailoverBench (make bench-lab): a crash failover (kill -9 of the master, advert_int
+// 1 s, backup priority 120) with arbitration and without it, in one run on one lab, the gap read
+// off the wire. With arbitration the backup waits for max(Master_Down_Interval, what is left of
+// the dead master's lease); the lease TTL (3 s, kept alive every second) is chosen so that this
+// slows the failover by at most one advert interval.
+func TestArbiterFailoverBench(t *testing.T) {
+	if os.Getenv("VIPD_BENCH") != "1" {
+		t.Skip("arbiter failover benchmark: runs only with VIPD_BENCH=1 (make bench-lab sets it)")
+	}
+	runs := 3
+	if s := os.Getenv("VIPD_BENCH_RUNS"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			runs = n
+		}
+	}
+	l := lab.New(t)
+	nm := l.AddNode("n1", "10.99.0.1/24")
+	nb := l.AddNode("n2", "10.99.0.2/24")
+	eaddrs := []string{"10.99.0.21", "10.99.0.22", "10.99.0.23"}
+	var enodes []*lab.Node
+	for i, ad := range eaddrs {
+		enodes = append(enodes, l.AddNode(fmt.Sprintf("e%d", i+1), ad+"/24"))
+	}
+	etcd := startEtcd(t, l, enodes, eaddrs)
+	masterIP, backupIP := netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.0.2")
+	mdi := failoverBound(3, arbAdvert, 120, false)
+	gaps := map[bool][]time.Duration{}
+	for _, arbitrate := range []bool{false, true} {
+		for run := 0; run < runs; run++ {
+			for _, n := range []*lab.Node{nm, nb} {
+				_, _ = n.Exec("ip", "addr", "del", arbVIP+"/24", "dev", "eth0")
+			}
+			args := func(i int) []string {
+				a := []string{"--log-level", "info", "--etcd-endpoints", etcd.Endpoints(), "--arbiter=" + strconv.FormatBool(arbitrate),
+					"--gossip-bind", fmt.Sprintf("10.99.0.%d:%s", i, flPort)}
+				if i > 1 {
+					a = append(a, "--join", "10.99.0.1:"+flPort)
+				}
+				return a
+			}
+			capture := nb.Capture("eth0", "ip proto 112")
+			dm := startVipd(t, nm, renderConf(t, "n1", false, arbInst(150)), args(1)...)
+			waitVIP(t, 15*time.Second, arbVIP, nm, nb)
+			db := startVipd(t, nb, renderConf(t, "n2", false, arbInst(120)), args(2)...)
+			if err := waitBackupReady(db, 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if err := waitAdvert(capture.Path(), masterIP, time.Now(), 3*arbAdvert); err != nil {
+				t.Fatal(err)
+			}
+			// The backup's lease must be live before the crash, or its start is timed too.
+			time.Sleep(2 * arbAdvert)
+			_ = dm.proc.Kill()
+			_, _ = nm.Exec("ip", "addr", "del", arbVIP+"/24", "dev", "eth0")
+			killed := time.Now()
+			if err := waitAdvert(capture.Path(), backupIP, killed, 15*time.Second); err != nil {
+				t.Fatalf("arbitration %v, run %d: the backup never took over: %v\n%s", arbitrate, run+1, err, lastLines(db.proc.Output(), 20))
+			}
+			_, _ = dm.proc.Wait(5 * time.Second)
+			gap, ok := lab.MasterGap(lab.VRRPAdverts(capture.Stop()), 51, masterIP, backupIP)
+			if !ok {
+				t.Fatalf("arbitration %v, run %d: no master-to-backup change captured", arbitrate, run+1)
+			}
+			t.Logf("arbitration %v, run %d: gap %v (Master_Down_Interval %v)", arbitrate, run+1, gap, mdi)
+			gaps[arbitrate] = append(gaps[arbitrate], gap)
+			db.stop() // releases its claim
+		}
+	}
+	off, on := median(gaps[false]), median(gaps[true])
+	fmt.Printf("\nCrash failover (kill -9), VRRPv3, advert_int 1 s, backup priority 120, %d runs each, gap on the wire:\n", runs)
+	fmt.Printf("  %-28s median %8.1f ms  max %8.1f ms\n", "without arbitration", msf(off), msf(slices.Max(gaps[false])))
+	fmt.Printf("  %-28s median %8.1f ms  max %8.1f ms\n", "with arbitration (TTL 3 s)", msf(on), msf(slices.Max(gaps[true])))
+	fmt.Printf("  ratio with/without: %.2f; Master_Down_Interval %v; allowed: + one advert interval (%v)\n\n", float64(on)/float64(off), mdi, arbAdvert)
+	if slices.Max(gaps[true]) > mdi+arbAdvert+200*time.Millisecond {
+		t.Errorf("with arbitration the failover took up to %v, more than Master_Down_Interval %v + one advert interval", slices.Max(gaps[true]), mdi)
 	}
 }
