@@ -40,10 +40,11 @@ type overlayState struct {
 	prio    map[string]int    // instance -> priority set through the door
 	maint   map[string]string // instance ("" node-wide) -> reason set
 	badComp string            // the last composition error logged
+	unknown map[string]bool   // keys naming an instance this node does not run, logged
 }
 
 func newOverlayState(prefix string) *overlayState {
-	return &overlayState{prefix: prefix, logged: map[string]string{}, prio: map[string]int{}, maint: map[string]string{}}
+	return &overlayState{prefix: prefix, logged: map[string]string{}, prio: map[string]int{}, maint: map[string]string{}, unknown: map[string]bool{}}
 }
 
 // overlay returns the overlay to compose the file with, and whether there
@@ -205,6 +206,42 @@ func (a *Agent) etcdOverrides(n coord.NodeOverrides) {
 			if err := a.SetMaintenance(SourceEtcd, inst, "", false); err == nil {
 				delete(s.maint, inst)
 			}
+		}
+	}
+	a.reportUnknown(n)
+}
+
+// reportUnknown logs once, with the rejected-values metric, each priority
+// or maintenance key for this node that names an instance it does not run.
+// The value is kept: it takes effect if the instance appears (a
+// config/instances key put later, a reload).
+func (a *Agent) reportUnknown(n coord.NodeOverrides) {
+	s := a.etcd
+	keys := map[string]string{} // key -> instance
+	for inst := range n.Priorities {
+		keys[coord.PriorityKey(s.prefix, inst, a.opts.NodeName)] = inst
+	}
+	for inst := range n.InstanceMaintenance {
+		keys[coord.MaintenanceKey(s.prefix, a.opts.NodeName, inst)] = inst
+	}
+	a.mu.Lock()
+	for k, inst := range keys {
+		if a.running[inst] != nil {
+			delete(keys, k)
+		}
+	}
+	a.mu.Unlock()
+	for k, inst := range keys {
+		if !s.unknown[k] {
+			s.unknown[k] = true
+			a.log.Warn("etcd: value rejected: the key names an instance this node does not run (kept; it applies if the instance appears)",
+				"key", k, "instance", inst)
+			a.etcdRejected()
+		}
+	}
+	for k := range s.unknown {
+		if _, ok := keys[k]; !ok {
+			delete(s.unknown, k)
 		}
 	}
 }

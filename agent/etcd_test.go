@@ -217,3 +217,37 @@ func TestEtcdMaintenanceFromTheCLIEndsWithItsKey(t *testing.T) {
 		t.Errorf("the reload moved VI_1: %+v", in)
 	}
 }
+
+// TestEtcdKeyForAnUnknownInstanceIsReported: a priority key for this node
+// naming an instance it does not run is logged and counted as rejected;
+// the value is kept and applies when the instance appears.
+func TestEtcdKeyForAnUnknownInstanceIsReported(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client()
+	a := etcdAgent(t, srv)
+	ctx := context.Background()
+	if _, err := cli.Put(ctx, "/vipd/priority/VI_9/n1", "210"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the key for an unknown instance counted", func() bool { return rejected(t, a) == 1 })
+	if _, err := cli.Put(ctx, "/vipd/config/instances/VI_9", `vrrp_instance VI_9 {
+    interface eth0
+    virtual_router_id 59
+    priority 100
+    advert_int 0.05
+    version 3
+    mcast_src_ip 10.0.0.1
+    virtual_ipaddress {
+        10.0.0.109/24
+    }
+}`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "VI_9 running with the kept priority 210", func() bool {
+		in, ok := instStatus(a, "VI_9")
+		return ok && in.EffectivePriority == 210
+	})
+	if r := rejected(t, a); r != 1 {
+		t.Errorf("rejected values = %v, want 1 (counted once)", r)
+	}
+}
