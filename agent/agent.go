@@ -398,7 +398,14 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 	a.startArbiter() // the gate before the first instance can ask it
 	defer a.stopArbiter(false)
 	a.fileModel = model
-	a.apply(model)
+	// With etcd, the store's last good state saved by the previous run
+	// applies from the start: a restart while etcd is unreachable keeps
+	// the store's instances, priorities and maintenance.
+	first, fromEtcd, resumed := a.resumeEtcd(model)
+	a.apply(first)
+	if resumed {
+		a.etcdOverrides(fromEtcd)
+	}
 	a.applied.Store(true)
 	if err := a.startEtcd(); err != nil {
 		a.log.Error("etcd: not followed: the file's configuration runs alone", "err", err)

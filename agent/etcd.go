@@ -4,13 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/vipd/vipd/agent/state"
 	"github.com/vipd/vipd/api"
 	"github.com/vipd/vipd/config"
 	"github.com/vipd/vipd/coord"
@@ -129,6 +134,7 @@ func (a *Agent) etcdSnapshot(ctx context.Context, rev int64, kvs map[string][]by
 		s.mu.Lock()
 		s.ov, s.on, s.kvs = ov, true, kvs
 		s.mu.Unlock()
+		a.saveEtcdSnapshot(rev, kvs)
 		p := a.applyLocked(m)
 		a.applyMu.Unlock()
 		if len(p) > 0 {
@@ -407,3 +413,72 @@ func (a *Agent) etcdMaintenance(ctx context.Context, req api.MaintRequest) error
 
 // etcdRequestTimeout bounds the CLI's writes to etcd.
 const etcdRequestTimeout = 3 * time.Second
+
+// etcdSnapshotFile is the last good snapshot of the store in --state-dir:
+// a start while etcd is unreachable runs on it (the store's instances,
+// priorities and maintenance) instead of on the file alone, so that a
+// restart moves nothing even then.
+const etcdSnapshotFile = "etcd-snapshot.json"
+
+type savedSnapshot struct {
+	Revision int64             `json:"revision"`
+	Saved    time.Time         `json:"saved"`
+	KVs      map[string]string `json:"kvs"`
+}
+
+// saveEtcdSnapshot writes kvs to the state directory (atomically; a
+// failure is logged and the run goes on).
+func (a *Agent) saveEtcdSnapshot(rev int64, kvs map[string][]byte) {
+	if a.opts.StateDir == "" {
+		return
+	}
+	sv := savedSnapshot{Revision: rev, Saved: time.Now().UTC(), KVs: make(map[string]string, len(kvs))}
+	for k, v := range kvs {
+		sv.KVs[k] = string(v)
+	}
+	b, err := json.Marshal(sv)
+	if err == nil {
+		err = state.WriteFile(a.opts.StateDir, etcdSnapshotFile, b)
+	}
+	if err != nil {
+		a.log.Warn("etcd: cannot save the store's last good state; a start without etcd will run on the file alone", "dir", a.opts.StateDir, "err", err)
+	}
+}
+
+// resumeEtcd composes the file's model with the store's last good state
+// saved by a previous run, when there is one: the start runs on it until
+// etcd answers. It returns the model to apply first and what this node's
+// overrides are in it.
+func (a *Agent) resumeEtcd(file *config.Model) (*config.Model, coord.NodeOverrides, bool) {
+	s := a.etcd
+	if s == nil || a.opts.StateDir == "" {
+		return file, coord.NodeOverrides{}, false
+	}
+	path := filepath.Join(a.opts.StateDir, etcdSnapshotFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			a.log.Warn("etcd: the saved store state is unreadable; starting on the file alone", "file", path, "err", err)
+		}
+		return file, coord.NodeOverrides{}, false
+	}
+	var sv savedSnapshot
+	if err := json.Unmarshal(b, &sv); err != nil {
+		a.log.Warn("etcd: the saved store state is unreadable; starting on the file alone", "file", path, "err", err)
+		return file, coord.NodeOverrides{}, false
+	}
+	kvs := make(map[string][]byte, len(sv.KVs))
+	for k, v := range sv.KVs {
+		kvs[k] = []byte(v)
+	}
+	m, ds, ov := coord.ComposeFrom(file, coord.BuildFrom(s.prefix, kvs, coord.Overlay{}), coord.Overlay{})
+	if err := ds.Err(); err != nil {
+		a.log.Warn("etcd: the saved store state does not fit this configuration; starting on the file alone", "file", path, "err", err)
+		return file, coord.NodeOverrides{}, false
+	}
+	s.mu.Lock()
+	s.ov, s.on, s.kvs = ov, true, kvs
+	s.mu.Unlock()
+	a.log.Info("etcd: starting on the store's last good state until etcd answers", "revision", sv.Revision, "saved", sv.Saved.Format(time.RFC3339), "keys", len(kvs))
+	return m, ov.For(a.opts.NodeName), true
+}

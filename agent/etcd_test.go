@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -249,5 +250,58 @@ func TestEtcdKeyForAnUnknownInstanceIsReported(t *testing.T) {
 	})
 	if r := rejected(t, a); r != 1 {
 		t.Errorf("rejected values = %v, want 1 (counted once)", r)
+	}
+}
+
+// TestEtcdStateSurvivesARestartWithoutEtcd: the store's last good state is
+// saved in --state-dir; a start while etcd is down runs on it (the store's
+// maintenance and priority stay in force) instead of on the file alone.
+func TestEtcdStateSurvivesARestartWithoutEtcd(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client()
+	dir := t.TempDir()
+	start := func() *Agent {
+		a, _ := testAgentWith(t, Options{EtcdEndpoints: srv.Endpoints(), EtcdPrefix: "/vipd", StateDir: dir})
+		a.etcd = newOverlayState("/vipd")
+		a.etcdSide = &etcdSide{metrics: coord.NewMetrics()}
+		m := model(inst("VI_1", 51, 100, "10.0.0.100/24"), inst("VI_2", 52, 100, "10.0.0.102/24"))
+		a.fileModel = m
+		first, ov, resumed := a.resumeEtcd(m)
+		a.apply(first)
+		if resumed {
+			a.etcdOverrides(ov)
+		}
+		if err := a.connectEtcd(); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.startEtcd(); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	a := start()
+	ctx := context.Background()
+	for k, v := range map[string]string{"/vipd/maintenance/n1/VI_1": "disk swap", "/vipd/priority/VI_2/n1": "222"} {
+		if _, err := cli.Put(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitState(t, a, "VI_1", "FAULT")
+	waitFor(t, "VI_2 at the store's priority", func() bool { in, _ := instStatus(a, "VI_2"); return in.EffectivePriority == 222 })
+	waitFor(t, "the snapshot saved", func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, etcdSnapshotFile))
+		return err == nil && strings.Contains(string(b), "disk swap")
+	})
+	a.stopEtcd(true)
+	srv.Stop()
+
+	b := start()
+	defer b.stopEtcd(true)
+	in, ok := instStatus(b, "VI_1")
+	if !ok || in.State != "FAULT" {
+		t.Errorf("after a restart without etcd VI_1 is %+v, want FAULT (the store's maintenance)", in)
+	}
+	if in, _ := instStatus(b, "VI_2"); in.EffectivePriority != 222 {
+		t.Errorf("after a restart without etcd VI_2's priority is %d, want the store's 222", in.EffectivePriority)
 	}
 }

@@ -186,24 +186,30 @@ func Read(dir string) (File, time.Time, error) {
 	return f, st.ModTime(), nil
 }
 
-// Write replaces dir's state file atomically (a temporary file, fsync,
-// rename, fsync of the directory): a crash at any moment leaves the old
-// file or the new one, never a mix. It creates dir (0700) if needed.
+// Write replaces dir's state file atomically (WriteFile).
 func Write(dir string, f File) error {
 	f.Version = Version
 	b, err := json.MarshalIndent(f, "", " ")
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
+	return WriteFile(dir, FileName, append(b, '\n'))
+}
+
+// WriteFile replaces the file name in dir atomically (a temporary file,
+// fsync, rename, fsync of the directory): a crash at any moment leaves the
+// old file or the new one, never a mix. It creates dir (0700) if needed;
+// the file is 0600.
+func WriteFile(dir, name string, b []byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, FileName+".tmp*")
+	tmp, err := os.CreateTemp(dir, name+".tmp*")
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // after the rename: nothing there
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
+	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
 		return fmt.Errorf("state: %w", err)
 	}
@@ -214,7 +220,7 @@ func Write(dir string, f File) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), Path(dir)); err != nil {
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
 	if d, err := os.Open(dir); err == nil {
