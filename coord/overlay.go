@@ -273,9 +273,12 @@ func Compose(file *config.Model, ov Overlay) (*config.Model, config.Diagnostics)
 // model is composed again. The overlay returned is ov with those changes,
 // the one to pass as prev to the next BuildFrom and ComposeFrom.
 //
-// An error about an object that has not changed (a script deleted that an
-// instance still tracks) blames no key: it is returned, and the caller keeps
-// running its last good model, as for an error in the file.
+// A key deleted while its object is still in use (a script that an
+// instance still tracks) is refused the same way: when putting prev's
+// object back leaves fewer errors, it stays in force (Rejection.Kept) until
+// nothing uses it. An error left after that blames no key: it is returned,
+// and the caller keeps running its last good model, as for an error in the
+// file.
 func ComposeFrom(file *config.Model, ov Overlay, prev Overlay) (*config.Model, config.Diagnostics, Overlay) {
 	ov = ov.clone()
 	for {
@@ -302,11 +305,47 @@ func ComposeFrom(file *config.Model, ov Overlay, prev Overlay) (*config.Model, c
 			ov.Rejected = append(ov.Rejected, Rejection{Key: k, Err: bad[k].Err(), Kept: kept})
 			changed = true
 		}
+		if !changed && ds.Err() != nil {
+			if k, key, ok := ov.deletionInUse(file, prev, len(ds.Errors())); ok {
+				ov.revert(key, prev)
+				ov.Rejected = append(ov.Rejected, Rejection{Key: k,
+					Err: fmt.Errorf("%s: deleted while still in use, kept until nothing uses it: %w", k, ds.Err()), Kept: true})
+				changed = true
+			}
+		}
 		if !changed {
 			slices.SortStableFunc(ov.Rejected, func(a, b Rejection) int { return strings.Compare(a.Key, b.Key) })
 			return m, ds, ov
 		}
 	}
+}
+
+// deletionInUse finds a store object that prev had and o has not (its key
+// was deleted) whose return leaves fewer than errs errors: the deletion is
+// what broke the model. It returns the object's key, the first in key order.
+func (o Overlay) deletionInUse(file *config.Model, prev Overlay, errs int) (string, Key, bool) {
+	now := o.objectPositions()
+	var gone []Key
+	for key := range prev.objectPositions() {
+		if _, ok := now[key]; !ok {
+			gone = append(gone, key)
+		}
+	}
+	slices.SortFunc(gone, func(a, b Key) int {
+		if a.Kind != b.Kind {
+			return int(a.Kind) - int(b.Kind)
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	for _, key := range gone {
+		trial := o.clone()
+		trial.revert(key, prev)
+		if _, ds := Compose(file, trial); len(ds.Errors()) < errs {
+			k, _ := KeyOfPos(prev.objectPositions()[key])
+			return k, key, true
+		}
+	}
+	return "", Key{}, false
 }
 
 // blame returns the key of the store object an error is about: the key it

@@ -94,7 +94,7 @@ virtual_ipaddress: [10.0.0.101/24, 10.0.0.102/24]
 			}},
 		{what: "a store instance with VRID 300: decoded, refused by validation at its key and settled out; the rest applies",
 			put: map[string]string{"/vipd/config/instances/VI_BAD": "interface: eth0\nvirtual_router_id: 300\nvirtual_ipaddress: [10.0.0.200/24]\n"}},
-		{what: "the script key deleted while VI_9 still tracks it: an error at VI_9's key, but VI_9 did not change: the last good model stays",
+		{what: "the script key deleted while VI_9 still tracks it: the deletion is refused (the script stays) and the rest applies",
 			del: []string{"/vipd/config/instances/VI_BAD", "/vipd/config/scripts/chk_store"}},
 		{what: "everything deleted: the file's model again",
 			del: []string{
