@@ -76,7 +76,9 @@ func (a *Agent) startArbiter() {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	side := &arbiterSide{arb: arb, cancel: cancel, done: make(chan struct{})}
+	a.mu.Lock()
 	a.arbiter = side
+	a.mu.Unlock()
 	a.SetGate(arbiterGate{arb})
 	_, events := a.Subscribe(ctx)
 	go func() {
@@ -128,11 +130,13 @@ func (a *Agent) feedArbiter(ctx context.Context, arb *coord.Arbiter, events <-ch
 // revokes the lease, so the peers take the claims at once; a restart or an
 // upgrade leaves them on the lease for the next run to keep.
 func (a *Agent) stopArbiter(graceful bool) {
+	a.mu.Lock()
 	side := a.arbiter
+	a.arbiter = nil
+	a.mu.Unlock()
 	if side == nil {
 		return
 	}
-	a.arbiter = nil
 	if graceful {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		if err := side.arb.Release(ctx); err != nil {

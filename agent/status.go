@@ -15,7 +15,17 @@ func (a *Agent) Status() api.Status {
 // daemon describes the process for status.
 func (a *Agent) daemon() *api.Daemon {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	return &api.Daemon{PID: os.Getpid(), Version: a.opts.Version, Started: a.started,
+	d := &api.Daemon{PID: os.Getpid(), Version: a.opts.Version, Started: a.started,
 		StateDir: a.opts.StateDir, Ready: a.applied.Load(), Resumed: a.resumed, Upgrade: a.opts.UpgradeNote}
+	side := a.arbiter
+	a.mu.Unlock()
+	if side != nil {
+		mode, why := side.arb.Mode()
+		claims := side.arb.Claims()
+		if claims == nil {
+			claims = []string{}
+		}
+		d.Arbiter = &api.ArbiterStatus{Mode: string(mode), Why: why, Claims: claims}
+	}
+	return d
 }

@@ -215,4 +215,15 @@ type Daemon struct {
 	// Upgrade says how the last vipd upgrade ended, when this run is the
 	// result of one ("" otherwise).
 	Upgrade string `json:"upgrade,omitempty"`
+	// Arbiter is the split-brain arbiter's view (etcd configured and
+	// arbitration on; docs/arbitration.md).
+	Arbiter *ArbiterStatus `json:"arbiter,omitempty"`
+}
+
+// ArbiterStatus is the arbiter's mode, why, and the instances whose claim
+// this node holds in etcd.
+type ArbiterStatus struct {
+	Mode   string   `json:"mode"` // starting, etcd, failsafe, isolated, alone
+	Why    string   `json:"why"`
+	Claims []string `json:"claims"`
 }

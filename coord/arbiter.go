@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -85,6 +86,7 @@ type Arbiter struct {
 	wanted map[string]time.Time
 	mode   ArbMode
 	why    string
+	held   []string // instances whose claim this node holds
 	// The loop's inputs from its helpers, taken under mu.
 	snap     map[string]*mvccpb.KeyValue
 	snapRev  int64
@@ -173,6 +175,13 @@ func (a *Arbiter) Mode() (ArbMode, string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.mode, a.why
+}
+
+// Claims lists the instances whose claim this node holds, sorted.
+func (a *Arbiter) Claims() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.held)
 }
 
 func (a *Arbiter) poke() {
@@ -389,15 +398,16 @@ func (a *Arbiter) step(ctx context.Context, st *loopState, wg *sync.WaitGroup) {
 		}
 	}
 	st.lastGate = d.Gate
-	held := 0
-	for _, c := range in.Claims {
+	var held []string
+	for n, c := range in.Claims {
 		if c.Node == a.cfg.Node {
-			held++
+			held = append(held, n)
 		}
 	}
-	a.metrics.arbClaims.Set(float64(held))
+	slices.Sort(held)
+	a.metrics.arbClaims.Set(float64(len(held)))
 	a.mu.Lock()
-	a.gate, a.mode, a.why = d.Gate, d.Mode, d.Why
+	a.gate, a.mode, a.why, a.held = d.Gate, d.Mode, d.Why, held
 	for n, at := range a.wanted {
 		if now.Sub(at) >= wantGrace {
 			delete(a.wanted, n)

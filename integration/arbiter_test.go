@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -286,6 +287,15 @@ func isolate(t *testing.T, n *lab.Node) func() {
 // would have let it.
 func TestArbiterStopHandsOverWithoutWaitingForTheLease(t *testing.T) {
 	a := newArbLab(t, false)
+	// vipd status shows the arbiter: the table's last line and the JSON.
+	out, err := exec.Command(lab.BuildVipd(t), "status", "--socket", a.ds[0].socket).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "arbiter: etcd (lease live); claims held: VI_1") {
+		t.Errorf("vipd status on n1: %v\n%s", err, out)
+	}
+	if st, err := a.ds[1].status(); err != nil || st.Daemon == nil || st.Daemon.Arbiter == nil ||
+		st.Daemon.Arbiter.Mode != "etcd" || len(st.Daemon.Arbiter.Claims) != 0 {
+		t.Errorf("n2's status: the arbiter in mode etcd holding no claim, got %+v %v", st.Daemon, err)
+	}
 	w := lab.WatchHolders(t, netip.MustParseAddr(arbVIP), 20*time.Millisecond, a.all...)
 	w.Report()
 	start := time.Now()

@@ -25,6 +25,7 @@ import (
 	"github.com/vipd/vipd/api"
 	"github.com/vipd/vipd/config"
 	"github.com/vipd/vipd/config/loader"
+	"github.com/vipd/vipd/coord"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -502,7 +503,9 @@ func TestRunPassesFlagsAndEnvironmentToTheAgent(t *testing.T) {
 		EtcdEndpoints: []string{"http://10.0.0.5:2379", "http://10.0.0.6:2379"},
 		EtcdPrefix:    "/vipd",
 		MetricsListen: "127.0.0.1:9650", Version: "dev",
-		StateDir: "/var/lib/vipd/from-env", // the default: one per node name
+		StateDir:         "/var/lib/vipd/from-env", // the default: one per node name
+		ArbiterTTL:       3 * time.Second,
+		ArbiterIsolation: coord.IsolationRelease,
 	}
 	if got.Executable == "" {
 		t.Error("agent got no executable path (vipd upgrade needs it)")
@@ -519,6 +522,22 @@ func TestRunPassesFlagsAndEnvironmentToTheAgent(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr, `"msg":"agent says hello"`) {
 		t.Errorf("--log-format json did not log JSON on stderr: %q", r.stderr)
+	}
+}
+
+func TestRunArbiterFlags(t *testing.T) {
+	r, got := vipd(t, "run", "--config", "k.conf", "--arbiter=false", "--arbiter-ttl", "5s", "--arbiter-isolation", "keep")
+	if r.code != 0 || got == nil {
+		t.Fatalf("exit %d stderr %q", r.code, r.stderr)
+	}
+	if !got.ArbiterOff || got.ArbiterTTL != 5*time.Second || got.ArbiterIsolation != coord.IsolationKeep {
+		t.Errorf("arbiter options: off %v ttl %v isolation %q", got.ArbiterOff, got.ArbiterTTL, got.ArbiterIsolation)
+	}
+	for _, bad := range [][]string{{"--arbiter-ttl", "1s"}, {"--arbiter-ttl", "2500ms"}, {"--arbiter-isolation", "maybe"}} {
+		r, got := vipd(t, append([]string{"run", "--config", "k.conf"}, bad...)...)
+		if r.code == 0 || got != nil || !strings.Contains(r.stderr, bad[0]) {
+			t.Errorf("%v: exit %d, agent started %v, stderr %q: want a refusal naming the flag", bad, r.code, got != nil, r.stderr)
+		}
 	}
 }
 

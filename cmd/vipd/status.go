@@ -144,7 +144,15 @@ func renderStatusTable(w io.Writer, st api.Status, now time.Time) error {
 			dash(strings.Join(in.VIPs, ",")), dash(in.Master),
 			age(in.Since, now), dash(trackedSummary(in.Tracked)), dash(in.Cause))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if st.Daemon != nil && st.Daemon.Arbiter != nil {
+		ar := st.Daemon.Arbiter
+		_, err := fmt.Fprintf(w, "\narbiter: %s (%s); claims held: %s\n", ar.Mode, ar.Why, dash(strings.Join(ar.Claims, ",")))
+		return err
+	}
+	return nil
 }
 
 // trackedSummary renders tracked items compactly: "chk_main:FAIL(-2),eth0:ok".
