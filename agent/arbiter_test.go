@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/vipd/vipd/config"
 	"github.com/vipd/vipd/coord"
 	"github.com/vipd/vipd/coord/etcdtest"
 )
@@ -135,5 +136,48 @@ func TestArbiterGatesTheAgent(t *testing.T) {
 	a.stopArbiter(true)
 	if h := claimHolder(t, cli, "VI_2"); h != "" {
 		t.Errorf("a graceful stop left the claim of VI_2 (held by %q)", h)
+	}
+}
+
+// TestArbiterSyncGroupEntersMasterWithEveryClaim: a sync group goes MASTER
+// only once the arbiter holds the claim of every member; while another node
+// holds one member's claim, no member is MASTER.
+func TestArbiterSyncGroupEntersMasterWithEveryClaim(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client()
+	other := putClaim(t, cli, "VI_2", "n2")
+
+	a, _ := testAgentWith(t, Options{EtcdEndpoints: srv.Endpoints(), EtcdPrefix: "/vipd", ArbiterTTL: 2 * time.Second})
+	a.etcd = newOverlayState("/vipd")
+	a.etcdSide = &etcdSide{metrics: coord.NewMetrics()}
+	if err := a.connectEtcd(); err != nil {
+		t.Fatal(err)
+	}
+	a.startArbiter()
+	t.Cleanup(func() { a.stopArbiter(true); a.stopEtcd(true) })
+	m := model(inst("VI_1", 51, 100, "10.0.0.100/24"), inst("VI_2", 52, 100, "10.0.0.102/24"))
+	m.SyncGroups = []*config.SyncGroup{{Name: "G", Members: []string{"VI_1", "VI_2"}}}
+	config.Normalize(m)
+	a.fileModel = m
+	a.apply(m)
+
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		for _, n := range []string{"VI_1", "VI_2"} {
+			if in, _ := instStatus(a, n); in.State == "MASTER" {
+				t.Fatalf("%s MASTER while n2 holds VI_2's claim", n)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := cli.Revoke(context.Background(), other); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, a, "VI_1", "MASTER")
+	waitState(t, a, "VI_2", "MASTER")
+	for _, n := range []string{"VI_1", "VI_2"} {
+		if h := claimHolder(t, cli, n); h != "n1" {
+			t.Errorf("%s MASTER, its claim names %q", n, h)
+		}
 	}
 }
