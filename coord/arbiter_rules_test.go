@@ -336,6 +336,83 @@ func TestDecideInEtcdModePreemptionGoesThroughARequest(t *testing.T) {
 	})
 }
 
+func TestDecideAFreedClaimGoesFirstToTheHighestPriority(t *testing.T) {
+	freedAgo := 100 * time.Millisecond
+	runEtcdCases(t, []etcdCase{
+		{name: "priority 100 waits 156 steps after another node's claim went",
+			in: func(in *ArbInput) {
+				*in = withInsts(*in, arbHeld("VI_1", 100))
+				in.Freed = map[string]time.Time{"VI_1": in.Now.Add(-freedAgo)}
+			},
+			gate: map[string]bool{"VI_1": false},
+			acts: []string{}},
+		{name: "priority 255 waits one step only: claims at once here",
+			in: func(in *ArbInput) {
+				*in = withInsts(*in, arbHeld("VI_1", 255))
+				in.Freed = map[string]time.Time{"VI_1": in.Now.Add(-freedAgo)}
+			},
+			gate: map[string]bool{"VI_1": false},
+			acts: []string{"claim VI_1 priority=255: wants MASTER"}},
+		{name: "priority 100 claims once its delay passed",
+			in: func(in *ArbInput) {
+				*in = withInsts(*in, arbHeld("VI_1", 100))
+				in.Freed = map[string]time.Time{"VI_1": in.Now.Add(-ClaimDelay(100))}
+			},
+			gate: map[string]bool{"VI_1": false},
+			acts: []string{"claim VI_1 priority=100: wants MASTER"}},
+		{name: "the node that asked the holder to yield claims without waiting",
+			in: func(in *ArbInput) {
+				i := arbHeld("VI_1", 100)
+				i.Preempt = true
+				*in = withInsts(*in, i)
+				in.Freed = map[string]time.Time{"VI_1": in.Now}
+				in.Asking["VI_1"] = true
+			},
+			gate: map[string]bool{"VI_1": false},
+			acts: []string{"claim VI_1 priority=100: wants MASTER", "withdraw VI_1: no longer waiting to preempt"}},
+		{name: "a freed claim another node already took again is just held",
+			in: func(in *ArbInput) {
+				*in = withInsts(*in, arbHeld("VI_1", 100))
+				in.Freed = map[string]time.Time{"VI_1": in.Now}
+				in.Claims["VI_1"] = Claim{Node: "c", Priority: 200, Rev: 30}
+			},
+			gate: map[string]bool{"VI_1": false},
+			acts: []string{}},
+	})
+
+	// The waiting decision says when to look again, and why it refuses.
+	in := withInsts(liveInput(), arbHeld("VI_1", 100))
+	freed := in.Now.Add(-freedAgo)
+	in.Freed = map[string]time.Time{"VI_1": freed}
+	d := Decide(in)
+	if want := freed.Add(ClaimDelay(100)); !d.Next.Equal(want) {
+		t.Errorf("Next %v, want the end of the delay %v", d.Next, want)
+	}
+	if why := d.Gate["VI_1"].Why; !strings.Contains(why, "let go") {
+		t.Errorf("gate reason %q", why)
+	}
+	in.Freed = nil
+	if d := Decide(in); !d.Next.IsZero() {
+		t.Errorf("Next %v without anything to wait for", d.Next)
+	}
+}
+
+func TestClaimDelayOrdersTakeoversByPriorityWithinASecond(t *testing.T) {
+	if got := ClaimDelay(255); got != claimStep {
+		t.Errorf("ClaimDelay(255) = %v, want one step", got)
+	}
+	for p := 2; p <= 255; p++ {
+		if ClaimDelay(p) >= ClaimDelay(p-1) {
+			t.Fatalf("ClaimDelay(%d) = %v, not shorter than ClaimDelay(%d) = %v", p, ClaimDelay(p), p-1, ClaimDelay(p-1))
+		}
+	}
+	for _, p := range []int{-5, 0, 1, 256, 1000} {
+		if got := ClaimDelay(p); got != ClaimDelay(1) || got > 1100*time.Millisecond {
+			t.Errorf("ClaimDelay(%d) = %v, want the longest, %v", p, got, ClaimDelay(1))
+		}
+	}
+}
+
 func TestDecideInEtcdModeAMasterNeedsTheClaim(t *testing.T) {
 	runEtcdCases(t, []etcdCase{
 		{name: "a MASTER while another node holds the claim: demote",
@@ -587,7 +664,8 @@ func TestDecideTranscript(t *testing.T) {
 	in := ArbInput{Node: "a", Policy: IsolationRelease, Start: arbT0, TTL: ttl,
 		Instances: map[string]ArbInstance{"VI_1": arbInst("VI_1", "BACKUP", 100)},
 		Claims:    map[string]Claim{}, Requests: map[string][]PreemptRequest{}, ClaimedAt: map[string]time.Time{},
-		Asking: map[string]bool{}, Wanted: map[string]time.Time{}, Demoted: map[string]time.Time{}}
+		Asking: map[string]bool{}, Wanted: map[string]time.Time{}, Demoted: map[string]time.Time{},
+		Freed: map[string]time.Time{}}
 	keepAlive := func(sent time.Time) {
 		in.Tried, in.LastOK, in.LiveUntil = true, sent, sent.Add(ttl-ttl/3)
 	}
@@ -620,12 +698,14 @@ func TestDecideTranscript(t *testing.T) {
 		{5500 * time.Millisecond, "still MASTER half a second later: not asked again yet", func() {}},
 		{6100 * time.Millisecond, "still MASTER a second later: asked again", func() { keepAlive(arbAt(6 * time.Second)) }},
 		{6200 * time.Millisecond, "VI_1 left MASTER", func() { setState("BACKUP", false) }},
-		{8 * time.Second, "b's claim is gone; VI_1 wants MASTER and claims", func() {
+		{8 * time.Second, "b's claim is gone (its lease expired); VI_1 wants MASTER and lets higher priorities claim first", func() {
 			keepAlive(arbAt(7900 * time.Millisecond))
 			delete(in.Claims, "VI_1")
+			in.Freed["VI_1"] = in.Now
 			setState("BACKUP", true)
 		}},
-		{8100 * time.Millisecond, "won (revision 63), MASTER", func() {
+		{8624 * time.Millisecond, "its delay (156 steps of 4 ms) passed: it claims", func() {}},
+		{8700 * time.Millisecond, "won (revision 63), MASTER", func() {
 			in.Claims["VI_1"] = Claim{Node: "a", VRID: 1, Priority: 100, Rev: 63, Lease: 0x1234}
 			in.ClaimedAt["VI_1"] = in.Now
 			setState("MASTER", false)
@@ -661,6 +741,9 @@ func TestDecideTranscript(t *testing.T) {
 				verdict = "allow"
 			}
 			fmt.Fprintf(&b, "    gate %s %s: %s\n", n, verdict, g.Why)
+		}
+		if !d.Next.IsZero() {
+			fmt.Fprintf(&b, "    next look at t=%.3fs\n", d.Next.Sub(arbT0).Seconds())
 		}
 		for _, a := range d.Actions {
 			fmt.Fprintf(&b, "    %s\n", a)

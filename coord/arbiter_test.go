@@ -104,7 +104,7 @@ func startArbiter(t *testing.T, srv *etcdtest.Server, cfg ArbiterConfig, before 
 		cfg.Prefix = arbPrefix
 	}
 	if cfg.TTL == 0 {
-		cfg.TTL = 2 * time.Second
+		cfg.TTL = 3 * time.Second // a timed-out keep-alive does not end etcd mode
 	}
 	cfg.Door = n.door
 	cfg.Logger = slog.New(n.log)
@@ -270,7 +270,17 @@ func TestArbiterOneOfTwoWinsTheClaimAndReleasesItWhenNoLongerMaster(t *testing.T
 	srv, admin := arbiterEtcd(t)
 	nodes := map[string]*arbNode{}
 	for _, name := range []string{"a", "b"} {
-		nodes[name] = startArbiter(t, srv, ArbiterConfig{Node: name}, func(a *Arbiter) { wantMaster(a, 100, false) })
+		nodes[name] = startArbiter(t, srv, ArbiterConfig{Node: name}, nil)
+	}
+	// Both in etcd mode first: the door of a node that starts before etcd
+	// answers may be told of a gate opened in another mode (see
+	// TestDecideModeFollowsTheLeaseThenGossip: a failed first lease
+	// request ends ModeStarting).
+	waitFor(t, "both arbiters in etcd mode", func() bool {
+		return modeOf(nodes["a"].arb) == ModeEtcd && modeOf(nodes["b"].arb) == ModeEtcd
+	})
+	for _, n := range nodes {
+		wantMaster(n.arb, 100, false)
 	}
 
 	var k *mvccpb.KeyValue
