@@ -407,6 +407,7 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 		a.etcdOverrides(fromEtcd)
 	}
 	a.applied.Store(true)
+	a.arbiterApplied()
 	if err := a.startEtcd(); err != nil {
 		a.log.Error("etcd: not followed: the file's configuration runs alone", "err", err)
 	}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/vipd/vipd/api"
@@ -13,9 +14,22 @@ import (
 // arbiterSide is the split-brain arbiter as the agent runs it: the gate
 // in front of MASTER while etcd is configured and arbitration is on.
 type arbiterSide struct {
-	arb    *coord.Arbiter
-	cancel context.CancelFunc
-	done   chan struct{}
+	arb     *coord.Arbiter
+	cancel  context.CancelFunc
+	done    chan struct{}
+	applied chan struct{} // closed after the first apply (arbiterApplied)
+	once    sync.Once
+}
+
+// arbiterApplied tells the arbiter the first apply is done: it observes the
+// instances now, even if none changed.
+func (a *Agent) arbiterApplied() {
+	a.mu.Lock()
+	side := a.arbiter
+	a.mu.Unlock()
+	if side != nil {
+		side.once.Do(func() { close(side.applied) })
+	}
 }
 
 // arbiterGate adapts the arbiter to vrrp.Gate.
@@ -75,7 +89,7 @@ func (a *Agent) startArbiter() {
 		Metrics: a.etcdSide.metrics,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
-	side := &arbiterSide{arb: arb, cancel: cancel, done: make(chan struct{})}
+	side := &arbiterSide{arb: arb, cancel: cancel, done: make(chan struct{}), applied: make(chan struct{})}
 	a.mu.Lock()
 	a.arbiter = side
 	a.mu.Unlock()
@@ -83,7 +97,7 @@ func (a *Agent) startArbiter() {
 	_, events := a.Subscribe(ctx)
 	go func() {
 		defer close(side.done)
-		go a.feedArbiter(ctx, arb, events)
+		go a.feedArbiter(ctx, arb, events, side.applied)
 		_ = arb.Run(ctx)
 	}()
 	a.log.Info("arbiter: a node enters MASTER only with the instance's claim in etcd",
@@ -92,8 +106,11 @@ func (a *Agent) startArbiter() {
 
 // feedArbiter hands the arbiter the instances at start and after every
 // change of the state stream.
-func (a *Agent) feedArbiter(ctx context.Context, arb *coord.Arbiter, events <-chan api.Event) {
+func (a *Agent) feedArbiter(ctx context.Context, arb *coord.Arbiter, events <-chan api.Event, applied <-chan struct{}) {
 	observe := func() {
+		if !a.applied.Load() {
+			return // not before the first apply (see coord.Arbiter.Observe)
+		}
 		st := a.hub.snapshot()
 		insts := make([]coord.ArbInstance, 0, len(st))
 		for _, s := range st {
@@ -107,6 +124,9 @@ func (a *Agent) feedArbiter(ctx context.Context, arb *coord.Arbiter, events <-ch
 		select {
 		case <-ctx.Done():
 			return
+		case <-applied:
+			applied = nil
+			observe()
 		case _, ok := <-events:
 			if !ok {
 				return

@@ -90,6 +90,8 @@ func TestArbiterGatesTheAgent(t *testing.T) {
 	m := model(inst("VI_1", 51, 100, "10.0.0.100/24"))
 	a.fileModel = m
 	a.apply(m)
+	a.applied.Store(true)
+	a.arbiterApplied()
 
 	waitFor(t, "VI_1 held out of MASTER by the gate", func() bool {
 		in, ok := instStatus(a, "VI_1")
@@ -160,6 +162,8 @@ func TestArbiterSyncGroupEntersMasterWithEveryClaim(t *testing.T) {
 	config.Normalize(m)
 	a.fileModel = m
 	a.apply(m)
+	a.applied.Store(true)
+	a.arbiterApplied()
 
 	deadline := time.Now().Add(time.Second)
 	for time.Now().Before(deadline) {

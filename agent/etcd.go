@@ -46,6 +46,7 @@ type overlayState struct {
 	maint   map[string]string // instance ("" node-wide) -> reason set
 	badComp string            // the last composition error logged
 	unknown map[string]bool   // keys naming an instance this node does not run, logged
+	warned  map[string]bool   // warnings about the store's values, logged
 }
 
 func newOverlayState(prefix string) *overlayState {
@@ -163,9 +164,17 @@ func (a *Agent) logRejections(ov coord.Overlay, rev int64) {
 			delete(s.logged, k)
 		}
 	}
+	// A warning (a keyword ignored, one not implemented) is logged once
+	// while its value stays.
+	warned := map[string]bool{}
 	for _, w := range ov.Warnings {
-		a.log.Debug("etcd: " + w.String())
+		text := w.String()
+		warned[text] = true
+		if !s.warned[text] {
+			a.log.Warn("etcd: " + text)
+		}
 	}
+	s.warned = warned
 }
 
 // etcdOverrides makes this node's priority overrides and maintenance from

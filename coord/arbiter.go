@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -94,7 +95,8 @@ type Arbiter struct {
 	leaseEv  []leaseEvent
 	probed   *PeerView
 	results  []actionResult
-	claimsUp int
+	observed bool
+	released atomic.Bool // Release ran: no new lease, no new claim
 }
 
 // NewArbiter returns an arbiter; Run starts it.
@@ -152,7 +154,9 @@ func (a *Arbiter) MayBecomeMaster(instance string, vrid int, cause string, preem
 }
 
 // Observe hands the arbiter the local instances as they are now (every
-// instance, each time).
+// instance, each time). The agent calls it first after its first apply:
+// only then does a claim of this node for an instance it does not run
+// count as one to release.
 func (a *Arbiter) Observe(insts []ArbInstance) {
 	m := make(map[string]ArbInstance, len(insts))
 	for _, in := range insts {
@@ -166,6 +170,7 @@ func (a *Arbiter) Observe(insts []ArbInstance) {
 		m[n] = in
 	}
 	a.insts = m
+	a.observed = true
 	a.mu.Unlock()
 	a.poke()
 }
@@ -218,7 +223,7 @@ func (a *Arbiter) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	w := NewKVWatcher(a.cli, WatcherConfig{Prefix: a.cfg.Prefix, Dir: segArbiter + "/", Clock: a.clock, Logger: a.log.With("component", "arbiter"),
+	w := NewKVWatcher(a.cli, WatcherConfig{Prefix: a.cfg.Prefix, Dir: segArbiter + "/", Clock: a.clock, Logger: a.log,
 		Metrics: NewMetrics(), ProbeInterval: time.Second}, func(rev int64, kvs map[string]*mvccpb.KeyValue) {
 		a.mu.Lock()
 		a.snap, a.snapRev, a.snapNew = kvs, rev, true
@@ -308,6 +313,7 @@ func (a *Arbiter) step(ctx context.Context, st *loopState, wg *sync.WaitGroup) {
 	a.results = nil
 	insts := maps.Clone(a.insts)
 	wanted := maps.Clone(a.wanted)
+	observed := a.observed
 	a.mu.Unlock()
 
 	for _, ev := range evs {
@@ -377,7 +383,7 @@ func (a *Arbiter) step(ctx context.Context, st *loopState, wg *sync.WaitGroup) {
 	}
 
 	in := ArbInput{Now: now, Node: a.cfg.Node, Policy: a.cfg.Policy, Start: st.start, Tried: st.tried, TTL: a.ttl,
-		LiveUntil: st.liveUntil, LastOK: st.lastOK, Peers: st.peers, Instances: insts, Claims: a.view(st),
+		LiveUntil: st.liveUntil, LastOK: st.lastOK, Peers: st.peers, Instances: insts, Observed: observed, Claims: a.view(st),
 		Requests: st.requests, ClaimedAt: st.claimedAt, Asking: st.asking, Wanted: wanted, Demoted: st.demoted, Freed: st.freed}
 	d := Decide(in)
 	st.next = d.Next
@@ -578,7 +584,7 @@ func (a *Arbiter) act(ctx context.Context, st *loopState, act ArbAction, wg *syn
 		}()
 		return
 	}
-	if _, busy := st.inflight[n]; busy || st.lease == 0 {
+	if _, busy := st.inflight[n]; busy || st.lease == 0 || a.released.Load() {
 		return
 	}
 	st.inflight[n] = act.Kind
@@ -671,6 +677,7 @@ func (a *Arbiter) probe(ctx context.Context, started time.Time) {
 // without waiting for the lease to expire. Call it after the instances
 // left MASTER (their VIPs are gone), and before cancelling Run.
 func (a *Arbiter) Release(ctx context.Context) error {
+	a.released.Store(true)
 	lease := a.lk.Lease()
 	if lease == 0 {
 		return nil
@@ -690,6 +697,8 @@ func (a *Arbiter) Release(ctx context.Context) error {
 type leaseKeeper struct {
 	a *Arbiter
 
+	held bool // this run has held a lease (run's goroutine only)
+
 	mu    sync.Mutex
 	lease clientv3.LeaseID
 }
@@ -705,10 +714,11 @@ func (k *leaseKeeper) run(ctx context.Context) {
 	a := k.a
 	every := a.ttl / 3
 	timeout := every / 2
-	first := true
 	for ctx.Err() == nil {
-		ev := k.once(ctx, timeout, first)
-		first = false
+		if a.released.Load() {
+			return
+		}
+		ev := k.once(ctx, timeout)
 		if ctx.Err() != nil {
 			return
 		}
@@ -726,28 +736,40 @@ func (k *leaseKeeper) run(ctx context.Context) {
 	}
 }
 
-// once grants, adopts or keeps alive the lease.
-func (k *leaseKeeper) once(ctx context.Context, timeout time.Duration, first bool) leaseEvent {
+// once grants, adopts or keeps alive the lease. Until this run has held a
+// lease, it first tries to adopt the previous run's (etcd may have been
+// away at the start); grant and adoption have a third of the TTL each.
+func (k *leaseKeeper) once(ctx context.Context, timeout time.Duration) leaseEvent {
 	a := k.a
 	sent := a.clock.Now()
-	rctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), timeout)
-	defer cancel()
 	id := k.Lease()
-	if id == 0 && first {
-		if ev, ok := k.adopt(rctx, sent); ok {
+	if id == 0 && !k.held {
+		actx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), a.ttl/3)
+		ev, ok := k.adopt(actx, sent)
+		cancel()
+		if ok {
+			k.held = true
 			return ev
+		}
+		if ctx.Err() != nil {
+			return leaseEvent{sent: sent, err: ctx.Err()}
 		}
 	}
 	if id == 0 {
-		resp, err := a.cli.Grant(rctx, int64(a.ttl/time.Second))
+		gctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), a.ttl/3)
+		defer cancel()
+		resp, err := a.cli.Grant(gctx, int64(a.ttl/time.Second))
 		if err != nil {
 			return leaseEvent{sent: sent, err: err}
 		}
 		k.mu.Lock()
 		k.lease = resp.ID
 		k.mu.Unlock()
+		k.held = true
 		return leaseEvent{ok: true, sent: sent, ttl: time.Duration(resp.TTL) * time.Second, lease: resp.ID}
 	}
+	rctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), timeout)
+	defer cancel()
 	resp, err := a.cli.KeepAliveOnce(rctx, id)
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {

@@ -112,10 +112,15 @@ type ArbInput struct {
 	Node   string
 	Policy Isolation
 	// Start is when the arbiter started; Tried is whether a lease request
-	// has succeeded or failed since.
+	// has succeeded or failed since (for the record: starting lasts until
+	// the first success or one TTL, whatever the failures).
 	Start time.Time
 	Tried bool
-	TTL   time.Duration
+	// Observed: the agent's instances were handed over after its first
+	// apply. Until then a claim of ours for an instance not in Instances
+	// may be one to keep (adopted from the previous run), not a removed one.
+	Observed bool
+	TTL      time.Duration
 	// LiveUntil: the lease is known live until then (the send time of the
 	// last successful keep-alive plus its TTL, less a margin). LastOK is
 	// that send time.
@@ -245,7 +250,7 @@ func Decide(in ArbInput) ArbDecision {
 			d.Gate[n] = GateAnswer{true, "etcd unreachable and no gossip peer known: plain VRRP"}
 		}
 	}
-	if d.Mode == ModeEtcd {
+	if d.Mode == ModeEtcd && in.Observed {
 		// Claims of ours for instances this node no longer runs.
 		for _, n := range sortedKeys(in.Claims) {
 			c := in.Claims[n]
@@ -266,7 +271,9 @@ func mode(in ArbInput) (ArbMode, string) {
 	switch {
 	case !in.LiveUntil.IsZero() && in.Now.Before(in.LiveUntil):
 		return ModeEtcd, "lease live"
-	case !in.Tried && in.LastOK.IsZero() && in.Now.Sub(in.Start) < in.TTL:
+	case in.LastOK.IsZero() && in.Now.Sub(in.Start) < in.TTL:
+		// A failed first request does not end it: a slow etcd at a start
+		// must not open the gate to plain VRRP before it could answer.
 		return ModeStarting, "waiting for etcd's first answer"
 	case in.Peers.Known == 0:
 		return ModeAlone, "etcd unreachable and no gossip peer known"
@@ -331,7 +338,9 @@ func (d *ArbDecision) etcd(in ArbInput, inst ArbInstance) {
 				}
 			}
 			d.Actions = append(d.Actions, ArbAction{Kind: ActClaim, Instance: n, Priority: inst.Priority, Cause: "wants MASTER"})
-		case held && !ours && want && inst.Preempt && inst.Priority > c.Priority && !asking:
+		// The claim's priority is the holder's when it won: the holder
+		// compares a request with its priority now.
+		case held && !ours && want && inst.Preempt && !asking:
 			d.Actions = append(d.Actions, ArbAction{Kind: ActRequest, Instance: n, Priority: inst.Priority,
 				Cause: fmt.Sprintf("preempting node %s (priority %d)", c.Node, c.Priority)})
 			asking = true

@@ -77,9 +77,9 @@ func TestDecideModeFollowsTheLeaseThenGossip(t *testing.T) {
 		{"no answer for a whole TTL: starting is over", func() ArbInput {
 			return ArbInput{Now: arbAt(3 * time.Second), Start: arbT0, TTL: 3 * time.Second}
 		}, ModeAlone},
-		{"a failed lease request ends starting at once", func() ArbInput {
+		{"a failed lease request does not end starting (a slow etcd at a start)", func() ArbInput {
 			return ArbInput{Now: arbAt(time.Second), Start: arbT0, Tried: true, TTL: 3 * time.Second}
-		}, ModeAlone},
+		}, ModeStarting},
 		{"lease live: etcd", func() ArbInput { return liveInput() }, ModeEtcd},
 		{"lease live even with every peer silent: etcd", func() ArbInput {
 			in := liveInput()
@@ -272,13 +272,13 @@ func TestDecideInEtcdModePreemptionGoesThroughARequest(t *testing.T) {
 			},
 			gate: map[string]bool{"VI_1": false},
 			acts: []string{}},
-		{name: "equal priority does not preempt",
+		{name: "the claim's priority (the holder's when it won) does not stop a request: the holder decides with its priority now",
 			in: func(in *ArbInput) {
 				*in = withInsts(*in, preempting(100))
-				in.Claims["VI_1"] = Claim{Node: "b", Priority: 100, Rev: 12}
+				in.Claims["VI_1"] = Claim{Node: "b", Priority: 200, Rev: 12}
 			},
 			gate: map[string]bool{"VI_1": false},
-			acts: []string{}},
+			acts: []string{"request VI_1 priority=100: preempting node b (priority 200)"}},
 		{name: "not held for a preemption: no request even with a higher priority",
 			in: func(in *ArbInput) {
 				*in = withInsts(*in, arbHeld("VI_1", 150))
@@ -497,13 +497,21 @@ func TestDecideInEtcdModeReleasesClaimsNoLongerNeeded(t *testing.T) {
 				in.Claims["VI_1"] = Claim{Node: "a", Rev: 21}
 				in.Claims["VI_8"] = Claim{Node: "a", Rev: 31}
 				in.Claims["VI_9"] = Claim{Node: "b", Rev: 32}
+				in.Observed = true
 			},
 			gate: map[string]bool{"VI_1": true},
 			acts: []string{"release VI_8 rev=31: instance removed"}},
+		{name: "before the agent's instances were observed, a claim of ours for an unknown instance is kept (adopted)",
+			in: func(in *ArbInput) {
+				in.Claims["VI_8"] = Claim{Node: "a", Rev: 31}
+				in.Asking["VI_7"] = true
+			},
+			acts: []string{}},
 		{name: "requests of ours for instances no longer here are withdrawn",
 			in: func(in *ArbInput) {
 				in.Asking["VI_7"] = true
 				in.Asking["VI_8"] = false
+				in.Observed = true
 			},
 			acts: []string{"withdraw VI_7: instance removed"}},
 	})

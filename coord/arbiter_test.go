@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -530,23 +529,12 @@ func TestArbiterCutOffFromEtcd(t *testing.T) {
 	}
 }
 
-// knownBug skips a test that shows a bug of the arbiter not fixed yet
-// unless VIPD_ARBITER_KNOWN_BUGS is set, so that the suite stays green
-// while the bug is open. Remove the call with the fix.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("VIPD_ARBITER_KNOWN_BUGS") == "" {
-		t.Skipf("known bug, not fixed yet (set VIPD_ARBITER_KNOWN_BUGS=1 to run): %s", what)
-	}
-}
-
 // TestArbiterKeepsAnAdoptedClaimUntilItsInstancesAreObserved: the agent
 // starts the arbiter before its first apply, so the first Observe may list
 // no instance yet; a restarted arbiter that adopted its previous lease
 // must not take that for "instance removed" and release the claim the
 // restart was meant to keep.
 func TestArbiterKeepsAnAdoptedClaimUntilItsInstancesAreObserved(t *testing.T) {
-	knownBug(t, "Decide releases our claims for instances not in Instances, and the loop cannot tell \"not observed yet\" from \"removed\"")
 	srv, admin := arbiterEtcd(t)
 	first, k := winAlone(t, srv, admin, ArbiterConfig{Node: "a"}, 100)
 	first.stop()
@@ -566,7 +554,6 @@ func TestArbiterKeepsAnAdoptedClaimUntilItsInstancesAreObserved(t *testing.T) {
 // (a tracked interface down) must still be preempted by a node above its
 // priority now, as plain VRRP would.
 func TestArbiterPreemptsAHolderWhosePriorityDropped(t *testing.T) {
-	knownBug(t, "the asker compares with the claim's priority, written once when the claim was won")
 	srv, admin := arbiterEtcd(t)
 	a, _ := winAlone(t, srv, admin, ArbiterConfig{Node: "a"}, 200)
 	a.arb.Observe(vi1Master(100)) // priority 200 -> 100

@@ -368,9 +368,16 @@ func (w *Watcher) setRevision(rev int64) {
 }
 
 // why turns a read's error into the cause an operator can act on.
+//
+// A timeout says so, and keeps what gRPC knows of the connection when it is
+// more than the deadline (a TLS handshake refused, a connection refused).
 func (w *Watcher) why(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("no answer within %v", w.timeout)
+		msg := err.Error()
+		if msg == context.DeadlineExceeded.Error() || !strings.Contains(msg, "connection") {
+			return fmt.Errorf("no answer within %v", w.timeout)
+		}
+		return explain(fmt.Errorf("no answer within %v: %w", w.timeout, err))
 	}
 	return explain(err)
 }
