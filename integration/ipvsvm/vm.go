@@ -75,7 +75,9 @@ type Payload struct {
 	// Packages are the Go packages whose tests run in the VM, one test
 	// binary each, in this order: import paths, or paths relative to the
 	// module root ("./lvs/ipvs"). Each is built with CGO_ENABLED=0 go test
-	// -c -tags ipvsvm (and Tags), runs as root with -test.v in
+	// -c -tags ipvsvm (and Tags) -ldflags='-s -w' (no symbol table nor
+	// DWARF: a smaller initramfs boots faster; panics and -test.timeout
+	// still print function names and lines), runs as root with -test.v in
 	// /payload/<name> (the package's testdata directory is copied there),
 	// and must exit 0.
 	Packages []string
@@ -86,8 +88,8 @@ type Payload struct {
 	// Env is the environment of the tests in the VM, added to PATH, HOME,
 	// TMPDIR and VIPD_IPVSVM=1.
 	Env map[string]string
-	// Binaries are Go commands built statically (CGO_ENABLED=0 go build)
-	// and installed in the VM: path in the VM to package
+	// Binaries are Go commands built statically (CGO_ENABLED=0 go build
+	// -ldflags='-s -w') and installed in the VM: path in the VM to package
 	// ({"/usr/sbin/vipd": "./cmd/vipd"}).
 	Binaries map[string]string
 	// Files are host files or directories copied into the VM: path in the
@@ -317,7 +319,13 @@ func build(p Payload, k kernel, dir string, timeout time.Duration) (*vm, error) 
 	if len(pkgs) != len(p.Packages) {
 		return nil, fmt.Errorf("packages %v are %d packages, want one each", p.Packages, len(pkgs))
 	}
-	if err := g.readSources(tags, p.Packages); err != nil {
+	// The binaries' sources too: an edit to vipd (or to a helper command)
+	// must rerun the VM test as well.
+	sourcePkgs := slices.Clone(p.Packages)
+	for _, vmPath := range sortedKeys(p.Binaries) {
+		sourcePkgs = append(sourcePkgs, p.Binaries[vmPath])
+	}
+	if err := g.readSources(tags, sourcePkgs); err != nil {
 		return nil, err
 	}
 	nonce := make([]byte, 4)

@@ -94,16 +94,24 @@ func TestPayloadInVM(t *testing.T) {
 // TestVipdLVSInVM runs vipd itself on Debian's kernel with IPVS
 // (integration/ipvsvm/e2e): HTTP real servers in network namespaces, a
 // client through the virtual service, a real server stopped and
-// restarted, a reload of one weight, inhibit_on_failure, a graceful stop.
+// restarted, a reload of one weight, inhibit_on_failure, a graceful stop;
+// then, in the same VM, vipd following an etcd on the VM's loopback
+// (etcdlite, embed in a static binary): a virtual server put, its weight
+// changed and deleted in etcd, each checked on IPVS.
 func TestVipdLVSInVM(t *testing.T) {
 	rep := ipvsvm.Run(t, ipvsvm.Payload{
 		Packages: []string{"./integration/ipvsvm/e2e"},
-		Binaries: map[string]string{"/usr/local/bin/vipd": "./cmd/vipd"},
-		Env:      map[string]string{"VIPD_BIN": "/usr/local/bin/vipd"},
+		Binaries: map[string]string{
+			"/usr/local/bin/vipd":     "./cmd/vipd",
+			"/usr/local/bin/etcdlite": "./integration/ipvsvm/etcdlite",
+		},
+		Env: map[string]string{"VIPD_BIN": "/usr/local/bin/vipd", "ETCD_BIN": "/usr/local/bin/etcdlite"},
 	})
 	res := rep.Result("github.com/vipd/vipd/integration/ipvsvm/e2e")
-	if got := res.Status("TestVipdRunDrivesIPVS"); got != "PASS" {
-		t.Errorf("TestVipdRunDrivesIPVS in the VM: %q, want PASS", got)
+	for _, name := range []string{"TestVipdRunDrivesIPVS", "TestVipdFollowsEtcd"} {
+		if got := res.Status(name); got != "PASS" {
+			t.Errorf("%s in the VM: %q, want PASS", name, got)
+		}
 	}
 	t.Logf("in the VM:\n%s", res.Output)
 }
