@@ -182,6 +182,9 @@ type Agent struct {
 	segMemo     map[segKey]netip.Prefix // segments looked up by the apply in progress (applyMu)
 
 	gate atomic.Pointer[gateBox]
+	// resuming maps the instances the first apply resumes as MASTER to
+	// the resume's cause: that resume passes the gate (MayBecomeMaster).
+	resuming sync.Map
 	// arbiter is the split-brain arbiter (etcd configured, arbitration on).
 	arbiter *arbiterSide
 

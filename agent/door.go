@@ -250,8 +250,18 @@ func (a *Agent) GateChanged() {
 	}
 }
 
-// MayBecomeMaster implements vrrp.Gate by asking the gate plugged in.
+// MayBecomeMaster implements vrrp.Gate by asking the gate plugged in. A
+// MASTER resumed after a restart of vipd passes once without asking (the
+// question whose cause is the resume's planned cause): it
+// stays what it was, and the gate's owner (the arbiter) checks it once it
+// can (it demotes it if another node holds its claim).
 func (a *Agent) MayBecomeMaster(instance string, vrid int, cause string) bool {
+	if c, ok := a.resuming.Load(instance); ok && c == cause {
+		// The resume itself (its cause is the one planned), once; any
+		// other way into MASTER asks the gate.
+		a.resuming.Delete(instance)
+		return true
+	}
 	b := a.gate.Load()
 	if b == nil || b.g == nil {
 		return true

@@ -241,6 +241,7 @@ func (a *Agent) planResumes(m *config.Model) map[string]*vrrp.Resume {
 		ok, why := decideResume(prev, p.file.Mode, age, ic, has)
 		if ok {
 			out[ic.Name] = &vrrp.Resume{Cause: why, Since: prev.Since}
+			a.resuming.Store(ic.Name, why)
 		} else if prev != nil && prev.State == vrrp.StateMaster.String() {
 			a.log.Info("not resuming MASTER: starting as usual", "instance", ic.Name, "why", why)
 		}

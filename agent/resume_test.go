@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -322,5 +323,45 @@ func TestStateLoopVouchesOnlyForWhatItWrote(t *testing.T) {
 			t.Fatal("a failed write was never retried")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// closedGate refuses every entry into MASTER and records the causes asked.
+type closedGate struct {
+	mu    sync.Mutex
+	asked []string
+}
+
+func (g *closedGate) MayBecomeMaster(_ string, _ int, cause string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.asked = append(g.asked, cause)
+	return false
+}
+
+// TestResumePassesAClosedGateOnce: a gate that says no (the arbiter before
+// etcd answers) does not stop a MASTER resumed after a restart; the gate
+// is not asked for the resume, and any other way into MASTER still asks it.
+func TestResumePassesAClosedGateOnce(t *testing.T) {
+	a, plane, _ := resumeAgent(t, masterState("VI_1"), 100*time.Millisecond)
+	if err := plane.AddAddrs(t.Context(), "eth0", []config.VIP{{Prefix: netip.MustParsePrefix("10.0.0.100/24")}}); err != nil {
+		t.Fatal(err)
+	}
+	g := &closedGate{}
+	a.SetGate(g)
+	a.apply(model(inst("VI_1", 51, 150, "10.0.0.100/24")))
+	a.prev = nil
+	waitState(t, a, "VI_1", "MASTER")
+	g.mu.Lock()
+	asked := len(g.asked)
+	g.mu.Unlock()
+	if asked != 0 {
+		t.Errorf("the gate was asked %v for the resume", g.asked)
+	}
+	if c, ok := a.resuming.Load("VI_1"); ok {
+		t.Errorf("the resume's pass is still there after it was used: %v", c)
+	}
+	if a.MayBecomeMaster("VI_1", 51, "master down timer expired") {
+		t.Error("a later entry into MASTER passed the closed gate")
 	}
 }
