@@ -405,11 +405,17 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 	// applies from the start: a restart while etcd is unreachable keeps
 	// the store's instances, priorities and maintenance.
 	first, fromEtcd, resumed := a.resumeEtcd(model)
+	if resumed {
+		// Node-wide maintenance and priorities before the instances start,
+		// so they start out of MASTER; an instance's own maintenance once
+		// it runs (below).
+		a.etcdOverrides(fromEtcd)
+	}
 	a.apply(first)
+	a.applied.Store(true)
 	if resumed {
 		a.etcdOverrides(fromEtcd)
 	}
-	a.applied.Store(true)
 	a.arbiterApplied()
 	if err := a.startEtcd(); err != nil {
 		a.log.Error("etcd: not followed: the file's configuration runs alone", "err", err)

@@ -112,10 +112,16 @@ func (a *Agent) feedArbiter(ctx context.Context, arb *coord.Arbiter, events <-ch
 			return // not before the first apply (see coord.Arbiter.Observe)
 		}
 		st := a.hub.snapshot()
+		adverts := map[string]time.Duration{}
+		a.mu.Lock()
+		for name, ri := range a.running {
+			adverts[name] = ri.cfg.AdvertInt.D()
+		}
+		a.mu.Unlock()
 		insts := make([]coord.ArbInstance, 0, len(st))
 		for _, s := range st {
 			insts = append(insts, coord.ArbInstance{Name: s.Name, VRID: s.VRID, State: s.State,
-				Priority: s.EffectivePriority, Held: s.GateHeld})
+				Priority: s.EffectivePriority, Held: s.GateHeld, AdvertInt: adverts[s.Name]})
 		}
 		arb.Observe(insts)
 	}

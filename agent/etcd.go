@@ -231,6 +231,9 @@ func (a *Agent) etcdOverrides(n coord.NodeOverrides) {
 // The value is kept: it takes effect if the instance appears (a
 // config/instances key put later, a reload).
 func (a *Agent) reportUnknown(n coord.NodeOverrides) {
+	if !a.applied.Load() {
+		return // before the first apply no instance runs yet
+	}
 	s := a.etcd
 	keys := map[string]string{} // key -> instance
 	for inst := range n.Priorities {

@@ -28,6 +28,7 @@ func etcdAgent(t *testing.T, srv *etcdtest.Server) *Agent {
 	m := model(inst("VI_1", 51, 100, "10.0.0.100/24"))
 	a.fileModel = m
 	a.apply(m)
+	a.applied.Store(true)
 	if err := a.connectEtcd(); err != nil {
 		t.Fatal(err)
 	}

@@ -95,6 +95,7 @@ type Arbiter struct {
 	leaseEv  []leaseEvent
 	probed   *PeerView
 	results  []actionResult
+	granted  map[string]uint64 // gate answers yes, counted by instance
 	observed bool
 	released atomic.Bool // Release ran: no new lease, no new claim
 }
@@ -103,7 +104,7 @@ type Arbiter struct {
 func NewArbiter(cli *clientv3.Client, cfg ArbiterConfig) *Arbiter {
 	a := &Arbiter{cli: cli, cfg: cfg, ttl: cfg.TTL, clock: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics,
 		kick: make(chan struct{}, 1), gate: map[string]GateAnswer{}, insts: map[string]ArbInstance{},
-		wanted: map[string]time.Time{}, mode: ModeStarting}
+		wanted: map[string]time.Time{}, granted: map[string]uint64{}, mode: ModeStarting}
 	if a.ttl <= 0 {
 		a.ttl = DefaultArbiterTTL
 	}
@@ -140,7 +141,9 @@ func (a *Arbiter) MayBecomeMaster(instance string, vrid int, cause string, preem
 	if !ok {
 		ans = GateAnswer{false, "the arbiter has not decided for this instance yet"}
 	}
-	if !ans.Allow {
+	if ans.Allow {
+		a.granted[instance]++
+	} else {
 		a.wanted[instance] = a.clock.Now()
 		in := a.insts[instance]
 		in.Name, in.VRID, in.State, in.Held, in.Preempt = instance, vrid, "BACKUP", true, preempt
@@ -261,6 +264,10 @@ type loopState struct {
 	inflight  map[string]ArbActionKind
 	lastGate  map[string]GateAnswer
 	mode      ArbMode
+	bad       map[string]bool      // claim keys that hold no claim, logged
+	leaseGone map[int64]bool       // this node's leases etcd said are gone
+	fails     map[string]int       // etcd writes failed in a row, by instance
+	retryAt   map[string]time.Time // no write for the instance before then
 }
 
 type localClaim struct {
@@ -271,7 +278,8 @@ type localClaim struct {
 func (a *Arbiter) loop(ctx context.Context, wg *sync.WaitGroup) {
 	st := &loopState{start: a.clock.Now(), claims: map[string]Claim{}, requests: map[string][]PreemptRequest{},
 		asking: map[string]bool{}, local: map[string]localClaim{}, claimedAt: map[string]time.Time{},
-		demoted: map[string]time.Time{}, freed: map[string]time.Time{}, inflight: map[string]ArbActionKind{}, lastGate: map[string]GateAnswer{}}
+		demoted: map[string]time.Time{}, freed: map[string]time.Time{}, bad: map[string]bool{}, leaseGone: map[int64]bool{},
+		fails: map[string]int{}, retryAt: map[string]time.Time{}, inflight: map[string]ArbActionKind{}, lastGate: map[string]GateAnswer{}}
 	a.metrics.setArbMode(ModeStarting)
 	t := a.clock.NewTimer(tickEvery)
 	defer t.Stop()
@@ -314,10 +322,14 @@ func (a *Arbiter) step(ctx context.Context, st *loopState, wg *sync.WaitGroup) {
 	insts := maps.Clone(a.insts)
 	wanted := maps.Clone(a.wanted)
 	observed := a.observed
+	granted := maps.Clone(a.granted)
 	a.mu.Unlock()
 
 	for _, ev := range evs {
 		st.tried = true
+		if !ev.ok && !st.trouble && ev.err != nil {
+			a.log.Warn("arbiter: lease request failed; retrying", "err", explain(ev.err))
+		}
 		if ev.ok {
 			if st.lease != ev.lease {
 				st.lease = ev.lease
@@ -332,6 +344,7 @@ func (a *Arbiter) step(ctx context.Context, st *loopState, wg *sync.WaitGroup) {
 		}
 		st.trouble = true
 		if ev.notFound {
+			st.leaseGone[int64(st.lease)] = true
 			st.lease, st.liveUntil = 0, time.Time{}
 		}
 	}
@@ -364,7 +377,10 @@ func (a *Arbiter) step(ctx context.Context, st *loopState, wg *sync.WaitGroup) {
 	}
 
 	live := !st.liveUntil.IsZero() && now.Before(st.liveUntil)
-	if (st.trouble || !live) && a.cfg.Peers != nil && !st.probing && now.Sub(st.lastProbe) >= probeEvery {
+	// Probe as soon as a renewal is overdue (not only once it failed), so
+	// that the answer is in before the deadline.
+	overdue := !st.lastOK.IsZero() && now.Sub(st.lastOK) > a.ttl/3+probeTimeout/3
+	if (st.trouble || !live || overdue) && a.cfg.Peers != nil && !st.probing && now.Sub(st.lastProbe) >= probeEvery {
 		st.probing, st.lastProbe = true, now
 		wg.Add(1)
 		go func() { defer wg.Done(); a.probe(ctx, now) }()
@@ -419,11 +435,22 @@ func (a *Arbiter) step(ctx context.Context, st *loopState, wg *sync.WaitGroup) {
 			delete(a.wanted, n)
 		}
 	}
+	// A gate that said yes since the inputs were read (an instance on its
+	// way into MASTER with the claim) keeps its claim: no release for it.
+	// From here on the gate says no, so the release can go when it is
+	// decided again.
+	acts := d.Actions[:0:0]
+	for _, act := range d.Actions {
+		if act.Kind == ActRelease && a.granted[act.Instance] != granted[act.Instance] {
+			continue
+		}
+		acts = append(acts, act)
+	}
 	a.mu.Unlock()
 	if opened {
 		a.cfg.Door.GateChanged()
 	}
-	for _, act := range d.Actions {
+	for _, act := range acts {
 		a.act(ctx, st, act, wg)
 	}
 }
@@ -445,6 +472,8 @@ func (a *Arbiter) logMode(from ArbMode, d ArbDecision) {
 // absorb takes a snapshot of arbiter/ from the watcher.
 func (a *Arbiter) absorb(st *loopState, kvs map[string]*mvccpb.KeyValue, rev int64) {
 	st.snapRev = rev
+	bad := map[string]bool{}
+	defer func() { st.bad = bad }()
 	st.claims = map[string]Claim{}
 	st.requests = map[string][]PreemptRequest{}
 	asking := map[string]bool{}
@@ -457,9 +486,12 @@ func (a *Arbiter) absorb(st *loopState, kvs map[string]*mvccpb.KeyValue, rev int
 		switch kind {
 		case "claim":
 			var c Claim
-			if err := json.Unmarshal(kv.Value, &c); err != nil || c.Node == "" {
-				a.log.Warn("arbiter: unreadable claim ignored", "key", k, "err", err)
-				continue
+			if err := json.Unmarshal(kv.Value, &c); err != nil || c.Node == "" || blockedClaim(c) {
+				if !st.bad[k] {
+					a.log.Warn("arbiter: a claim key holds no claim: nobody takes the instance until it is deleted", "key", k, "err", err)
+				}
+				bad[k] = true
+				c = Claim{Node: UnreadableClaim}
 			}
 			c.Rev, c.Lease = kv.CreateRevision, kv.Lease
 			st.claims[inst] = c
@@ -525,7 +557,12 @@ func (a *Arbiter) view(st *loopState) map[string]Claim {
 	}
 	for inst, c := range v {
 		if c.Node == a.cfg.Node && c.Lease != int64(st.lease) {
-			delete(v, inst)
+			if st.leaseGone[c.Lease] {
+				delete(v, inst) // that lease expired: so did the key
+				continue
+			}
+			c.Node = ForeignClaim
+			v[inst] = c
 		}
 	}
 	return v
@@ -534,9 +571,24 @@ func (a *Arbiter) view(st *loopState) map[string]Claim {
 func (a *Arbiter) result(st *loopState, r actionResult) {
 	n := r.act.Instance
 	delete(st.inflight, n)
+	failed := r.err != nil || (r.act.Kind == ActClaim || r.act.Kind == ActRelease) && !r.won
+	if failed {
+		// Back off per instance: a claim that keeps failing (a write
+		// refused, a key in the way) must not become a storm of requests.
+		st.fails[n]++
+		st.retryAt[n] = r.doneAt.Add(backoff(st.fails[n], DefaultMinBackoff, DefaultMaxBackoff))
+	} else {
+		delete(st.fails, n)
+		delete(st.retryAt, n)
+	}
 	if r.err != nil {
-		if !errors.Is(r.err, context.Canceled) {
-			a.log.Warn("arbiter: etcd request failed", "action", r.act.Kind, "instance", n, "err", r.err)
+		if errors.Is(r.err, context.Canceled) {
+			return
+		}
+		if st.fails[n] == 1 {
+			a.log.Warn("arbiter: etcd request failed; retrying with backoff", "action", r.act.Kind, "instance", n, "err", explain(r.err))
+		} else {
+			a.log.Debug("arbiter: etcd request failed again", "action", r.act.Kind, "instance", n, "failures", st.fails[n], "err", r.err)
 		}
 		return
 	}
@@ -552,11 +604,12 @@ func (a *Arbiter) result(st *loopState, r actionResult) {
 			st.local[n] = localClaim{claim: &c, atRev: r.atRev}
 		}
 	case ActRelease:
-		st.local[n] = localClaim{atRev: r.atRev}
 		delete(st.claimedAt, n)
 		if r.won {
+			st.local[n] = localClaim{atRev: r.atRev}
 			a.log.Info("arbiter: claim released", "instance", n, "cause", r.act.Cause)
 		} else {
+			// Not ours any more (the watch will tell whose): nothing recorded.
 			a.log.Debug("arbiter: claim already gone", "instance", n, "revision", r.act.Rev)
 		}
 	case ActRequest:
@@ -585,6 +638,9 @@ func (a *Arbiter) act(ctx context.Context, st *loopState, act ArbAction, wg *syn
 		return
 	}
 	if _, busy := st.inflight[n]; busy || st.lease == 0 || a.released.Load() {
+		return
+	}
+	if at, ok := st.retryAt[n]; ok && a.clock.Now().Before(at) {
 		return
 	}
 	st.inflight[n] = act.Kind

@@ -63,7 +63,23 @@ type ArbInstance struct {
 	// Preempt: what it waits for is the preemption of a lower-priority
 	// master it hears (vrrp.IsPreemptCause of the gate's question).
 	Preempt bool
+	// AdvertInt is its advert interval (1 s when zero): the wait before
+	// claiming a freed claim is its Skew_Time.
+	AdvertInt time.Duration
 }
+
+// Holders of claims that block an instance without being another node's:
+// a value that does not decode (written by hand), or this node's name on
+// a lease this run does not hold (a previous run's that could not be
+// adopted, or another process under the same --node-name). Nobody takes
+// such a claim and no MASTER is demoted for it; it goes when its lease
+// does, or by hand.
+const (
+	UnreadableClaim = "(unreadable)"
+	ForeignClaim    = "(this node's name on another lease)"
+)
+
+func blockedClaim(c Claim) bool { return c.Node == UnreadableClaim || c.Node == ForeignClaim }
 
 // Claim is an instance's claim: the key arbiter/claim/<instance>, written
 // under the holder's lease.
@@ -207,19 +223,22 @@ const (
 	claimGrace = 2 * time.Second
 	// demoteEvery bounds how often one instance is asked to demote.
 	demoteEvery = time.Second
-	// claimStep: when a claim frees up under several waiting nodes, each
-	// waits (256 - priority) steps before claiming, so the highest priority
-	// claims first, as VRRP's Skew_Time orders takeovers (at most ~1 s).
-	claimStep = 4 * time.Millisecond
 )
 
-// ClaimDelay is how long a node of this priority waits to claim a claim
-// that another node's lease just let go.
-func ClaimDelay(priority int) time.Duration {
+// ClaimDelay is how long a node of this priority and advert interval waits
+// to claim a claim that another node just let go (a lease expired, a
+// release): its Skew_Time, ((256 - priority) × advert_int) / 256, so that
+// when several wait, the highest priority claims first, as VRRP orders
+// takeovers. After a graceful hand-over the backup's down timer has run
+// Skew_Time since the priority-0 advert, so the wait is mostly over.
+func ClaimDelay(priority int, advert time.Duration) time.Duration {
 	if priority < 1 || priority > 255 {
 		priority = 1
 	}
-	return time.Duration(256-priority) * claimStep
+	if advert <= 0 {
+		advert = time.Second
+	}
+	return time.Duration(256-priority) * advert / 256
 }
 
 // Decide is the arbiter's rules, a pure function: the mode, the gate's
@@ -305,6 +324,9 @@ func (d *ArbDecision) etcd(in ArbInput, inst ArbInstance) {
 	switch {
 	case ours:
 		d.Gate[n] = GateAnswer{true, "this node holds the claim"}
+	case held && blockedClaim(c):
+		d.Gate[n] = GateAnswer{false, "the claim is " + c.Node + ": nobody takes it until it goes"}
+		return
 	case held:
 		d.Gate[n] = GateAnswer{false, fmt.Sprintf("node %s holds the claim", c.Node)}
 	default:
@@ -331,7 +353,7 @@ func (d *ArbDecision) etcd(in ArbInput, inst ArbInstance) {
 		case !held && want:
 			// A holder that yielded to our request let it go for us.
 			if at, ok := in.Freed[n]; ok && !asking {
-				if due := at.Add(ClaimDelay(inst.Priority)); in.Now.Before(due) {
+				if due := at.Add(ClaimDelay(inst.Priority, inst.AdvertInt)); in.Now.Before(due) {
 					d.Gate[n] = GateAnswer{false, "the claim was let go; letting higher priorities claim first"}
 					d.wake(due)
 					break
@@ -345,11 +367,13 @@ func (d *ArbDecision) etcd(in ArbInput, inst ArbInstance) {
 				Cause: fmt.Sprintf("preempting node %s (priority %d)", c.Node, c.Priority)})
 			asking = true
 		}
-	default:
+	case "FAULT", "STOP":
 		if ours {
 			d.release(n, c, "state "+inst.State)
 		}
 	}
+	// INIT (or anything else): not known yet; a claim of ours stays (an
+	// instance resumed after a restart shows INIT before it is MASTER).
 	if in.Asking[n] && !(inst.State == "BACKUP" && want && held && !ours) {
 		d.Actions = append(d.Actions, ArbAction{Kind: ActWithdraw, Instance: n, Cause: "no longer waiting to preempt"})
 	}

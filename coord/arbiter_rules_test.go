@@ -356,7 +356,7 @@ func TestDecideAFreedClaimGoesFirstToTheHighestPriority(t *testing.T) {
 		{name: "priority 100 claims once its delay passed",
 			in: func(in *ArbInput) {
 				*in = withInsts(*in, arbHeld("VI_1", 100))
-				in.Freed = map[string]time.Time{"VI_1": in.Now.Add(-ClaimDelay(100))}
+				in.Freed = map[string]time.Time{"VI_1": in.Now.Add(-ClaimDelay(100, 0))}
 			},
 			gate: map[string]bool{"VI_1": false},
 			acts: []string{"claim VI_1 priority=100: wants MASTER"}},
@@ -385,7 +385,7 @@ func TestDecideAFreedClaimGoesFirstToTheHighestPriority(t *testing.T) {
 	freed := in.Now.Add(-freedAgo)
 	in.Freed = map[string]time.Time{"VI_1": freed}
 	d := Decide(in)
-	if want := freed.Add(ClaimDelay(100)); !d.Next.Equal(want) {
+	if want := freed.Add(ClaimDelay(100, 0)); !d.Next.Equal(want) {
 		t.Errorf("Next %v, want the end of the delay %v", d.Next, want)
 	}
 	if why := d.Gate["VI_1"].Why; !strings.Contains(why, "let go") {
@@ -397,18 +397,31 @@ func TestDecideAFreedClaimGoesFirstToTheHighestPriority(t *testing.T) {
 	}
 }
 
-func TestClaimDelayOrdersTakeoversByPriorityWithinASecond(t *testing.T) {
-	if got := ClaimDelay(255); got != claimStep {
-		t.Errorf("ClaimDelay(255) = %v, want one step", got)
+func TestClaimDelayIsSkewTime(t *testing.T) {
+	// RFC 5798's Skew_Time: ((256 - priority) * Advertisement_Interval) / 256.
+	for _, c := range []struct {
+		prio   int
+		advert time.Duration
+		want   time.Duration
+	}{
+		{100, time.Second, 609375 * time.Microsecond},
+		{120, time.Second, 531250 * time.Microsecond},
+		{255, time.Second, 3906250 * time.Nanosecond},
+		{100, 100 * time.Millisecond, 60937500 * time.Nanosecond},
+		{100, 0, 609375 * time.Microsecond}, // unknown interval: 1 s
+	} {
+		if got := ClaimDelay(c.prio, c.advert); got != c.want {
+			t.Errorf("ClaimDelay(%d, %v) = %v, want %v", c.prio, c.advert, got, c.want)
+		}
 	}
 	for p := 2; p <= 255; p++ {
-		if ClaimDelay(p) >= ClaimDelay(p-1) {
-			t.Fatalf("ClaimDelay(%d) = %v, not shorter than ClaimDelay(%d) = %v", p, ClaimDelay(p), p-1, ClaimDelay(p-1))
+		if ClaimDelay(p, time.Second) >= ClaimDelay(p-1, time.Second) {
+			t.Fatalf("ClaimDelay(%d) not shorter than ClaimDelay(%d)", p, p-1)
 		}
 	}
 	for _, p := range []int{-5, 0, 1, 256, 1000} {
-		if got := ClaimDelay(p); got != ClaimDelay(1) || got > 1100*time.Millisecond {
-			t.Errorf("ClaimDelay(%d) = %v, want the longest, %v", p, got, ClaimDelay(1))
+		if got := ClaimDelay(p, time.Second); got != ClaimDelay(1, time.Second) || got >= time.Second {
+			t.Errorf("ClaimDelay(%d) = %v, want the longest, %v", p, got, ClaimDelay(1, time.Second))
 		}
 	}
 }
@@ -712,7 +725,7 @@ func TestDecideTranscript(t *testing.T) {
 			in.Freed["VI_1"] = in.Now
 			setState("BACKUP", true)
 		}},
-		{8624 * time.Millisecond, "its delay (156 steps of 4 ms) passed: it claims", func() {}},
+		{8624 * time.Millisecond, "its Skew_Time (0.609 s at priority 100, advert_int 1 s) passed: it claims", func() {}},
 		{8700 * time.Millisecond, "won (revision 63), MASTER", func() {
 			in.Claims["VI_1"] = Claim{Node: "a", VRID: 1, Priority: 100, Rev: 63, Lease: 0x1234}
 			in.ClaimedAt["VI_1"] = in.Now
@@ -761,4 +774,25 @@ func TestDecideTranscript(t *testing.T) {
 		}
 	}
 	golden(t, filepath.Join("testdata", "arbiter", "transcript.golden"), b.String())
+}
+
+func TestDecideKeepsClaimsOfInstancesNotKnownYetOrBlocked(t *testing.T) {
+	runEtcdCases(t, []etcdCase{
+		{name: "INIT (a resumed MASTER before its first step) keeps our claim",
+			in: func(in *ArbInput) {
+				*in = withInsts(*in, arbInst("VI_1", "INIT", 150))
+				in.Claims["VI_1"] = Claim{Node: "a", Rev: 21}
+				in.Observed = true
+			},
+			gate: map[string]bool{"VI_1": true},
+			acts: []string{}},
+		{name: "an unreadable claim: nobody claims it, a MASTER is not demoted for it",
+			in: func(in *ArbInput) {
+				*in = withInsts(*in, arbInst("VI_1", "MASTER", 150), arbHeld("VI_2", 150))
+				in.Claims["VI_1"] = Claim{Node: UnreadableClaim, Rev: 5}
+				in.Claims["VI_2"] = Claim{Node: ForeignClaim, Rev: 6}
+			},
+			gate: map[string]bool{"VI_1": false, "VI_2": false},
+			acts: []string{}},
+	})
 }

@@ -960,7 +960,7 @@ func (i *Instance) apply(machineActs []Action) {
 			}
 		case ActWantMaster:
 			i.wantMaster.Store(true)
-			if i.group != nil && i.group.wantMaster(i) {
+			if i.group != nil && i.group.wantMaster(i, a.Cause) {
 				i.apply(i.m.Step(i.clock.Now(), Event{Kind: EvForceMaster, Cause: a.Cause}))
 			}
 		case ActLowerPrioAnnounce:

@@ -78,7 +78,10 @@ const syncCausePrefix = "sync group "
 // wantMaster is called by a member (on its runner) whose down timer ran
 // out. It returns true when the member may go MASTER now; the other
 // members are then ordered to MASTER too.
-func (g *SyncGroup) wantMaster(from *Instance) bool {
+//
+// why is the takeover cause of from; the members' gates are asked with it
+// (a preemption stays one, vrrp.IsPreemptCause).
+func (g *SyncGroup) wantMaster(from *Instance, why string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.faulty) > 0 || !g.isMember(from) {
@@ -93,10 +96,14 @@ func (g *SyncGroup) wantMaster(from *Instance) bool {
 		}
 	}
 	cause := fmt.Sprintf("%s%s: %s went MASTER", syncCausePrefix, g.name, from.Name())
+	asked := cause
+	if why != "" {
+		asked = cause + " (" + why + ")"
+	}
 	// Every member's gate must agree before any goes MASTER, so a gate
 	// that refuses one member never splits the group.
 	for _, m := range g.members {
-		if m.gate != nil && !m.gate.MayBecomeMaster(m.Name(), m.vrid, cause) {
+		if m.gate != nil && !m.gate.MayBecomeMaster(m.Name(), m.vrid, asked) {
 			g.log.Info("sync group held out of MASTER by a member's gate", "instance", m.Name())
 			return false
 		}
