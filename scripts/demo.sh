@@ -3,13 +3,17 @@
 #
 # Steps: validate the example keepalived.conf, convert it to vipd YAML, and show the FILE:LINE
 # errors for a broken copy (beside what keepalived -t says about the same file); then, live (as
-# root), a lab of network namespaces with two vipd nodes and one real keepalived in one VRID:
-# election, a graceful hand-over, a preempting return and a crash failover, each gap read off
-# the wire and set beside the protocol bound. The lab is torn down on exit, also on ^C.
+# root), a fleet in network namespaces: three vipd nodes joined by gossip and one classic
+# keepalived node in one VRID, a three-member etcd. The timeline: election; the fleet seen from a
+# node (keepalived listed as a classic peer); an etcdctl put of a priority and the VIP following
+# it; maintenance on and off; reloads that move nothing; a restart that moves nothing; a crash
+# failover with the gap read off the wire; a VRRP-only split brain caught and arbitrated by etcd;
+# a virtual server put in etcd appearing in every node's vipd lvs. The lab is torn down on exit,
+# also on ^C; nothing is left.
 #
-# Run a subset: scripts/demo.sh check convert; only the lab: scripts/demo.sh live
-# The live part runs VRRPv2 at advert_int 1 with PASS auth, keepalived's defaults and what most
-# installations run; DEMO_VRRP_VERSION=3 runs VRRPv3 at 100 ms instead.
+# Run a subset: scripts/demo.sh check convert; only the lab: scripts/demo.sh live.
+# The demo pauses before each live step when it runs on a terminal; DEMO_FAST=1 never pauses.
+# DEMO_PREFIX sets the namespaces' name prefix (default vd<pid>-).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -78,15 +82,20 @@ step_broken() {
 # are made inside the switch namespace and moved into the nodes), so the host's interfaces are
 # never touched.
 
-P="vd$$-"                  # unique per run: two demos can run side by side
-SUBNET=10.98.0             # exists only inside the lab
+P=${DEMO_PREFIX:-vd$$-}     # unique per run: two demos can run side by side
+SUBNET=10.98.0              # exists only inside the lab
 VIP=$SUBNET.100
 VRID=51
-VRRP_VERSION=${DEMO_VRRP_VERSION:-2}
-declare -A NODE_IP=([n1]=$SUBNET.1 [n2]=$SUBNET.2 [n3]=$SUBNET.3)
-declare -A PID=()          # node -> pid of its daemon
-NAMESPACES=()              # made so far, for the teardown
+INST=VI_DEMO
+declare -A NODE_IP=([n1]=$SUBNET.1 [n2]=$SUBNET.2 [n3]=$SUBNET.3 [ka]=$SUBNET.4 [e1]=$SUBNET.21 [e2]=$SUBNET.22 [e3]=$SUBNET.23)
+declare -A PRIO=([n1]=150 [n2]=120 [n3]=110 [ka]=100)
+VIPD_NODES=(n1 n2 n3)
+ALL_NODES=(n1 n2 n3 ka)
+declare -A PID=()           # node (or etcd member) -> pid of its daemon
+NAMESPACES=()               # made so far, for the teardown
 GAP_TOOL=$WORK/gap
+HOLDERS_TOOL=$WORK/holders
+ETCD_EPS="http://$SUBNET.21:2379,http://$SUBNET.22:2379,http://$SUBNET.23:2379"
 
 cleanup() {
 	local rc=$?
@@ -109,6 +118,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# pause: on a terminal, wait for Enter before the next step (DEMO_FAST=1: never).
+pause() {
+	if [ -z "${DEMO_FAST:-}" ] && [ -t 0 ] && [ -t 1 ]; then
+		read -r -p "(Enter for the next step) " _ || true
+	fi
+}
 
 # wait_for SECONDS WHAT CMD...: poll CMD every 50 ms until it succeeds; fail the demo after SECONDS.
 wait_for() {
@@ -136,33 +152,45 @@ dump_logs() {
 has_vip() { ip -n "$P$1" -br addr show dev eth0 | grep -qw "$VIP/24"; }
 holder() {
 	local n out=""
-	for n in n1 n2 n3; do if has_vip "$n"; then out+="$n "; fi; done
+	for n in "${ALL_NODES[@]}"; do if has_vip "$n"; then out+="$n "; fi; done
 	echo "${out:-nobody}"
 }
 only_holder() { [ "$(holder)" = "$1 " ]; }
 
-# conf NODE PRIORITY: keepalived.conf syntax for vipd and keepalived alike.
-conf() {
-	local node=$1 prio=$2 timing auth=""
-	if [ "$VRRP_VERSION" = 3 ]; then
-		timing=$'    version 3\n    advert_int 0.1'
-	else
-		timing=$'    version 2\n    advert_int 1'
-		auth=$'    authentication {\n        auth_type PASS\n        auth_pass demo1\n    }'
+# watch_holder SECONDS WANT: sample the VIP's holders every 20 ms for SECONDS (through netlink,
+# integration/lab/cmd/holders); fail if anyone but WANT holds it, or two do, or nobody, at any
+# sample.
+watch_holder() {
+	local ns=() n
+	for n in "${ALL_NODES[@]}"; do ns+=("$P$n"); done
+	if ! "$HOLDERS_TOOL" "$VIP" "$1" "$2" "${ns[@]}"; then
+		dump_logs
+		return 1
 	fi
+}
+
+transitions() { grep -c 'msg="entering ' "$WORK/$1-vipd.log" 2>/dev/null || true; }
+
+# conf NODE: keepalived.conf syntax for vipd and keepalived alike (only router_id and priority
+# differ). VRRPv2 at advert_int 1 with PASS auth: keepalived's defaults.
+conf() {
+	local node=$1
 	cat <<-CONF
 	global_defs {
 	    router_id $node
 	    script_user root
 	    enable_script_security
 	}
-	vrrp_instance VI_DEMO {
+	vrrp_instance $INST {
 	    state BACKUP
 	    interface eth0
 	    virtual_router_id $VRID
-	    priority $prio
-	$timing
-	$auth
+	    priority ${PRIO[$node]}
+	    advert_int 1
+	    authentication {
+	        auth_type PASS
+	        auth_pass demo1
+	    }
 	    virtual_ipaddress {
 	        $VIP/24
 	    }
@@ -177,7 +205,7 @@ lab_up() {
 	ip -n "${P}sw" link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
 	ip -n "${P}sw" link set br0 up
 	local n port=0
-	for n in n1 n2 n3; do
+	for n in n1 n2 n3 ka e1 e2 e3; do
 		NAMESPACES+=("$P$n")
 		ip netns add "$P$n"
 		ip -n "$P$n" link set lo up
@@ -189,19 +217,40 @@ lab_up() {
 	done
 }
 
+start_etcd() {
+	local m cluster=""
+	for m in e1 e2 e3; do cluster+="$m=http://${NODE_IP[$m]}:2380,"; done
+	for m in e1 e2 e3; do
+		local ip=${NODE_IP[$m]}
+		ip netns exec "$P$m" etcd --name "$m" --data-dir "$WORK/$m.etcd" \
+			--listen-client-urls "http://$ip:2379" --advertise-client-urls "http://$ip:2379" \
+			--listen-peer-urls "http://$ip:2380" --initial-advertise-peer-urls "http://$ip:2380" \
+			--initial-cluster "${cluster%,}" --initial-cluster-state new --initial-cluster-token "$P" \
+			--log-level warn >>"$WORK/$m-etcd.log" 2>&1 &
+		PID[$m]=$!
+	done
+	wait_for 30 "the etcd cluster healthy" ectl endpoint health --cluster
+}
+
+# ectl ARGS...: etcdctl from e1's namespace against every member.
+ectl() { ip netns exec "${P}e1" env ETCDCTL_API=3 etcdctl --endpoints "$ETCD_EPS" --dial-timeout 2s --command-timeout 3s "$@"; }
+ectl_show() { show "etcdctl $*"; ectl "$@"; }
+
 start_vipd() {
-	local n=$1 prio=$2
-	conf "$n" "$prio" >"$WORK/$n.conf"
-	# Not through in_ns: a function in the background runs in a subshell, and $! would be
-	# that shell, not the daemon the steps signal. ip netns exec execs the command.
-	ip netns exec "$P$n" "$VIPD" run --config "$WORK/$n.conf" --socket "$WORK/$n.sock" --node-name "$n" --state-dir "$WORK/$n-state" \
+	local n=$1
+	conf "$n" >"$WORK/$n.conf"
+	local join=()
+	if [ "$n" != n1 ]; then join=(--join "${NODE_IP[n1]}:7946"); fi
+	# Not through a function in the background: $! must be the daemon the steps signal.
+	ip netns exec "$P$n" "$VIPD" run --config "$WORK/$n.conf" --socket "$WORK/$n.sock" --node-name "$n" \
+		--state-dir "$WORK/$n-state" --etcd-endpoints "$ETCD_EPS" --gossip-bind "${NODE_IP[$n]}:7946" "${join[@]}" \
 		>>"$WORK/$n-vipd.log" 2>&1 &
 	PID[$n]=$!
 }
 
 start_keepalived() {
-	local n=$1 prio=$2
-	conf "$n" "$prio" >"$WORK/$n.conf"
+	local n=$1
+	conf "$n" >"$WORK/$n.conf"
 	ip netns exec "$P$n" keepalived --dont-fork --log-console --vrrp --use-file "$WORK/$n.conf" \
 		--pid "$WORK/$n-keepalived.pid" --vrrp_pid "$WORK/$n-vrrp.pid" \
 		--checkers_pid "$WORK/$n-checkers.pid" >>"$WORK/$n-keepalived.log" 2>&1 &
@@ -209,101 +258,125 @@ start_keepalived() {
 }
 
 vipd_state() { "$VIPD" status -o json --socket "$WORK/$1.sock" 2>/dev/null | grep -q "\"state\": *\"$2\""; }
+vcli() { local n=$1; shift; show "vipd $* --socket $n.sock   # on $n"; "$VIPD" "$@" --socket "$WORK/$n.sock"; }
 
-# capture_start NAME: tcpdump of VRRP on n3's eth0 (the keepalived node watches the failover).
+# capture_start NAME: tcpdump of VRRP on ka's eth0 (the keepalived node watches the failover).
 capture_start() {
 	local name=$1
-	ip netns exec "${P}n3" tcpdump -i eth0 -n -U -Z root --immediate-mode --time-stamp-precision=nano \
+	ip netns exec "${P}ka" tcpdump -i eth0 -n -U -Z root --immediate-mode --time-stamp-precision=nano \
 		-w "$WORK/$name.pcap" 'ip proto 112' >"$WORK/$name-tcpdump.out" 2>&1 &
 	CAP_PID=$!
 	wait_for 10 "tcpdump listening" grep -q "listening on" "$WORK/$name-tcpdump.out"
 }
 
-# capture_has NAME NODE: capture NAME holds an advert sent by NODE.
-capture_has() {
-	tcpdump -n -r "$WORK/$1.pcap" 2>/dev/null | grep -q "IP ${NODE_IP[$2]} > "
-}
+capture_has() { tcpdump -n -r "$WORK/$1.pcap" 2>/dev/null | grep -q "IP ${NODE_IP[$2]} > "; }
 
-# capture_stop NAME NODE: stop capture NAME once it holds NODE's first advert as new master.
 capture_stop() {
-	wait_for 5 "an advert of $2 in the capture" capture_has "$1" "$2"
+	wait_for 10 "an advert of $2 in the capture" capture_has "$1" "$2"
 	kill -INT "$CAP_PID" 2>/dev/null || true
 	wait "$CAP_PID" 2>/dev/null || true
 }
 
-# gap NAME OLD NEW: the failover gap on the wire from capture NAME.
-gap() {
-	"$GAP_TOOL" "$WORK/$1.pcap" "$VRID" "${NODE_IP[$2]}" "${NODE_IP[$3]}"
-}
-
-status_of() {
-	show "vipd status --socket $1.sock"
-	"$VIPD" status -o table --socket "$WORK/$1.sock" || true
-}
+gap() { "$GAP_TOOL" "$WORK/$1.pcap" "$VRID" "${NODE_IP[$2]}" "${NODE_IP[$3]}"; }
 
 step_live() {
-	step "4. A live lab: two vipd nodes and one keepalived in one VRID"
+	step "4. A live fleet: three vipd nodes, one keepalived node, a three-member etcd"
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "skipped: the live steps need root (network namespaces); run sudo make demo"
 		return 0
 	fi
-	if ! command -v keepalived >/dev/null 2>&1 || ! command -v tcpdump >/dev/null 2>&1; then
-		echo "demo: keepalived and tcpdump are needed for the live steps: run scripts/deps.sh" >&2
-		return 1
-	fi
+	local t
+	for t in keepalived tcpdump etcd etcdctl nft; do
+		if ! command -v "$t" >/dev/null 2>&1; then
+			echo "demo: $t is needed for the live steps: run scripts/deps.sh" >&2
+			return 1
+		fi
+	done
 	show "go build -o $GAP_TOOL ./integration/lab/cmd/gap   # reads failover gaps off a pcap"
 	go build -o "$GAP_TOOL" ./integration/lab/cmd/gap
-
-	local before
-	before=$(ip netns list 2>/dev/null | grep -c "^$P" || true)
+	show "go build -o $HOLDERS_TOOL ./integration/lab/cmd/holders   # who holds the VIP, every 20 ms"
+	go build -o "$HOLDERS_TOOL" ./integration/lab/cmd/holders
 	lab_up
-	local mode="VRRPv2, advert_int 1 s, PASS auth (keepalived's defaults)"
-	if [ "$VRRP_VERSION" = 3 ]; then mode="VRRPv3, advert_int 100 ms"; fi
 	cat <<-EOF
-	Namespaces ${P}sw (a bridge) and ${P}n1, ${P}n2, ${P}n3 on $SUBNET.0/24, nothing on the host:
-	  n1 $SUBNET.1  vipd        priority 150
-	  n2 $SUBNET.2  vipd        priority 100
-	  n3 $SUBNET.3  keepalived  priority 50
-	VRID $VRID, VIP $VIP, $mode. All three read the same keepalived.conf
-	(only router_id and priority differ):
+	Namespaces ${P}sw (a bridge) and one per node on $SUBNET.0/24, nothing on the host:
+	  n1 $SUBNET.1  vipd        priority 150   gossip, etcd
+	  n2 $SUBNET.2  vipd        priority 120   gossip, etcd
+	  n3 $SUBNET.3  vipd        priority 110   gossip, etcd
+	  ka $SUBNET.4  keepalived  priority 100   plain VRRP, no gossip, no etcd
+	  e1 e2 e3 $SUBNET.21-23  one etcd cluster
+	VRID $VRID, VIP $VIP, VRRPv2 at advert_int 1 s with PASS auth (keepalived's defaults). All four
+	read the same keepalived.conf; only router_id and priority differ:
 	EOF
-	conf n1 150 | sed 's/^/    /'
-	start_keepalived n3 50
-	start_vipd n2 100
-	start_vipd n1 150
+	conf n1 | sed 's/^/    /'
+	start_etcd
+	pause
 
-	step "5. Election: the highest priority, n1, becomes MASTER and holds the VIP"
-	wait_for 15 "n1 to hold $VIP" only_holder n1
+	step "5. keepalived starts alone and takes the VIP; the vipd nodes join and see it as a classic peer"
+	start_keepalived ka
+	wait_for 15 "ka (keepalived) to hold $VIP" only_holder ka
+	echo "VIP holder: $(holder)"
+	start_vipd n1
+	wait_for 10 "n1's gossip" grep -q 'msg="gossip started"' "$WORK/n1-vipd.log"
+	start_vipd n2
+	start_vipd n3
+	wait_for 10 "the fleet view on n2 with keepalived as a classic peer" sh -c "\"$VIPD\" status --fleet -o json --socket \"$WORK/n2.sock\" | grep -q '\"addr\": *\"$SUBNET.4\"'"
+	vcli n2 status --fleet
+	pause
+
+	step "6. Election: n1 (priority 150) preempts keepalived once it holds the claim in etcd"
+	wait_for 20 "n1 to hold $VIP" only_holder n1
 	wait_for 10 "n2 BACKUP" vipd_state n2 BACKUP
-	status_of n1
-	status_of n2
-	show "ip -n ${P}n1 -br addr show dev eth0"
-	ip -n "${P}n1" -br addr show dev eth0
-	echo "VIP holder: $(holder)"
+	wait_for 10 "n3 BACKUP" vipd_state n3 BACKUP
+	vcli n1 status
+	ectl_show get --prefix /vipd/arbiter/
+	echo "VIP holder: $(holder); keepalived on ka logged:"
+	grep -E 'Entering|STATE' "$WORK/ka-keepalived.log" | sed -E 's/^/    /' | tail -n 3
+	pause
 
-	step "6. Graceful hand-over: SIGTERM to n1; it sends priority 0, n2 takes over after Skew_Time"
-	capture_start handover
-	wait_for 5 "an advert of n1 in the capture" capture_has handover n1
-	show "kill -TERM ${PID[n1]}   # vipd on n1"
-	kill -TERM "${PID[n1]}"
-	wait "${PID[n1]}" 2>/dev/null || true
-	unset 'PID[n1]'
-	wait_for 10 "n2 to hold $VIP" only_holder n2
-	capture_stop handover n2
-	gap handover n1 n2
-	echo "VIP holder: $(holder)"
-	status_of n2
+	step "7. One etcdctl put moves the VIP: n3's priority to 200"
+	ectl_show put /vipd/priority/$INST/n3 200
+	wait_for 15 "n3 to hold $VIP" only_holder n3
+	echo "VIP holder: $(holder)   (n3 asked n1 to yield through etcd: arbiter/preempt/)"
+	grep -h 'arbiter: asked the holder to yield\|arbiter: demoting' "$WORK"/n[13]-vipd.log | sed -E 's/^/    /' | tail -n 2
+	pause
 
-	step "7. n1 comes back: higher priority, so it preempts n2"
-	start_vipd n1 150
+	step "8. Maintenance: n3 hands over with a priority-0 advert and stays out; the key gone, it is back"
+	ectl_show put /vipd/maintenance/n3 "disk swap"
+	wait_for 10 "n1 to hold $VIP" only_holder n1
+	wait_for 5 "n3 in FAULT" vipd_state n3 FAULT
+	echo "VIP holder: $(holder); n3 is FAULT:"
+	"$VIPD" status --socket "$WORK/n3.sock" | sed -E 's/^/    /'
+	ectl_show del /vipd/maintenance/n3
+	wait_for 15 "n3 to hold $VIP again" only_holder n3
+	ectl_show del /vipd/priority/$INST/n3
 	wait_for 15 "n1 to hold $VIP again" only_holder n1
-	wait_for 10 "n2 BACKUP again" vipd_state n2 BACKUP
 	echo "VIP holder: $(holder)"
-	status_of n2
+	pause
 
-	step "8. Crash: kill -9 n1; n2 takes over after Master_Down_Interval"
+	step "9. Reloads move nothing: three SIGHUPs on the master, the VIP watched every 20 ms"
+	local before
+	before=$(transitions n1)
+	show "kill -HUP ${PID[n1]}   # three times, 300 ms apart"
+	(for _ in 1 2 3; do kill -HUP "${PID[n1]}"; sleep 0.3; done) &
+	local hups=$!
+	watch_holder 3 n1
+	wait "$hups"
+	echo "n1's transitions: $before before, $(transitions n1) after"
+	pause
+
+	step "10. A restart moves nothing: SIGQUIT (what systemctl restart sends), then start again"
+	show "kill -QUIT ${PID[n1]}; vipd run ... (same --state-dir)"
+	watch_holder 6 n1 &
+	local w=$!
+	kill -QUIT "${PID[n1]}"
+	wait "${PID[n1]}" 2>/dev/null || true
+	start_vipd n1
+	wait "$w"
+	grep -h 'resumed MASTER\|kept the lease of the previous run' "$WORK/n1-vipd.log" | sed -E 's/^/    /' | tail -n 2
+	pause
+
+	step "11. Crash: kill -9 n1; n2 takes over after Master_Down_Interval, gap read off the wire"
 	capture_start crash
-	# Crash right after an advert of n1 has been seen on the wire, so the capture holds it.
 	wait_for 5 "an advert of n1 in the capture" capture_has crash n1
 	show "kill -9 ${PID[n1]}   # vipd on n1; a killed daemon leaves its VIP behind,"
 	kill -9 "${PID[n1]}"
@@ -311,20 +384,55 @@ step_live() {
 	unset 'PID[n1]'
 	show "ip -n ${P}n1 addr del $VIP/24 dev eth0   # so remove it, as a dead box would"
 	ip -n "${P}n1" addr del "$VIP/24" dev eth0
-	wait_for 15 "n2 to hold $VIP" only_holder n2
+	wait_for 20 "n2 to hold $VIP" only_holder n2
 	capture_stop crash n2
 	gap crash n1 n2
-	echo "VIP holder: $(holder)"
-	status_of n2
-	local complaints
-	complaints=$(grep -ciE 'invalid|mismatch|bad |wrong|discarded' "$WORK/n3-keepalived.log" || true)
-	echo "keepalived on n3 (priority 50) ran beside vipd as a plain VRRP peer throughout; it logged"
-	echo "$complaints complaints about an advert. Its state changes:"
-	grep -E 'Entering|STATE' "$WORK/n3-keepalived.log" | sed -E 's/^/    /' | tail -n 5 || true
+	echo "VIP holder: $(holder)   (n2 waited for n1's lease to go, as well as for its down timer)"
+	start_vipd n1
+	wait_for 20 "n1 back and holding $VIP" only_holder n1
+	pause
 
-	step "9. Teardown"
+	step "12. A VRRP-only split brain: VRRP between n1 and n2 dropped; etcd keeps n2 out of MASTER"
+	show "nft (in n2): drop VRRP from $SUBNET.1"
+	ip netns exec "${P}n2" nft -f - <<-NFT
+	table inet demo_vrrp {
+	    chain in {
+	        type filter hook input priority -300; policy accept;
+	        ip saddr $SUBNET.1 meta l4proto 112 drop
+	    }
+	}
+	NFT
+	wait_for 15 "n2 held out of MASTER by the arbiter" grep -q 'MASTER held back by the gate' "$WORK/n2-vipd.log"
+	watch_holder 5 n1
+	grep -h 'MASTER held back by the gate' "$WORK/n2-vipd.log" | sed -E 's/^/    /' | tail -n 1
+	"$VIPD" status --socket "$WORK/n2.sock" | sed -E 's/^/    /'
+	echo "Without etcd, n2 would now be MASTER too (plain VRRP cannot see the other master)."
+	show "nft delete table inet demo_vrrp   # in n2: VRRP back"
+	ip netns exec "${P}n2" nft delete table inet demo_vrrp
+	watch_holder 3 n1
+	pause
+
+	step "13. A virtual server put in etcd reaches every node's LVS side"
+	ectl_show put "/vipd/config/virtual_servers/$VIP 80" "virtual_server $VIP 80 {
+    lb_algo rr
+    lb_kind DR
+    real_server $SUBNET.31 80 {
+        weight 2
+    }
+}"
+	local n
+	for n in "${VIPD_NODES[@]}"; do
+		wait_for 15 "the virtual server in $n's vipd lvs" sh -c "\"$VIPD\" lvs --socket \"$WORK/$n.sock\" | grep -q '$VIP:80'"
+	done
+	vcli n2 lvs
+	echo "(this kernel may have no IPVS: vipd then shows the desired pool and says so)"
+	pause
+
+	step "14. Teardown"
+	local left
 	cleanup_lab
-	echo "namespaces ${P}*: $before before the demo, $(ip netns list 2>/dev/null | grep -c "^$P" || true) now"
+	left=$(ip netns list 2>/dev/null | grep -c "^$P" || true)
+	echo "namespaces ${P}*: $left left"
 }
 
 # cleanup_lab stops the daemons and deletes the namespaces (the EXIT trap does the same on error).
@@ -342,9 +450,9 @@ cleanup_lab() {
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
 	done
 	for ((i = ${#NAMESPACES[@]} - 1; i >= 0; i--)); do
-		show "ip netns del ${NAMESPACES[i]}"
 		ip netns del "${NAMESPACES[i]}"
 	done
+	echo "deleted the namespaces ${P}sw ${P}n1 .. ${P}e3 (${#NAMESPACES[@]} in all)"
 	NAMESPACES=()
 }
 
