@@ -56,9 +56,30 @@ func TestRestartKeepsVIPsStopHandsOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"RestartKillSignal=SIGQUIT", "KillSignal=SIGTERM", "RestartForceExitStatus=75", "SuccessExitStatus=75", "--state-dir /var/lib/vipd/default",
-		"OnFailure=vipd-release.service", "StateDirectory=vipd"} {
+		"OnFailure=vipd-release.service", "StateDirectory=vipd", "ExecReload=/bin/kill -HUP $MAINPID"} {
 		if !strings.Contains(string(b), "\n"+want) && !strings.Contains(string(b), " "+want) {
 			t.Errorf("vipd.service lacks %q", want)
+		}
+	}
+}
+
+// TestNotifyAndWatchdog pins the systemd integration: vipd says when it is
+// ready (after its first apply) and keeps the watchdog alive from its main
+// loop; only vipd itself may notify (its scripts run in the same cgroup).
+func TestNotifyAndWatchdog(t *testing.T) {
+	b, err := os.ReadFile("systemd/vipd.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(l, "#") {
+			lines[k] = v
+		}
+	}
+	for k, want := range map[string]string{"Type": "notify", "NotifyAccess": "main", "WatchdogSec": "10s", "TimeoutStartSec": "30s"} {
+		if got, ok := lines[k]; !ok || got != want {
+			t.Errorf("vipd.service: %s=%q, want %s=%s", k, got, k, want)
 		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/vipd/vipd/config/keepalived"
 	"github.com/vipd/vipd/config/loader"
 	"github.com/vipd/vipd/coord"
+	"github.com/vipd/vipd/internal/sdnotify"
 )
 
 func newRunCmd(env *cliEnv, v *viper.Viper) *cobra.Command {
@@ -151,6 +152,13 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			log.Debug("vipd version", "version", version)
+			// systemd's NOTIFY_SOCKET and WATCHDOG_*: taken out of the
+			// environment, so scripts do not inherit them.
+			sd, err := sdnotify.FromEnv()
+			if err != nil {
+				log.Warn("systemd notification: " + err.Error())
+			}
+			opts.Notify = sd
 			up, note := takeUpgradeEnv(log)
 			opts.UpgradeNote = note
 			if note != "" {
@@ -159,7 +167,12 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 			var ready chan struct{}
 			if up != nil {
 				ready = make(chan struct{})
-				opts.Ready = sync.OnceFunc(func() { close(ready) })
+				// Until this image is ready, a rollback may execute the
+				// old one in this process: it must find them (a script
+				// started meanwhile inherits them; NotifyAccess=main
+				// ignores what it sends).
+				sd.Export()
+				opts.Ready = sync.OnceFunc(func() { close(ready); sd.Unexport() })
 				go up.watch(ready, func(s string) { fmt.Fprintln(env.stderr, s) })
 			}
 			err = env.runAgent(ctx, opts)
@@ -174,6 +187,8 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 				// RestartForceExitStatus=).
 				return fail(agent.ExitRestart, "")
 			case errors.As(err, &ue):
+				// The new image (same PID) notifies systemd too.
+				sd.Export()
 				err = execUpgrade(ue.Binary, ue.ReadyWithin, env.args) // returns only on failure
 				log.Error("upgrade failed: starting the running binary again", "err", err)
 				// The old run's instances still run in this process: a
@@ -182,6 +197,7 @@ VIPD_NODE_NAME, VIPD_SOCKET, VIPD_JOIN (comma-separated), ...`,
 				log.Error("cannot re-execute the running binary", "err", err)
 			case up != nil && !closed(ready):
 				log.Error("the new binary failed to start: rolling back", "err", err)
+				sd.Export()
 				if rerr := up.rollback("start failed: " + err.Error()); rerr != nil {
 					log.Error("rollback failed", "err", rerr)
 				}
