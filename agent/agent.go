@@ -28,6 +28,7 @@ import (
 	"github.com/vipd/vipd/config/loader"
 	"github.com/vipd/vipd/coord"
 	"github.com/vipd/vipd/internal/clock"
+	"github.com/vipd/vipd/internal/sdnotify"
 	"github.com/vipd/vipd/lvs"
 	"github.com/vipd/vipd/notify"
 	"github.com/vipd/vipd/track"
@@ -87,6 +88,9 @@ type Options struct {
 	Executable string
 	// Ready, when set, is called once the first configuration is applied.
 	Ready func()
+	// Notify is the service manager's notification socket (systemd's
+	// Type=notify, WatchdogSec=; watchdog.go); nil: not run by one.
+	Notify *sdnotify.Notifier
 	// Restart delivers the restart signal; nil: Run listens for
 	// RestartSignal itself (the CLI registers it before loading anything,
 	// so Go's default for SIGQUIT never applies).
@@ -182,6 +186,8 @@ type Agent struct {
 	segMemo     map[segKey]netip.Prefix // segments looked up by the apply in progress (applyMu)
 
 	gate atomic.Pointer[gateBox]
+	// reloads counts Reload's outcomes (vipd_config_reloads_total).
+	reloads *prometheus.CounterVec
 	// resuming maps the instances the first apply resumes as MASTER to
 	// the resume's cause: that resume passes the gate (MayBecomeMaster).
 	resuming sync.Map
@@ -272,6 +278,7 @@ func newAgent(opts Options, plane vrrp.AddressPlane, tr *vrrp.Transport) *Agent 
 		plane:      plane,
 		transport:  tr,
 		hub:        newHub(),
+		reloads:    newReloadCounter(),
 		running:    map[string]*runningInstance{},
 		groups:     map[string]*syncGroup{},
 		overrides:  map[string]map[string]int{},
@@ -373,7 +380,7 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 		<-srvErr
 		return fmt.Errorf("gossip: %w", err)
 	}
-	metricsErr, err := a.startMetrics(runCtx, gossipMetrics, lvsCollector{a}, etcdMetrics)
+	metricsErr, err := a.startMetrics(runCtx, gossipMetrics, lvsCollector{a}, etcdMetrics, a.reloads)
 	if err != nil {
 		stopGossip()
 		stopSrv()
@@ -427,6 +434,10 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// Ready for systemd once a reload signal is taken too.
+	sm := a.newServiceManager()
+	defer sm.stop()
+	sm.ready()
 	// leave ends the run without a graceful stop (restart, upgrade): the
 	// instances keep running until the process goes, nothing is released,
 	// no notify script runs; the last state says how the run ended.
@@ -447,6 +458,7 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 	for {
 		select {
 		case <-ctx.Done():
+			sm.stopping()
 			a.shutdown(stopInstances) // the hand-over first: never wait on etcd for it
 			a.stopArbiter(true)
 			a.stopEtcd(true)
@@ -469,6 +481,7 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 			if a.opts.StateDir == "" {
 				a.log.Warn("no --state-dir: the next start cannot resume; its instances start as BACKUP")
 			}
+			sm.restarting()
 			if err := leave(state.ModeRestarting); err != nil {
 				a.log.Error("cannot write the state file: the next start will not resume", "err", err)
 			}
@@ -481,12 +494,20 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 			if err := leave(state.ModeUpgrading); err != nil {
 				a.log.Error("cannot write the state file: the new binary will not resume", "err", err)
 			}
+			sm.upgrading(up)
 			return up
 		case <-hup:
 			a.log.Info("SIGHUP: reloading configuration", "config", a.opts.ConfigPath)
-			if err := a.Reload(ctx); err != nil {
+			sm.reloading()
+			err := a.Reload(ctx)
+			if err != nil {
 				a.log.Error("reload rejected, running configuration unchanged", "err", err)
 			}
+			sm.reloaded(err)
+		case <-sm.tick:
+			sm.probe()
+		case r := <-sm.results:
+			sm.probed(r)
 		case err := <-srvErr:
 			if err != nil {
 				a.log.Error("control socket stopped", "err", err)
@@ -579,14 +600,17 @@ wait:
 func (a *Agent) Reload(ctx context.Context) error {
 	m, err := load(a.opts.ConfigPath, a.opts.ConfigIDs, a.log)
 	if err != nil {
+		a.reloads.WithLabelValues(reloadRejected).Inc()
 		return err
 	}
 	a.applyMu.Lock()
 	run, err := a.compose(m)
 	if err != nil {
 		a.applyMu.Unlock()
+		a.reloads.WithLabelValues(reloadRejected).Inc()
 		return fmt.Errorf("the file with the store's objects: %w", err)
 	}
+	a.reloads.WithLabelValues(reloadApplied).Inc()
 	a.fileModel = m
 	a.applyLocked(run)
 	a.applyMu.Unlock()
