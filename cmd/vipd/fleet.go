@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/vipd/vipd/api"
@@ -61,18 +60,27 @@ const (
 // renderFleetTable writes f in three sections: NODES, INSTANCES (one line
 // per segment and VRID, every router of it on the line) and WARNINGS.
 func renderFleetTable(w io.Writer, f api.Fleet) error {
+	return renderFleetTableColor(w, f, palette{})
+}
+
+// renderFleetTableColor is renderFleetTable coloured by p: what is wrong in
+// red (a node down, a split brain or a group without MASTER, FAULT), what
+// needs a look in yellow (maintenance, a config mismatch, INIT, suspect),
+// MASTERs in green.
+func renderFleetTableColor(w io.Writer, f api.Fleet, p palette) error {
 	// NODES: one line per gossip node; ! marks a node that is not alive.
 	fmt.Fprintln(w, "NODES")
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	var t table
 	if len(f.Nodes) == 0 {
-		fmt.Fprintln(tw, markNone+"(no nodes)")
+		t.row(plainCell(markNone + "(no nodes)"))
 	} else {
-		fmt.Fprintln(tw, markNone+"NAME\tADDR\tSTATE\tINSTANCES\tMASTER\tMAINTENANCE")
+		t.row(plainCell(markNone+"NAME"), plainCell("ADDR"), plainCell("STATE"), plainCell("INSTANCES"),
+			plainCell("MASTER"), plainCell("MAINTENANCE"))
 	}
 	for _, n := range f.Nodes {
-		mark := markNone
+		name := plainCell(markNone + dash(n.Name))
 		if nodeDown(n) {
-			mark = markProblem
+			name = paintedCell(sgrRed, markProblem).then(sgrNone, dash(n.Name))
 		}
 		masters := 0
 		for _, in := range n.Instances {
@@ -85,10 +93,14 @@ func renderFleetTable(w io.Writer, f api.Fleet) error {
 		if nodeDown(n) {
 			mastersCell = "-"
 		}
-		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d\t%s\t%s\n", mark, dash(n.Name), dash(n.Addr), nodeState(n),
-			len(n.Instances), mastersCell, dash(n.Maintenance))
+		maint := paintedCell(sgrYellow, n.Maintenance)
+		if n.Maintenance == "" {
+			maint = plainCell("-")
+		}
+		t.row(name, plainCell(dash(n.Addr)), paintedCell(nodeStateColor(n), nodeState(n)),
+			plainCell(strconv.Itoa(len(n.Instances))), plainCell(mastersCell), maint)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := t.render(w, p); err != nil {
 		return err
 	}
 
@@ -97,41 +109,75 @@ func renderFleetTable(w io.Writer, f api.Fleet) error {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "INSTANCES (*MASTER, ! not exactly one MASTER or a warning)")
 	groups := fleetGroups(f)
-	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	t = table{}
 	if len(groups) == 0 {
-		fmt.Fprintln(tw, markNone+"(no instances)")
+		t.row(plainCell(markNone + "(no instances)"))
 	} else {
-		fmt.Fprintln(tw, markNone+"SEGMENT\tVRID\tNAME\tROUTERS")
+		t.row(plainCell(markNone+"SEGMENT"), plainCell("VRID"), plainCell("NAME"), plainCell("ROUTERS"))
 	}
 	for _, g := range groups {
-		mark := markNone
-		if g.masters != 1 || g.warned(f.Warnings) {
-			mark = markProblem
+		first := plainCell(markNone)
+		switch warned := g.warning(f.Warnings); {
+		case g.masters != 1 || warned == api.WarnSplitBrain:
+			first = paintedCell(sgrRed, markProblem)
+		case warned != "":
+			first = paintedCell(sgrYellow, markProblem)
 		}
-		fmt.Fprintf(tw, "%s%s\t%d\t%s\t%s\n", mark, dash(g.segment), g.vrid,
-			dash(strings.Join(g.names, "/")), strings.Join(g.routers, "  "))
+		var routers cell
+		for i, r := range g.routers {
+			if i > 0 {
+				routers = routers.then(sgrNone, "  ")
+			}
+			sgr := r.sgr
+			if r.master && g.masters > 1 {
+				sgr = sgrRed // one of the MASTERs of a split brain
+			}
+			routers = routers.then(sgr, r.text)
+		}
+		t.row(first.then(sgrNone, dash(g.segment)), plainCell(strconv.Itoa(g.vrid)),
+			plainCell(dash(strings.Join(g.names, "/"))), routers)
 	}
-	if err := tw.Flush(); err != nil {
+	if err := t.render(w, p); err != nil {
 		return err
 	}
 
 	fmt.Fprintln(w)
 	if len(f.Warnings) == 0 {
-		_, err := fmt.Fprintln(w, "no warnings")
+		_, err := fmt.Fprintln(w, p.paint(sgrGreen, "no warnings"))
 		return err
 	}
 	fmt.Fprintln(w, "WARNINGS")
-	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, markNone+"KIND\tVRID\tINSTANCE\tNODES\tDETAIL")
+	t = table{}
+	t.row(plainCell(markNone+"KIND"), plainCell("VRID"), plainCell("INSTANCE"), plainCell("NODES"), plainCell("DETAIL"))
 	for _, wa := range f.Warnings {
 		vrid := "-"
 		if wa.VRID != 0 {
 			vrid = strconv.Itoa(wa.VRID)
 		}
-		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\n", markNone, dash(wa.Kind), vrid, dash(wa.Instance),
-			dash(strings.Join(wa.Nodes, ",")), dash(wa.Detail))
+		t.row(plainCell(markNone).then(warningColor(wa.Kind), dash(wa.Kind)), plainCell(vrid),
+			plainCell(dash(wa.Instance)), plainCell(dash(strings.Join(wa.Nodes, ","))), plainCell(dash(wa.Detail)))
 	}
-	return tw.Flush()
+	return t.render(w, p)
+}
+
+// warningColor: a split brain is red, every other warning yellow.
+func warningColor(kind string) string {
+	if kind == api.WarnSplitBrain {
+		return sgrRed
+	}
+	return sgrYellow
+}
+
+// nodeStateColor: a node down is red, a suspect one yellow.
+func nodeStateColor(n api.FleetNode) string {
+	switch {
+	case nodeDown(n):
+		return sgrRed
+	case nodeState(n) != "alive":
+		return sgrYellow
+	default:
+		return sgrNone
+	}
 }
 
 // nodeState is memberlist's view of n, or alive/dead when it is not given.
@@ -158,12 +204,21 @@ type fleetGroup struct {
 	segment string
 	vrid    int
 	names   []string // instance names, as the nodes call it
-	routers []string // *lb1(150), lb2(100, FAULT), *10.0.0.9(classic, 200)
+	routers []router // *lb1(150), lb2(100, FAULT), *10.0.0.9(classic, 200)
 	masters int      // the MASTERs among them (nodes alive, peers)
 }
 
-// warned says whether a split_brain or config_mismatch warning is about g.
-func (g *fleetGroup) warned(ws []api.Warning) bool {
+// router is one router of a fleetGroup as the table shows it.
+type router struct {
+	text   string // lb2(100, FAULT)
+	sgr    string // its colour: its state's, red when its node is down
+	master bool
+}
+
+// warning is the kind of the warning about g, split_brain before
+// config_mismatch; "" when neither names it.
+func (g *fleetGroup) warning(ws []api.Warning) string {
+	kind := ""
 	for _, w := range ws {
 		if w.Kind != api.WarnSplitBrain && w.Kind != api.WarnConfigMismatch {
 			continue
@@ -172,16 +227,18 @@ func (g *fleetGroup) warned(ws []api.Warning) bool {
 			continue
 		}
 		if w.Instance == "" {
-			if w.VRID == g.vrid {
-				return true
+			if w.VRID != g.vrid {
+				continue
 			}
+		} else if !slices.Contains(g.names, w.Instance) {
 			continue
 		}
-		if slices.Contains(g.names, w.Instance) {
-			return true
+		if w.Kind == api.WarnSplitBrain {
+			return w.Kind
 		}
+		kind = w.Kind
 	}
-	return false
+	return kind
 }
 
 // fleetGroups gathers the instances of f's nodes and its peers by segment
@@ -214,33 +271,37 @@ func fleetGroups(f api.Fleet) []*fleetGroup {
 			if prio == 0 {
 				prio = in.Priority
 			}
-			var r string
+			var r router
 			switch {
 			case down:
-				r = fmt.Sprintf("%s(%s)", dash(n.Name), nodeState(n))
+				r = router{text: fmt.Sprintf("%s(%s)", dash(n.Name), nodeState(n)), sgr: sgrRed}
 			case in.State == "MASTER":
 				g.masters++
-				r = fmt.Sprintf("%s%s(%d)", markMaster, dash(n.Name), prio)
+				r = router{text: fmt.Sprintf("%s%s(%d)", markMaster, dash(n.Name), prio), master: true}
 			case in.State == "BACKUP":
-				r = fmt.Sprintf("%s(%d)", dash(n.Name), prio)
+				r = router{text: fmt.Sprintf("%s(%d)", dash(n.Name), prio)}
 			default:
-				r = fmt.Sprintf("%s(%d, %s)", dash(n.Name), prio, dash(in.State))
+				r = router{text: fmt.Sprintf("%s(%d, %s)", dash(n.Name), prio, dash(in.State))}
+			}
+			if !down {
+				r.sgr = stateColor(in.State)
 			}
 			g.routers = append(g.routers, r)
 		}
 	}
 	for _, p := range f.Peers {
 		g := group(p.Segment, p.VRID)
-		var r string
+		var r router
 		switch p.State {
 		case "MASTER":
 			g.masters++
-			r = fmt.Sprintf("%s%s(classic, %d)", markMaster, dash(p.Addr), p.Priority)
+			r = router{text: fmt.Sprintf("%s%s(classic, %d)", markMaster, dash(p.Addr), p.Priority), master: true}
 		case "":
-			r = fmt.Sprintf("%s(classic, %d)", dash(p.Addr), p.Priority)
+			r = router{text: fmt.Sprintf("%s(classic, %d)", dash(p.Addr), p.Priority)}
 		default:
-			r = fmt.Sprintf("%s(classic, %d, %s)", dash(p.Addr), p.Priority, p.State)
+			r = router{text: fmt.Sprintf("%s(classic, %d, %s)", dash(p.Addr), p.Priority, p.State)}
 		}
+		r.sgr = stateColor(p.State)
 		g.routers = append(g.routers, r)
 	}
 	slices.SortStableFunc(groups, func(a, b *fleetGroup) int {
