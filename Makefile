@@ -16,6 +16,7 @@ BENCHTIME   ?= 1s
 TEST_TIMEOUT ?= 30m
 
 .PHONY: help all deps build test unit integration test-ipvs lint fmt vet staticcheck demo bench fuzz sweep clean
+.PHONY: static image completions man
 
 help:
 	@echo "make build        build $(BIN)"
@@ -28,6 +29,10 @@ help:
 	@echo "make bench        benchmarks (BENCHTIME=$(BENCHTIME))"
 	@echo "make fuzz         every fuzz target for FUZZTIME=$(FUZZTIME)"
 	@echo "make sweep        delete test labs leaked by crashed runs (root)"
+	@echo "make static       build $(STATIC_BIN): CGO_ENABLED=0, -trimpath, stripped, VERSION=$(VERSION); checks it is static"
+	@echo "make image        $(STATIC_BIN) as a root filesystem tarball bin/vipd-rootfs.tar and an OCI image layout bin/vipd-oci/"
+	@echo "make completions  bash, zsh and fish completion scripts in bin/completions/"
+	@echo "make man          a man page per command in bin/man/"
 	@echo "make clean        remove build output"
 
 all: build
@@ -37,6 +42,28 @@ deps:
 
 build:
 	$(GO) build -o $(BIN) ./cmd/vipd
+
+# Packaging (README "Packaging"). The static binary needs no libc, so the image holds it alone: no
+# shell, no base image; deploy/image (stdlib Go) writes the tarball and the OCI layout, the same bytes
+# for the same inputs (mtimes at SOURCE_DATE_EPOCH, default 0), with no container engine.
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+STATIC_BIN  := bin/vipd-static
+
+static:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(STATIC_BIN) ./cmd/vipd
+	$(GO) run ./deploy/image -check-static $(STATIC_BIN)
+
+image: static
+	$(GO) run ./deploy/image -binary $(STATIC_BIN) -config deploy/examples/keepalived.conf -version $(VERSION) \
+		-rootfs bin/vipd-rootfs.tar -oci bin/vipd-oci
+
+completions: build
+	@mkdir -p bin/completions
+	@for sh in bash zsh fish; do $(BIN) completion $$sh > bin/completions/vipd.$$sh; echo "bin/completions/vipd.$$sh"; done
+
+man: build
+	rm -rf bin/man
+	$(BIN) gen-man bin/man
 
 test: deps lint build sweep
 	@echo "== go test -race (integration included$$( [ "$$(id -u)" = 0 ] || echo ', but not root: integration tests will skip'))"

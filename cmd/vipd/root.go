@@ -31,6 +31,19 @@ type cliEnv struct {
 	runAgent        func(context.Context, agent.Options) error
 	now             func() time.Time
 	args            []string // the command line, without the program (set by execute)
+
+	// The fields below may be left nil: each has a default for the real
+	// binary (the methods in color.go and watch.go).
+
+	// isTerminal says whether stdout is a terminal (colours with --color
+	// auto, clearing the screen with --watch); nil: ask the kernel.
+	isTerminal func() bool
+	// ticker paces status --watch: a channel that ticks every d and its
+	// stop; nil: time.NewTicker.
+	ticker func(d time.Duration) (<-chan time.Time, func())
+	// interruptible is the context status --watch runs in until the user
+	// stops it; nil: until SIGINT (Ctrl-C) or SIGTERM.
+	interruptible func(context.Context) (context.Context, context.CancelFunc)
 }
 
 // exitError ends a command with a given exit code. msg, when not empty, is
@@ -114,7 +127,8 @@ underscores: VIPD_NODE_NAME, VIPD_SOCKET, VIPD_ETCD_ENDPOINTS, ...`,
 	root.SetOut(env.stdout)
 	root.SetErr(env.stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return err })
-	root.CompletionOptions.DisableDefaultCmd = true
+	// `vipd completion bash|zsh|fish|powershell` is cobra's own: the scripts
+	// ask the binary (vipd __complete ...) for commands and flags.
 
 	root.AddCommand(
 		newRunCmd(env, v),
@@ -130,6 +144,7 @@ underscores: VIPD_NODE_NAME, VIPD_SOCKET, VIPD_ETCD_ENDPOINTS, ...`,
 		newReleaseCmd(env, v),
 		newLVSCmd(env, v),
 		newVersionCmd(env),
+		newGenManCmd(env),
 	)
 	return root
 }

@@ -34,7 +34,7 @@ func main() {
 
 func run(args []string, w io.Writer) error {
 	if len(args) < 4 {
-		return errors.New("usage: holders ADDR SECONDS WANT NS...")
+		return errors.New("usage: holders ADDR SECONDS WANT NS [NS ...]")
 	}
 	addr, err := netip.ParseAddr(args[0])
 	if err != nil {
