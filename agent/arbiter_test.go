@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vipd/vipd/config"
@@ -52,20 +51,24 @@ func putClaim(t *testing.T, cli *clientv3.Client, instance, node string) clientv
 	return l.ID
 }
 
-func arbiterDemotions(t *testing.T, a *Agent) float64 {
+// arbiterAgent is a test agent on srv with the arbiter as its gate (TTL 2 s),
+// before its first apply.
+func arbiterAgent(t *testing.T, srv *etcdtest.Server) *Agent {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(a.etcdSide.metrics)
-	mfs, err := reg.Gather()
-	if err != nil {
+	a, _ := testAgentWith(t, Options{EtcdEndpoints: srv.Endpoints(), EtcdPrefix: "/vipd", ArbiterTTL: 2 * time.Second})
+	a.etcd = newOverlayState("/vipd")
+	a.etcdSide = &etcdSide{metrics: coord.NewMetrics()}
+	if err := a.connectEtcd(); err != nil {
 		t.Fatal(err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() == "vipd_arbiter_demotions_total" {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	return 0
+	a.startArbiter()
+	t.Cleanup(func() { a.stopArbiter(true); a.stopEtcd(true) })
+	return a
+}
+
+func arbiterDemotions(t *testing.T, a *Agent) float64 {
+	t.Helper()
+	return etcdCounter(t, a, "vipd_arbiter_demotions_total")
 }
 
 // TestArbiterGatesTheAgent: with another node holding the claim, the
@@ -79,14 +82,7 @@ func TestArbiterGatesTheAgent(t *testing.T) {
 	ctx := context.Background()
 	other := putClaim(t, cli, "VI_1", "n2")
 
-	a, _ := testAgentWith(t, Options{EtcdEndpoints: srv.Endpoints(), EtcdPrefix: "/vipd", ArbiterTTL: 2 * time.Second})
-	a.etcd = newOverlayState("/vipd")
-	a.etcdSide = &etcdSide{metrics: coord.NewMetrics()}
-	if err := a.connectEtcd(); err != nil {
-		t.Fatal(err)
-	}
-	a.startArbiter()
-	t.Cleanup(func() { a.stopArbiter(true); a.stopEtcd(true) })
+	a := arbiterAgent(t, srv)
 	m := model(inst("VI_1", 51, 100, "10.0.0.100/24"))
 	a.fileModel = m
 	a.apply(m)
@@ -149,14 +145,7 @@ func TestArbiterSyncGroupEntersMasterWithEveryClaim(t *testing.T) {
 	cli := srv.Client()
 	other := putClaim(t, cli, "VI_2", "n2")
 
-	a, _ := testAgentWith(t, Options{EtcdEndpoints: srv.Endpoints(), EtcdPrefix: "/vipd", ArbiterTTL: 2 * time.Second})
-	a.etcd = newOverlayState("/vipd")
-	a.etcdSide = &etcdSide{metrics: coord.NewMetrics()}
-	if err := a.connectEtcd(); err != nil {
-		t.Fatal(err)
-	}
-	a.startArbiter()
-	t.Cleanup(func() { a.stopArbiter(true); a.stopEtcd(true) })
+	a := arbiterAgent(t, srv)
 	m := model(inst("VI_1", 51, 100, "10.0.0.100/24"), inst("VI_2", 52, 100, "10.0.0.102/24"))
 	m.SyncGroups = []*config.SyncGroup{{Name: "G", Members: []string{"VI_1", "VI_2"}}}
 	config.Normalize(m)

@@ -157,6 +157,12 @@ func TestEtcdInvalidObjectKeepsTheRunningModel(t *testing.T) {
 // rejected reads vipd_etcd_rejected_values_total.
 func rejected(t *testing.T, a *Agent) float64 {
 	t.Helper()
+	return etcdCounter(t, a, "vipd_etcd_rejected_values_total")
+}
+
+// etcdCounter reads the counter name of the etcd side's metrics.
+func etcdCounter(t *testing.T, a *Agent, name string) float64 {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(a.etcdSide.metrics)
 	mfs, err := reg.Gather()
@@ -164,11 +170,11 @@ func rejected(t *testing.T, a *Agent) float64 {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "vipd_etcd_rejected_values_total" {
+		if mf.GetName() == name {
 			return mf.GetMetric()[0].GetCounter().GetValue()
 		}
 	}
-	t.Fatal("no vipd_etcd_rejected_values_total")
+	t.Fatalf("no %s", name)
 	return 0
 }
 
