@@ -164,7 +164,7 @@ func (a *Agent) logRejections(ov coord.Overlay, rev int64) {
 			delete(s.logged, k)
 		}
 	}
-	// A warning (a keyword ignored, one not implemented) is logged once
+	// A warning (a keyword ignored, or one vipd reads but does not act on) is logged once
 	// while its value stays.
 	warned := map[string]bool{}
 	for _, w := range ov.Warnings {
