@@ -252,7 +252,6 @@ type loopState struct {
 	probing   bool
 	lastProbe time.Time
 
-	snapRev   int64
 	claims    map[string]Claim            // from the last snapshot
 	requests  map[string][]PreemptRequest // others', from the snapshot
 	asking    map[string]bool             // ours, from the snapshot and our writes
@@ -471,7 +470,6 @@ func (a *Arbiter) logMode(from ArbMode, d ArbDecision) {
 
 // absorb takes a snapshot of arbiter/ from the watcher.
 func (a *Arbiter) absorb(st *loopState, kvs map[string]*mvccpb.KeyValue, rev int64) {
-	st.snapRev = rev
 	bad := map[string]bool{}
 	defer func() { st.bad = bad }()
 	st.claims = map[string]Claim{}

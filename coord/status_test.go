@@ -50,21 +50,6 @@ func startPublisher(t *testing.T, cli *clientv3.Client, cfg PublisherConfig) (*P
 	return p, l
 }
 
-// statusKV reads the status key; nil when absent.
-func statusKV(t *testing.T, cli *clientv3.Client, key string) *mvccpb.KeyValue {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	resp, err := cli.Get(ctx, key)
-	if err != nil {
-		t.Fatalf("Get %s: %v", key, err)
-	}
-	if len(resp.Kvs) == 0 {
-		return nil
-	}
-	return resp.Kvs[0]
-}
-
 // leaseTTL is the remaining TTL of a lease, -1 once it is gone.
 func leaseTTL(t *testing.T, cli *clientv3.Client, id int64) int64 {
 	t.Helper()
@@ -81,7 +66,7 @@ func waitStatus(t *testing.T, cli *clientv3.Client, key, value string) *mvccpb.K
 	t.Helper()
 	var kv *mvccpb.KeyValue
 	waitFor(t, "status "+value, func() bool {
-		kv = statusKV(t, cli, key)
+		kv = getKV(t, cli, key)
 		return kv != nil && string(kv.Value) == value
 	})
 	return kv
@@ -113,7 +98,7 @@ func TestPublisherKeepsTheStatusUnderALeaseAndCloseDeletesIt(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if kv := statusKV(t, admin, p.Key()); kv != nil {
+	if kv := getKV(t, admin, p.Key()); kv != nil {
 		t.Fatalf("status key still there after Close: %q", kv.Value)
 	}
 	if ttl := leaseTTL(t, admin, kv.Lease); ttl != -1 {
@@ -133,7 +118,7 @@ func TestPublisherStatusExpiresWhenTheNodeCrashes(t *testing.T) {
 	kv := waitStatus(t, admin, p.Key(), `{}`)
 
 	pcli.Close() // the process dies: no revoke, no more keepalives
-	waitFor(t, "the status key to expire", func() bool { return statusKV(t, admin, p.Key()) == nil })
+	waitFor(t, "the status key to expire", func() bool { return getKV(t, admin, p.Key()) == nil })
 	if ttl := leaseTTL(t, admin, kv.Lease); ttl != -1 {
 		t.Errorf("lease still alive (TTL %d)", ttl)
 	}
@@ -169,7 +154,7 @@ func TestPublisherPutsTheStatusAgainAfterTheLeaseIsLost(t *testing.T) {
 				t.Fatalf("status under lease %x (old %x), want a new live lease", kv.Lease, old)
 			}
 			waitFor(t, "the old lease gone", func() bool { return leaseTTL(t, admin, old) == -1 })
-			if kv := statusKV(t, admin, p.Key()); kv == nil || string(kv.Value) != `{"n":2}` {
+			if kv := getKV(t, admin, p.Key()); kv == nil || string(kv.Value) != `{"n":2}` {
 				t.Fatalf("status key lost with the old lease: %v", kv)
 			}
 			waitFor(t, "the log line", func() bool { return l.count("status published again under a new lease") >= 1 })

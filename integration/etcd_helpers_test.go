@@ -27,6 +27,10 @@ import (
 type etcdCluster struct {
 	t       testing.TB
 	members []*etcdMember
+	// scheme of the client URLs ("http" when empty) and the flags etcdctl
+	// needs to reach them (TLS: CA and client certificate).
+	scheme   string
+	ctlFlags []string
 }
 
 type etcdMember struct {
@@ -71,9 +75,13 @@ func startEtcd(t testing.TB, l *lab.Lab, nodes []*lab.Node, addrs []string) *etc
 
 // Endpoints is the --etcd-endpoints value.
 func (c *etcdCluster) Endpoints() string {
+	scheme := c.scheme
+	if scheme == "" {
+		scheme = "http"
+	}
 	var eps []string
 	for _, m := range c.members {
-		eps = append(eps, "http://"+m.addr+":2379")
+		eps = append(eps, scheme+"://"+m.addr+":2379")
 	}
 	return strings.Join(eps, ",")
 }
@@ -81,8 +89,9 @@ func (c *etcdCluster) Endpoints() string {
 // ctl runs etcdctl (API v3) from the first member's node against every
 // member.
 func (c *etcdCluster) ctl(args ...string) (string, error) {
-	full := append([]string{"env", "ETCDCTL_API=3", "etcdctl", "--endpoints", c.Endpoints(), "--dial-timeout", "2s", "--command-timeout", "3s"}, args...)
-	return c.members[0].node.Exec(full...)
+	full := append([]string{"env", "ETCDCTL_API=3", "etcdctl", "--endpoints", c.Endpoints()}, c.ctlFlags...)
+	full = append(full, "--dial-timeout", "2s", "--command-timeout", "3s")
+	return c.members[0].node.Exec(append(full, args...)...)
 }
 
 // put is etcdctl put, failing the test on error.
@@ -313,7 +322,8 @@ func newEtcdPKI(t testing.TB, addrs []string) *etcdPKI {
 
 // etcdTLSCluster is an etcd cluster whose clients and peers speak TLS only,
 // with client certificates required (--client-cert-auth): its Endpoints
-// are https://, and its ctl and put present pki's client certificate.
+// are https://, and its ctl and put present pki's client certificate
+// (etcdCluster's scheme and ctlFlags).
 type etcdTLSCluster struct {
 	*etcdCluster
 	pki *etcdPKI
@@ -331,7 +341,8 @@ func startEtcdTLS(t testing.TB, l *lab.Lab, nodes []*lab.Node, addrs []string, p
 	for i, a := range addrs {
 		initial = append(initial, fmt.Sprintf("e%d=https://%s:2380", i+1, a))
 	}
-	c := &etcdTLSCluster{etcdCluster: &etcdCluster{t: t}, pki: pki}
+	c := &etcdTLSCluster{etcdCluster: &etcdCluster{t: t, scheme: "https",
+		ctlFlags: []string{"--cacert", pki.CA, "--cert", pki.ClientCert, "--key", pki.ClientKey}}, pki: pki}
 	for i, n := range nodes {
 		m := &etcdMember{name: fmt.Sprintf("e%d", i+1), node: n, addr: addrs[i], dir: filepath.Join(t.TempDir(), "etcd")}
 		m.args = []string{"--name", m.name, "--data-dir", m.dir,
@@ -362,30 +373,4 @@ func startEtcdTLS(t testing.TB, l *lab.Lab, nodes []*lab.Node, addrs []string, p
 		time.Sleep(100 * time.Millisecond)
 	}
 	return c
-}
-
-// Endpoints is the --etcd-endpoints value (https://).
-func (c *etcdTLSCluster) Endpoints() string {
-	var eps []string
-	for _, m := range c.members {
-		eps = append(eps, "https://"+m.addr+":2379")
-	}
-	return strings.Join(eps, ",")
-}
-
-// ctl runs etcdctl over TLS with the client certificate, from the first
-// member's node against every member.
-func (c *etcdTLSCluster) ctl(args ...string) (string, error) {
-	full := append([]string{"env", "ETCDCTL_API=3", "etcdctl", "--endpoints", c.Endpoints(),
-		"--cacert", c.pki.CA, "--cert", c.pki.ClientCert, "--key", c.pki.ClientKey,
-		"--dial-timeout", "2s", "--command-timeout", "3s"}, args...)
-	return c.members[0].node.Exec(full...)
-}
-
-// put is etcdctl put over TLS, failing the test on error.
-func (c *etcdTLSCluster) put(key, value string) {
-	c.t.Helper()
-	if out, err := c.ctl("put", key, value); err != nil {
-		c.t.Fatalf("etcdctl put %s: %v\n%s", key, err, out)
-	}
 }
