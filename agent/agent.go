@@ -177,6 +177,12 @@ type Agent struct {
 	stateKick   chan struct{}
 	stateWarned time.Time // stateLoop's own
 	upgradeReq  chan *UpgradeExec
+	// reloadReq carries the control socket's reloads to Run's loop, which
+	// runs them like a SIGHUP (log lines, RELOADING=1 then READY=1 for
+	// systemd); looping says the loop takes them, loopDone that it ended.
+	reloadReq chan reloadRequest
+	looping   atomic.Bool
+	loopDone  chan struct{}
 	fleet       fleetLayer              // gossip; nil when off
 	applied     atomic.Bool             // the first apply is done (the state's heartbeat may move)
 	started     time.Time               // guarded by mu
@@ -285,6 +291,8 @@ func newAgent(opts Options, plane vrrp.AddressPlane, tr *vrrp.Transport) *Agent 
 		maint:      map[string]maintenance{},
 		faults:     map[string]map[string]string{},
 		upgradeReq: make(chan *UpgradeExec, 1),
+		reloadReq:  make(chan reloadRequest),
+		loopDone:   make(chan struct{}),
 		stateKick:  make(chan struct{}, 1),
 	}
 }
@@ -455,6 +463,19 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 		<-srvErr
 		return err
 	}
+	a.looping.Store(true)
+	defer close(a.loopDone)
+	// reload is one reload, asked by a SIGHUP or through the control socket.
+	reload := func(from string) error {
+		a.log.Info(from+": reloading configuration", "config", a.opts.ConfigPath)
+		sm.reloading()
+		err := a.reload(ctx)
+		if err != nil {
+			a.log.Error("reload rejected, running configuration unchanged", "from", from, "err", err)
+		}
+		sm.reloaded(err)
+		return err
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -497,13 +518,9 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 			sm.upgrading(up)
 			return up
 		case <-hup:
-			a.log.Info("SIGHUP: reloading configuration", "config", a.opts.ConfigPath)
-			sm.reloading()
-			err := a.Reload(ctx)
-			if err != nil {
-				a.log.Error("reload rejected, running configuration unchanged", "err", err)
-			}
-			sm.reloaded(err)
+			_ = reload("SIGHUP")
+		case r := <-a.reloadReq:
+			r.done <- reload(r.from)
 		case <-sm.tick:
 			sm.probe()
 		case r := <-sm.results:
@@ -596,8 +613,36 @@ wait:
 	a.log.Info("vipd stopped")
 }
 
+type reloadRequest struct {
+	from string
+	done chan error // buffered: the loop never waits on the asker
+}
+
 // Reload re-reads the configuration file and applies only the difference.
+// While Run's loop runs, the loop does it, as for a SIGHUP: the same log
+// lines, and systemd hears RELOADING=1 and READY=1 around it.
 func (a *Agent) Reload(ctx context.Context) error {
+	if !a.looping.Load() {
+		return a.reload(ctx)
+	}
+	r := reloadRequest{from: "control socket", done: make(chan error, 1)}
+	select {
+	case a.reloadReq <- r:
+	case <-a.loopDone:
+		return errors.New("reload: vipd is stopping")
+	case <-ctx.Done():
+		return fmt.Errorf("reload: %w", ctx.Err())
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("reload: waiting for it to finish: %w", ctx.Err())
+	}
+}
+
+// reload is Reload's work, on the caller's goroutine.
+func (a *Agent) reload(ctx context.Context) error {
 	m, err := load(a.opts.ConfigPath, a.opts.ConfigIDs, a.log)
 	if err != nil {
 		a.reloads.WithLabelValues(reloadRejected).Inc()

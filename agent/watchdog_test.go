@@ -251,6 +251,28 @@ func TestRunTellsSystemdReadyStatusReloadAndStop(t *testing.T) {
 		t.Errorf("after a rejected reload: %q", got)
 	}
 
+	// `vipd reload` through the control socket: the same words as a
+	// SIGHUP, and the answer comes once the reload is done.
+	write(strings.Replace(notifyTestConf, "PRIO", "130", 1))
+	if err := api.NewClient(a.opts.SocketPath).Reload(ctx); err != nil {
+		t.Fatalf("reload through the socket: %v", err)
+	}
+	if st := a.Status().Instances[0]; st.EffectivePriority != 130 {
+		t.Errorf("socket reload answered before it was applied: %+v", st)
+	}
+	fm.waitFor(t, "RELOADING=1", "MONOTONIC_USEC=*", "STATUS=reloading "+conf)
+	if got := fm.next(t); !hasLines(got, "READY=1", "STATUS=1 instance: 1 MASTER") || strings.Contains(got, "rejected") {
+		t.Errorf("after a socket reload: %q, want READY=1 with the status and no rejection note", got)
+	}
+	write("vrrp_instance VI_1 {\n    virtual_router_id 300\n}\n")
+	if err := api.NewClient(a.opts.SocketPath).Reload(ctx); err == nil || !strings.Contains(err.Error(), "300") {
+		t.Errorf("a rejected socket reload answered %v, want the file's error", err)
+	}
+	fm.waitFor(t, "RELOADING=1")
+	if got := fm.next(t); !hasLines(got, "READY=1", "STATUS=1 instance: 1 MASTER; last reload rejected, running configuration unchanged: *") {
+		t.Errorf("after a rejected socket reload: %q", got)
+	}
+
 	// A stop: STOPPING=1 first, and no keep-alive after it.
 	if err := stop(); err != nil {
 		t.Fatalf("run: %v", err)
