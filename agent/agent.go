@@ -180,9 +180,9 @@ type Agent struct {
 	// reloadReq carries the control socket's reloads to Run's loop, which
 	// runs them like a SIGHUP (log lines, RELOADING=1 then READY=1 for
 	// systemd); looping says the loop takes them, loopDone that it ended.
-	reloadReq chan reloadRequest
-	looping   atomic.Bool
-	loopDone  chan struct{}
+	reloadReq   chan reloadRequest
+	looping     atomic.Bool
+	loopDone    chan struct{}
 	fleet       fleetLayer              // gossip; nil when off
 	applied     atomic.Bool             // the first apply is done (the state's heartbeat may move)
 	started     time.Time               // guarded by mu
