@@ -9,7 +9,8 @@ SHELL := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin:/root/go/bin:/usr/sbin:/sbin
 
 GO          ?= go
-BIN         := bin/vipd
+OUTDIR      ?= bin
+BIN         := $(OUTDIR)/vipd
 PKGS        := ./...
 FUZZTIME    ?= 20s
 BENCHTIME   ?= 1s
@@ -30,9 +31,9 @@ help:
 	@echo "make fuzz         every fuzz target for FUZZTIME=$(FUZZTIME)"
 	@echo "make sweep        delete test labs leaked by crashed runs (root)"
 	@echo "make static       build $(STATIC_BIN): CGO_ENABLED=0, -trimpath, stripped, VERSION=$(VERSION); checks it is static"
-	@echo "make image        $(STATIC_BIN) as a root filesystem tarball bin/vipd-rootfs.tar and an OCI image layout bin/vipd-oci/"
-	@echo "make completions  bash, zsh and fish completion scripts in bin/completions/"
-	@echo "make man          a man page per command in bin/man/"
+	@echo "make image        $(STATIC_BIN) as a root filesystem tarball $(OUTDIR)/vipd-rootfs.tar and an OCI image layout $(OUTDIR)/vipd-oci/"
+	@echo "make completions  bash, zsh and fish completion scripts in $(OUTDIR)/completions/"
+	@echo "make man          a man page per command in $(OUTDIR)/man/"
 	@echo "make clean        remove build output"
 
 all: build
@@ -47,7 +48,7 @@ build:
 # shell, no base image; deploy/image (stdlib Go) writes the tarball and the OCI layout, the same bytes
 # for the same inputs (mtimes at SOURCE_DATE_EPOCH, default 0), with no container engine.
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-STATIC_BIN  := bin/vipd-static
+STATIC_BIN  := $(OUTDIR)/vipd-static
 
 static:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(STATIC_BIN) ./cmd/vipd
@@ -55,25 +56,25 @@ static:
 
 image: static
 	$(GO) run ./deploy/image -binary $(STATIC_BIN) -config deploy/examples/keepalived.conf -version $(VERSION) \
-		-rootfs bin/vipd-rootfs.tar -oci bin/vipd-oci
+		-rootfs $(OUTDIR)/vipd-rootfs.tar -oci $(OUTDIR)/vipd-oci
 
 completions: build
-	@mkdir -p bin/completions
-	@for sh in bash zsh fish; do $(BIN) completion $$sh > bin/completions/vipd.$$sh; echo "bin/completions/vipd.$$sh"; done
+	@mkdir -p $(OUTDIR)/completions
+	@for sh in bash zsh fish; do $(BIN) completion $$sh > $(OUTDIR)/completions/vipd.$$sh; echo "$(OUTDIR)/completions/vipd.$$sh"; done
 
 man: build
-	rm -rf bin/man
-	$(BIN) gen-man bin/man
+	rm -rf $(OUTDIR)/man
+	$(BIN) gen-man $(OUTDIR)/man
 
 test: deps lint build sweep
 	@echo "== go test -race (integration included$$( [ "$$(id -u)" = 0 ] || echo ', but not root: integration tests will skip'))"
-	@VIPD_BIN=$(CURDIR)/$(BIN) scripts/gotest.sh -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	@VIPD_BIN=$(abspath $(BIN)) scripts/gotest.sh -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 unit:
 	$(GO) test -race $(PKGS)
 
 integration: build sweep
-	@VIPD_BIN=$(CURDIR)/$(BIN) scripts/gotest.sh -race -count=1 -timeout $(TEST_TIMEOUT) ./integration/...
+	@VIPD_BIN=$(abspath $(BIN)) scripts/gotest.sh -race -count=1 -timeout $(TEST_TIMEOUT) ./integration/...
 
 # Labs of crashed test binaries (killed by a timeout, say) would leave namespaces behind.
 sweep:
@@ -101,7 +102,7 @@ test-ipvs:
 # Needs root for the live part (network namespaces, about 15 s); without root it stops after the
 # offline steps.
 demo: deps build
-	@VIPD=$(CURDIR)/$(BIN) scripts/demo.sh
+	@VIPD=$(abspath $(BIN)) scripts/demo.sh
 
 # The Go benchmarks, then the lab benchmarks (root): failover gaps of vipd and keepalived side by
 # side on the wire, and CPU/memory of 1000 instances on one node. BENCH_RUNS failovers each.
@@ -118,7 +119,7 @@ bench: build
 .PHONY: bench-lab
 bench-lab: build sweep
 	@if [ "$$(id -u)" != 0 ]; then echo "bench-lab: skipped, not root (the lab needs network namespaces)"; exit 0; fi; \
-	VIPD_BIN=$(CURDIR)/$(BIN) VIPD_BENCH=1 VIPD_BENCH_RUNS=$(BENCH_RUNS) VIPD_BENCH_SECONDS=$(BENCH_SECONDS) VIPD_BENCH_SIZES=$(BENCH_SIZES) \
+	VIPD_BIN=$(abspath $(BIN)) VIPD_BENCH=1 VIPD_BENCH_RUNS=$(BENCH_RUNS) VIPD_BENCH_SECONDS=$(BENCH_SECONDS) VIPD_BENCH_SIZES=$(BENCH_SIZES) \
 		$(GO) test -run '^(TestFailoverBench|TestScaleCPUAndMemory|TestEtcdPutLatency|TestArbiterFailoverBench)$$' -v -count=1 -timeout 30m ./integration/
 
 # Every `func FuzzXxx` in a _test.go file, found with grep, fuzzed for FUZZTIME each.
