@@ -46,6 +46,13 @@ type readmeLab struct {
 	lines  []readme.Line
 	used   map[int]bool
 	ctlEnv []string
+	spans  map[string]bool // inline commands this test ran
+}
+
+// span notes that the README's inline command text is run here.
+func (r *readmeLab) span(text string) string {
+	r.spans[text] = true
+	return text
 }
 
 // take returns the first README line not yet run whose command (before its
@@ -105,9 +112,9 @@ func (r *readmeLab) shErr(n *readmeNode, line string) (string, error) {
 
 // start runs a README `vipd run` line on node n in the background and waits
 // for its control socket.
-func (r *readmeLab) start(n *readmeNode, line string) {
+func (r *readmeLab) start(n *readmeNode, line string, env ...string) {
 	r.t.Helper()
-	args := append([]string{}, r.env(n)...)
+	args := append(r.env(n), env...)
 	args = append(args, "sh", "-c", "cd "+n.dir+" && exec "+n.local(line))
 	n.run = n.n.Start("env", args...)
 	lab.Eventually(r.t, 15*time.Second, n.name+" answering on its socket", func() bool {
@@ -210,7 +217,7 @@ func TestReadmeCommandsRunInALab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &readmeLab{t: t, l: lab.New(t), lines: readme.ShellLines(string(md)), used: map[int]bool{}}
+	r := &readmeLab{t: t, l: lab.New(t), lines: readme.ShellLines(string(md)), used: map[int]bool{}, spans: map[string]bool{}}
 	r.bin = t.TempDir()
 	if err := os.Symlink(bin, filepath.Join(r.bin, "vipd")); err != nil {
 		t.Fatal(err)
@@ -272,6 +279,89 @@ func TestReadmeCommandsRunInALab(t *testing.T) {
 			t.Errorf("README line %d is not run by this test: %s", l.N, l.Text)
 		}
 	}
+	r.checkSpans(string(md))
+}
+
+// readmeSpans says, for each command the README shows inline that this test
+// does not run itself, which test runs it ("TestName file", checked to exist)
+// or why it is a mention rather than a command to run ("mention: ...").
+var readmeSpans = map[string]string{
+	"make demo":                           "TestDemoRunsEveryStepAndLeavesNothing demo_test.go",
+	"make demo DEMO_FAST=1":               "TestDemoRunsEveryStepAndLeavesNothing demo_test.go",
+	"make test":                           "mention: what CI runs (.ci/run)",
+	"make unit":                           "mention: make test's go test without root; CI runs it as root",
+	"make test-ipvs":                      "TestIPVSInVM ipvsvm/vm_test.go",
+	"make fuzz":                           "mention: run by .ci/run",
+	"make bench":                          "mention: run by .ci/run with small settings",
+	"make bench-lab":                      "mention: run by .ci/run with small settings (make bench runs it)",
+	"make static":                         "lab",
+	"make image":                          "lab",
+	"etcdctl put":                         "mention: the command's name",
+	"etcdctl get --prefix /vipd/arbiter/": "lab",
+	"vipd status --fleet":                 "lab",
+	"vipd lvs":                            "lab",
+	"vipd status":                         "lab",
+	"vipd maint off":                      "lab",
+	"vipd check --config /etc/keepalived/keepalived.conf": "lab",
+	"vipd check":          "mention: the command's name",
+	"vipd convert":        "mention: the command's name",
+	"vipd release":        "mention: the command's name",
+	"vipd join":           "mention: the command's name",
+	"vipd maint":          "mention: the command's name",
+	"vipd maint --node":   "mention: the flag's name (vipd maint on --node lb3 runs in this test)",
+	"vipd maint --node N": "mention: the flag's name (vipd maint on --node lb3 runs in this test)",
+	"vipd maint on|off [--node N] [--instance I]": "mention: the synopsis (each form runs in this test)",
+	"vipd priority":            "mention: the command's name",
+	"vipd run":                 "mention: the command's name",
+	"vipd run --config FILE":   "mention: the synopsis (vipd run --config ... runs in this test)",
+	"vipd":                     "mention: the binary's name",
+	"vipd upgrade":             "TestUpgradeInPlaceKeepsTheVIPAndThePID restart_test.go",
+	"vipd run ... --preflight": "TestUpgradeInPlaceKeepsTheVIPAndThePID restart_test.go",
+	"vipd run --config /etc/vipd/keepalived.conf": "TestStaticVipdInImage ../deploy/image/main_test.go",
+	"vipd completion bash|zsh|fish|powershell":    "TestCompletionScripts ../cmd/vipd/gen_test.go",
+	"vipd __complete":                     "TestCompletionOffersCommandsAndFlags ../cmd/vipd/gen_test.go",
+	"vipd gen-man DIR":                    "TestGenManWritesAPagePerCommand ../cmd/vipd/gen_test.go",
+	"go run ./deploy/image -check-static": "mention: what make static runs (run here)",
+	"go tool pprof":                       "mention: Go's profiler, not vipd's",
+	"systemctl restart":                   "TestRestartKeepsVIPsStopHandsOver ../deploy/deploy_test.go",
+	"systemctl restart vipd":              "TestRestartKeepsVIPsStopHandsOver ../deploy/deploy_test.go",
+	"systemctl stop vipd":                 "TestRestartKeepsVIPsStopHandsOver ../deploy/deploy_test.go",
+	"systemctl reload":                    "TestRunTellsSystemdReadyStatusReloadAndStop ../agent/watchdog_test.go",
+	"keepalived -t":                       "mention: keepalived's flag vipd check stands for",
+	"keepalived -i":                       "mention: keepalived's flag --config-id stands for",
+	"ip addr del":                         "TestVIPDeletedByHandComesBack change_test.go",
+	"ip route del":                        "TestAVirtualRouteRemovedBehindOurBackIsPutBack ../agent/door_test.go",
+	"ipvsadm -e":                          "TestVipdLVSInVM ipvsvm/vm_test.go",
+	"ipvsadm -D":                          "mention: an operator's command for a leftover service",
+	"ipvsadm -Sn":                         "TestIPVSInVM ipvsvm/vm_test.go",
+	"promtool check metrics":              "TestMetricsDuringFailover metrics_test.go",
+	"promtool check rules":                "TestAlertRulesPromtoolCheck ../deploy/observability_test.go",
+	"promtool test rules":                 "TestAlertRulesPromtoolUnitTests ../deploy/observability_test.go",
+}
+
+// checkSpans holds every inline command of the README to a run: this test's
+// own, or a named test's, or a stated reason why it is a mention.
+func (r *readmeLab) checkSpans(md string) {
+	t := r.t
+	for _, sp := range readme.Spans(md, "vipd", "etcdctl", "make", "kill", "systemctl", "ipvsadm", "ip", "head", "keepalived", "go", "promtool") {
+		if r.spans[sp.Text] {
+			continue
+		}
+		how, ok := readmeSpans[sp.Text]
+		switch {
+		case !ok:
+			t.Errorf("README line %d shows `%s`: run it in this test or name the test that does in readmeSpans", sp.N, sp.Text)
+		case how == "lab":
+			// A line of a sh block or a command run above under another name.
+		case strings.HasPrefix(how, "mention: "):
+		default:
+			name, file, _ := strings.Cut(how, " ")
+			b, err := os.ReadFile(file)
+			if err != nil || !strings.Contains(string(b), "func "+name+"(") {
+				t.Errorf("README line %d: `%s` is said to be run by %s in %s, which is not there (%v)", sp.N, sp.Text, name, file, err)
+			}
+		}
+	}
 }
 
 // part runs fn as a subtest: r's helpers fail the subtest, and a fatal
@@ -322,6 +412,41 @@ func (r *readmeLab) quickStart(lb1, lb2 *readmeNode) {
 	if out := r.sh(lb1, r.take("vipd lvs")); !strings.Contains(strings.ToLower(out), "ipvs") {
 		t.Errorf("vipd lvs: %q", out)
 	}
+
+	// The inline commands of the same sections.
+	var st api.Status
+	if out := r.sh(lb1, r.span("vipd status -o json")); json.Unmarshal([]byte(out), &st) != nil || st.Node != "lb1" || len(st.Instances) != 1 {
+		t.Errorf("vipd status -o json: %q", out)
+	}
+	out, _ = r.shErr(lb1, "timeout -s INT 4.5 "+r.span("vipd status --watch"))
+	if strings.Count(out, "VI_1") < 2 {
+		t.Errorf("vipd status --watch for 4.5 s (default interval 2s) drew the table %d times, want 2 or more:\n%s", strings.Count(out, "VI_1"), out)
+	}
+	out, _ = r.shErr(lb1, "timeout -s INT 4.5 "+r.span("vipd status -o json --watch"))
+	docs := strings.Split(strings.TrimSpace(out), "\n")
+	for _, d := range docs {
+		if json.Unmarshal([]byte(d), &st) != nil {
+			t.Errorf("vipd status -o json --watch: a line is not one JSON document: %q", d)
+		}
+	}
+	if len(docs) < 2 {
+		t.Errorf("vipd status -o json --watch for 4.5 s: %d documents, want 2 or more", len(docs))
+	}
+	if out := r.sh(lb1, r.span("vipd version")); !strings.Contains(out, "go1.") {
+		t.Errorf("vipd version: %q", out)
+	}
+	r.sh(lb1, r.span("vipd convert keepalived.conf > vipd.yaml"))
+	if out := r.sh(lb1, "vipd check --config vipd.yaml"); !strings.Contains(out, "OK (1 instance") {
+		t.Errorf("vipd check of the converted vipd.yaml: %q", out)
+	}
+	// Metrics, with the configuration from the environment (VIPD_CONFIG).
+	lb3 := r.nodes[2]
+	r.start(lb3, r.span("vipd run --metrics-listen 127.0.0.1:9650"), "VIPD_CONFIG="+filepath.Join(lb3.dir, "keepalived.conf"))
+	r.eventually("lb3's metrics with keepalived-exporter's names", func() bool {
+		out, err := r.shErr(lb3, "wget -qO- http://127.0.0.1:9650/metrics")
+		return err == nil && strings.Contains(out, `keepalived_vrrp_state{`) && strings.Contains(out, `vipd_vrrp_state{`)
+	})
+	r.stop(lb3)
 }
 
 func (r *readmeLab) maintenance(lb1, lb2 *readmeNode) {
@@ -370,7 +495,7 @@ func (r *readmeLab) gossip(lb1, lb2, lb3 *readmeNode) {
 	run := r.take("vipd run --config /etc/keepalived/keepalived.conf --gossip-bind 10.0.0.11:7946 --join 10.0.0.12:7946 --gossip-key-file /etc/vipd/gossip.key")
 	for _, n := range []*readmeNode{lb1, lb2, lb3} {
 		// The key as the README makes it, and its mode.
-		r.sh(n, "mkdir -p /etc/vipd && head -c 32 /dev/urandom | base64 > /etc/vipd/gossip.key && chmod 600 /etc/vipd/gossip.key")
+		r.sh(n, "mkdir -p /etc/vipd && "+r.span("head -c 32 /dev/urandom | base64 > /etc/vipd/gossip.key")+" && chmod 600 /etc/vipd/gossip.key")
 	}
 	// One key for the fleet.
 	key, err := os.ReadFile(filepath.Join(lb1.dir, "etc/vipd/gossip.key"))
@@ -402,18 +527,34 @@ func (r *readmeLab) gossip(lb1, lb2, lb3 *readmeNode) {
 		}
 		return alive
 	}
-	r.eventually("lb1 and lb2 in one fleet", func() bool { return fleetNodes(lb1) == 2 })
-	if fleetNodes(lb3) != 1 {
-		t.Errorf("lb3 joined nobody, yet sees %d nodes", fleetNodes(lb3))
+	r.eventually("lb1 and lb2 in one fleet", func() bool { return fleetNodes(lb1) == 2 && fleetNodes(lb2) == 2 })
+	if n := fleetNodes(lb3); n != 1 {
+		t.Errorf("lb3 joined nobody, yet sees %d nodes", n)
 	}
 	r.sh(lb1, r.take("vipd join 10.0.0.13:7946"))
-	r.eventually("three nodes in lb1's fleet view", func() bool { return fleetNodes(lb1) == 3 })
+	r.eventually("three nodes in every node's fleet view", func() bool {
+		return fleetNodes(lb1) == 3 && fleetNodes(lb2) == 3 && fleetNodes(lb3) == 3
+	})
 	out := r.sh(lb2, r.take("vipd status --fleet"))
 	for _, name := range []string{"lb1", "lb2", "lb3", "VI_1"} {
 		if !strings.Contains(out, name) {
 			t.Errorf("vipd status --fleet on lb2 does not name %s:\n%s", name, out)
 		}
 	}
+	// Key rotation as the README tells it, from lb2.
+	oldKey := strings.TrimSpace(string(key))
+	newKey := strings.TrimSpace(r.sh(lb2, "head -c 32 /dev/urandom | base64"))
+	for _, c := range []string{"vipd keys install NEWKEY", "vipd keys use NEWKEY", "vipd keys remove OLDKEY"} {
+		out := r.sh(lb2, strings.NewReplacer("NEWKEY", newKey, "OLDKEY", oldKey).Replace(r.span(c)))
+		if len(regexp.MustCompile(`(?m)^lb[123]\s+ok$`).FindAllString(out, -1)) != 3 {
+			t.Errorf("%s: want an ok from each of the 3 nodes:\n%s", c, out)
+		}
+	}
+	if out := r.sh(lb3, r.span("vipd keys list")); strings.Count(out, "sha256:") != 3 {
+		t.Errorf("vipd keys list after the rotation: want one key on each of 3 nodes:\n%s", out)
+	}
+	r.eventually("the fleet whole on the new key", func() bool { return fleetNodes(lb1) == 3 && fleetNodes(lb3) == 3 })
+
 	r.sh(lb1, r.take(`vipd maint on --node lb3 --reason "kernel"`))
 	r.eventually("lb3 in maintenance (asked from lb1)", func() bool { return r.instance(lb3, "VI_1").State == "FAULT" })
 	r.sh(lb1, "vipd maint off --node lb3")
@@ -496,6 +637,21 @@ func (r *readmeLab) arbitration(lb1, lb2 *readmeNode) {
 		if _, ok := v[k]; !ok {
 			t.Errorf("vipd lvs -o json has no %q: %s", k, out)
 		}
+	}
+
+	// A crash leaves the VIP; vipd release removes what the dead run left.
+	r.span("kill -9")
+	if err := lb1.run.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = lb1.run.Wait(5 * time.Second)
+	lb1.run = nil
+	if !hasVIP(lb1.n, "10.0.0.100") {
+		t.Fatal("the VIP went with the kill -9: nothing left for vipd release")
+	}
+	r.sh(lb1, strings.Replace(r.span("vipd release --state-dir DIR"), "DIR", filepath.Join(lb1.dir, "state"), 1))
+	if hasVIP(lb1.n, "10.0.0.100") {
+		t.Error("vipd release --state-dir left the dead run's VIP")
 	}
 }
 
