@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,10 +11,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/netutil"
 
 	"github.com/vipd/vipd/lvs"
 )
@@ -39,10 +44,44 @@ const (
 // context is done (DESIGN.md 3.1: shutdown completes within 2 s).
 const shutdownGrace = 500 * time.Millisecond
 
+// Limits of the control socket, so that a flood of connections or requests
+// (a monitoring loop gone wrong, a client that connects and says nothing,
+// half a request, a huge request line) costs bounded memory and never
+// starves the daemon: the CLI sends its whole request at once and reads one
+// answer, far inside every one of them.
+const (
+	// MaxConns is how many connections are served at once; more wait in
+	// the socket's listen backlog until one ends. A connection costs a
+	// goroutine and its buffers, tens of KiB: a few MiB for all of them.
+	MaxConns = 512
+	// MaxHeaderBytes bounds a request's line and header (net/http's default
+	// is 1 MiB); a longer one is answered 431 and the connection closed.
+	MaxHeaderBytes = 16 << 10
+	// MaxRequestBody bounds a request's body; a longer one is answered 400.
+	MaxRequestBody = 64 << 10
+	// ReadHeaderTimeout is how long a connection has to send its request
+	// line and header, ReadBodyTimeout how long it then has for the body,
+	// and IdleTimeout how long a kept-alive connection may wait for its
+	// next request; then it is closed. The handler itself has no deadline
+	// (a reload or a fleet-wide keys operation may take longer), and its
+	// context still ends when the client goes away.
+	ReadHeaderTimeout = 5 * time.Second
+	ReadBodyTimeout   = 10 * time.Second
+	IdleTimeout       = 10 * time.Second
+)
+
+// limits are the Server's limits (the constants above; tests lower them).
+type limits struct {
+	conns                      int
+	headerBytes                int
+	readHeader, readBody, idle time.Duration
+}
+
 // Server serves the control socket for one Agent.
 type Server struct {
-	agent Agent
-	log   *slog.Logger
+	agent  Agent
+	log    *slog.Logger
+	limits limits
 	// listening, when set, is called once the socket is in place (tests).
 	listening func()
 }
@@ -52,7 +91,10 @@ func NewServer(a Agent, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{agent: a, log: log}
+	return &Server{agent: a, log: log, limits: limits{
+		conns: MaxConns, headerBytes: MaxHeaderBytes,
+		readHeader: ReadHeaderTimeout, readBody: ReadBodyTimeout, idle: IdleTimeout,
+	}}
 }
 
 // Handler returns the HTTP routes of the control socket:
@@ -66,6 +108,9 @@ func NewServer(a Agent, log *slog.Logger) *Server {
 //	POST /v1/join     JoinRequest -> 200 JoinResult | 400 {"error"}
 //	POST /v1/keys     KeyOp       -> 200 KeysResult (every node's answer) | 400 {"error"} (refused, nothing sent)
 //	GET  /v1/lvs      -> 200 LVS
+//
+// Every request's body is read first, at most MaxRequestBody bytes within
+// the body timeout, or answered 400.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(pathStatus, only(http.MethodGet, s.handleStatus))
@@ -141,7 +186,57 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)})
 	})
-	return mux
+	return s.readBody(onlyRoutes(mux))
+}
+
+// onlyRoutes answers 404 in JSON, before mux sees them, the requests
+// http.ServeMux would answer itself in plain text or with a redirect: a
+// path that is not clean ("/v1/../v1/status", "/v1//status"), not absolute
+// ("*"), and CONNECT.
+func onlyRoutes(mux http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if r.Method == http.MethodConnect || !strings.HasPrefix(p, "/") || path.Clean(p) != p {
+			writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no such endpoint: %s %s", r.Method, p)})
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// readBody reads the whole request body, at most MaxRequestBody bytes
+// within the body timeout, before h runs: a slow or endless body cannot
+// hold a connection. The read deadline is cleared afterwards, so that h
+// runs as long as it needs (http.Server's ReadTimeout would also end the
+// handler's context when it expires).
+func (s *Server) readBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			h.ServeHTTP(w, r)
+			return
+		}
+		rc := http.NewResponseController(w)
+		deadline := s.limits.readBody > 0 && rc.SetReadDeadline(time.Now().Add(s.limits.readBody)) == nil
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBody))
+		if err != nil {
+			// The deadline stays: net/http reads what is left of the
+			// body before closing the connection, and that too must end.
+			msg := "malformed request: " + err.Error()
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				msg = fmt.Sprintf("malformed request: body over %d bytes", MaxRequestBody)
+			} else if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+				msg = fmt.Sprintf("malformed request: body not received within %s", s.limits.readBody)
+			}
+			w.Header().Set("Connection", "close")
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: msg})
+			return
+		}
+		if deadline {
+			_ = rc.SetReadDeadline(time.Time{})
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Serve listens on socketPath (mode 0600) and serves until ctx is done, then
@@ -160,14 +255,9 @@ func (s *Server) Serve(ctx context.Context, socketPath string) error {
 		}
 	}()
 
-	srv := &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-	}
+	srv := s.httpServer(ctx)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(netutil.LimitListener(ln, s.limits.conns)) }()
 	s.log.Info("control socket listening", "socket", socketPath)
 	if s.listening != nil {
 		s.listening()
@@ -185,6 +275,18 @@ func (s *Server) Serve(ctx context.Context, socketPath string) error {
 	}
 	<-errc
 	return nil
+}
+
+// httpServer is the http.Server of the control socket, with its limits.
+func (s *Server) httpServer(ctx context.Context) *http.Server {
+	return &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: s.limits.readHeader,
+		IdleTimeout:       s.limits.idle,
+		MaxHeaderBytes:    s.limits.headerBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
 }
 
 // listenUnix prepares socketPath and listens on it. The socket is bound
@@ -284,10 +386,10 @@ func (s *Server) handleReload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, okBody{OK: true})
 }
 
-// readJSON decodes a request body (at most 64 KiB) into v, answering 400
-// itself when it cannot.
+// readJSON decodes a request body (at most MaxRequestBody bytes) into v,
+// answering 400 itself when it cannot.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "malformed request: " + err.Error()})

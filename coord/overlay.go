@@ -96,6 +96,11 @@ func BuildFrom(prefix string, kvs map[string][]byte, prev Overlay) Overlay {
 			reject(k, err, false)
 			continue
 		}
+		if len(val) > MaxValueSize && key.Kind != KindStatus && key.Kind != KindArbiter {
+			reject(k, &KeyError{Key: k, Err: fmt.Errorf("value of %d bytes: over the limit of %d bytes, not read", len(val), MaxValueSize)},
+				ov.keepLastGood(key, prev))
+			continue
+		}
 		switch key.Kind {
 		case KindInstance, KindVirtualServer, KindScript:
 			ov.takeObject(key, k, val, prev, reject)
@@ -125,21 +130,47 @@ func BuildFrom(prefix string, kvs map[string][]byte, prev Overlay) Overlay {
 	return ov
 }
 
+// keepLastGood puts prev's value of key in ov, when prev has one, and
+// reports whether it did.
+func (ov *Overlay) keepLastGood(key Key, prev Overlay) bool {
+	switch key.Kind {
+	case KindInstance:
+		return keepObject(ov.Instances, prev.Instances, key.Name, prev.keywords, &ov.keywords)
+	case KindVirtualServer:
+		return keepObject(ov.VirtualServers, prev.VirtualServers, key.Name, prev.keywords, &ov.keywords)
+	case KindScript:
+		return keepObject(ov.Scripts, prev.Scripts, key.Name, prev.keywords, &ov.keywords)
+	case KindPriority:
+		ik := [2]string{key.Instance, key.Node}
+		p, ok := prev.Priorities[ik]
+		if ok {
+			ov.Priorities[ik] = p
+		}
+		return ok
+	case KindMaintenance:
+		if key.Instance == "" {
+			r, ok := prev.Maintenance[key.Node]
+			if ok {
+				ov.Maintenance[key.Node] = r
+			}
+			return ok
+		}
+		nk := [2]string{key.Node, key.Instance}
+		r, ok := prev.InstanceMaintenance[nk]
+		if ok {
+			ov.InstanceMaintenance[nk] = r
+		}
+		return ok
+	}
+	return false
+}
+
 // takeObject decodes one config/* value into ov, or keeps prev's object of
 // that name when the value is bad.
 func (ov *Overlay) takeObject(key Key, k string, val []byte, prev Overlay, reject func(string, error, bool)) {
 	m, ds := decodeObject(key.Kind, k, key.Name, val)
 	if err := ds.Err(); err != nil {
-		kept := false
-		switch key.Kind {
-		case KindInstance:
-			kept = keepObject(ov.Instances, prev.Instances, key.Name, prev.keywords, &ov.keywords)
-		case KindVirtualServer:
-			kept = keepObject(ov.VirtualServers, prev.VirtualServers, key.Name, prev.keywords, &ov.keywords)
-		case KindScript:
-			kept = keepObject(ov.Scripts, prev.Scripts, key.Name, prev.keywords, &ov.keywords)
-		}
-		reject(k, err, kept)
+		reject(k, err, ov.keepLastGood(key, prev))
 		return
 	}
 	ov.Warnings = append(ov.Warnings, ds.Warnings()...)

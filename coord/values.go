@@ -25,6 +25,15 @@ const (
 	MaxPriority = 254
 )
 
+// MaxValueSize bounds the value of a key vipd reads as configuration
+// (config/*, priority/, maintenance/): a larger value is refused without
+// being decoded, like a bad one (its last good value stays in force, a log
+// line names the key and the size, vipd_etcd_rejected_values_total counts
+// it). A vrrp_instance with a thousand VIPs is about 30 KiB; etcd itself
+// takes values up to 1.5 MiB by default. The status/ and arbiter/ keys,
+// written by vipd, are not configuration.
+const MaxValueSize = 256 << 10
+
 // DefaultMaintenanceReason is the reason of a maintenance key stored with an
 // empty value.
 const DefaultMaintenanceReason = "maintenance"
