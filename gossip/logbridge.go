@@ -6,6 +6,16 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
+)
+
+// At most warnBurst of memberlist's warnings are logged per warnWindow; the
+// rest are counted and the count is logged when the next window opens.
+// memberlist logs one warning per packet it rejects, so garbage sent to the
+// gossip port would otherwise flood the log (one line per packet).
+const (
+	warnBurst  = 20
+	warnWindow = 10 * time.Second
 )
 
 // logBridge receives memberlist's log lines (its *log.Logger writes one
@@ -20,8 +30,37 @@ type logBridge struct {
 	log       *slog.Logger
 	onSuspect func(node string)
 
+	now func() time.Time // time.Now when nil
+
 	mu  sync.Mutex
 	buf []byte
+
+	limit      sync.Mutex
+	windowFrom time.Time // start of the current warning window
+	inWindow   int       // warnings seen in it
+	suppressed int       // of those, not logged
+}
+
+// allowWarn says whether a warning may be logged now, and how many were
+// suppressed in the window that just ended (to be reported first).
+func (b *logBridge) allowWarn() (ok bool, suppressed int) {
+	now := time.Now
+	if b.now != nil {
+		now = b.now
+	}
+	t := now()
+	b.limit.Lock()
+	defer b.limit.Unlock()
+	if b.windowFrom.IsZero() || t.Sub(b.windowFrom) >= warnWindow {
+		suppressed = b.suppressed
+		b.windowFrom, b.inWindow, b.suppressed = t, 0, 0
+	}
+	b.inWindow++
+	if b.inWindow > warnBurst {
+		b.suppressed++
+		return false, suppressed
+	}
+	return true, suppressed
 }
 
 func (b *logBridge) Write(p []byte) (int, error) {
@@ -67,6 +106,16 @@ func (b *logBridge) line(l string) {
 	if rest, ok := strings.CutPrefix(msg, suspectPrefix); ok && b.onSuspect != nil {
 		if node, ok := strings.CutSuffix(rest, suspectSuffix); ok {
 			b.onSuspect(node)
+		}
+	}
+	if level == slog.LevelWarn {
+		ok, suppressed := b.allowWarn()
+		if suppressed > 0 {
+			b.log.Warn("memberlist: warnings suppressed (more than the limit in the window)",
+				"component", "memberlist", "suppressed", suppressed, "limit", warnBurst, "window", warnWindow)
+		}
+		if !ok {
+			return
 		}
 	}
 	if b.log.Enabled(context.Background(), level) {

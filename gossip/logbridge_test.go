@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMemberlistLogsGoToSlogAtTheirLevel(t *testing.T) {
@@ -48,5 +49,33 @@ func TestLogBridgeJoinsPartialWrites(t *testing.T) {
 	b.Write([]byte("line\n[WARN] memberlist: two\n"))
 	if rec.count("WARN", "one line") != 1 || rec.count("WARN", "two") != 1 {
 		t.Errorf("logged:\n%s", rec.String())
+	}
+}
+
+func TestLogBridgeLimitsWarningsAndCountsTheRest(t *testing.T) {
+	var rec logRecorder
+	now := time.Unix(1000, 0)
+	var suspects int
+	b := &logBridge{log: rec.logger(), now: func() time.Time { return now }, onSuspect: func(string) { suspects++ }}
+	ml := log.New(b, "", 0)
+	for i := range 100 {
+		ml.Printf("[WARN] memberlist: Got invalid checksum for UDP packet: %d", i)
+	}
+	ml.Printf("[INFO] memberlist: Suspect node-c has failed, no acks received")
+	if n := rec.count("WARN", "invalid checksum"); n != warnBurst {
+		t.Errorf("%d warnings logged in one window, want %d", n, warnBurst)
+	}
+	if suspects != 1 {
+		t.Errorf("a suspect line after the limit was not seen (%d)", suspects)
+	}
+	now = now.Add(warnWindow - time.Millisecond)
+	ml.Printf("[WARN] memberlist: Got invalid checksum for UDP packet: late")
+	if rec.count("WARN", "suppressed") != 0 || rec.count("WARN", "late") != 0 {
+		t.Errorf("the window ended early:\n%s", rec.String())
+	}
+	now = now.Add(time.Millisecond)
+	ml.Printf("[WARN] memberlist: Got invalid checksum for UDP packet: next")
+	if rec.count("WARN", "suppressed=81") != 1 || rec.count("WARN", "next") != 1 {
+		t.Errorf("next window: want the count of the 81 suppressed, then the line:\n%s", rec.String())
 	}
 }
