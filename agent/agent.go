@@ -310,6 +310,11 @@ func load(path string, configIDs []string, log *slog.Logger) (*config.Model, err
 }
 
 func (a *Agent) run(ctx context.Context, model *config.Model) error {
+	// From here on reloads are the loop's: one asked through the control
+	// socket before the loop runs waits for it (the first apply is not
+	// undone by a reload that raced it), and any return ends the wait.
+	a.looping.Store(true)
+	defer close(a.loopDone)
 	runCtx, stopInstances := context.WithCancel(context.Background())
 	defer stopInstances()
 	a.runCtx = runCtx
@@ -368,6 +373,7 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 	srv := api.NewServer(a, a.log)
 	srvCtx, stopSrv := context.WithCancel(context.Background())
 	srvErr := make(chan error, 1)
+	srvStopped := false // Serve returned on its own: nothing more to wait for
 	go func() { srvErr <- srv.Serve(srvCtx, a.opts.SocketPath) }()
 	// A second vipd on the same socket must not start: give Serve a moment
 	// to refuse before we touch any address.
@@ -460,11 +466,11 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 		<-stateDone
 		err := a.finalState(mode)
 		stopSrv()
-		<-srvErr
+		if !srvStopped {
+			<-srvErr
+		}
 		return err
 	}
-	a.looping.Store(true)
-	defer close(a.loopDone)
 	// reload is one reload, asked by a SIGHUP or through the control socket.
 	reload := func(from string) error {
 		a.log.Info(from+": reloading configuration", "config", a.opts.ConfigPath)
@@ -476,6 +482,7 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 		sm.reloaded(err)
 		return err
 	}
+	srvSel := srvErr // nil once Serve returned
 	for {
 		select {
 		case <-ctx.Done():
@@ -494,7 +501,9 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 				a.log.Warn("cannot write the state file", "err", err)
 			}
 			stopSrv()
-			<-srvErr
+			if !srvStopped {
+				<-srvErr
+			}
 			return nil
 		case <-restart:
 			a.log.Info("restart signal (SIGQUIT): exiting at once for a restart, VIPs kept",
@@ -525,11 +534,11 @@ func (a *Agent) run(ctx context.Context, model *config.Model) error {
 			sm.probe()
 		case r := <-sm.results:
 			sm.probed(r)
-		case err := <-srvErr:
+		case err := <-srvSel:
 			if err != nil {
 				a.log.Error("control socket stopped", "err", err)
 			}
-			srvErr = nil
+			srvSel, srvStopped = nil, true
 		case err := <-metricsErr:
 			if err != nil {
 				a.log.Error("metrics server stopped", "err", err)
