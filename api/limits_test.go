@@ -219,3 +219,17 @@ func TestConnectionsBeyondTheLimitWait(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// OPTIONS * is vipd's to answer (a JSON 404), not net/http's empty 200.
+func TestOptionsAsteriskIsAJSONNotFound(t *testing.T) {
+	socket := startLimited(t, &fakeAgent{}, testLimits())
+	c := dial(t, socket)
+	fmt.Fprintf(c, "OPTIONS * HTTP/1.1\r\nHost: vipd\r\nConnection: close\r\n\r\n")
+	got, ok := closedWithin(c, 5*time.Second)
+	if !ok {
+		t.Fatal("no answer to OPTIONS * within 5 s")
+	}
+	if !strings.HasPrefix(got, "HTTP/1.1 404") || !strings.Contains(got, "application/json") {
+		t.Errorf("answer to OPTIONS *: %.300q, want a JSON 404", got)
+	}
+}

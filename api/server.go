@@ -280,12 +280,14 @@ func (s *Server) Serve(ctx context.Context, socketPath string) error {
 // httpServer is the http.Server of the control socket, with its limits.
 func (s *Server) httpServer(ctx context.Context) *http.Server {
 	return &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: s.limits.readHeader,
-		IdleTimeout:       s.limits.idle,
-		MaxHeaderBytes:    s.limits.headerBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		Handler: s.Handler(),
+		// OPTIONS * goes to the handler too (a JSON 404), not net/http's own 200.
+		DisableGeneralOptionsHandler: true,
+		ReadHeaderTimeout:            s.limits.readHeader,
+		IdleTimeout:                  s.limits.idle,
+		MaxHeaderBytes:               s.limits.headerBytes,
+		ErrorLog:                     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:                  func(net.Listener) context.Context { return ctx },
 	}
 }
 

@@ -10,7 +10,8 @@ import (
 )
 
 // At most warnBurst of memberlist's warnings are logged per warnWindow; the
-// rest are counted and the count is logged when the next window opens.
+// rest are counted, and the count is logged with the first warning of a
+// later window (not before: a flood that ends is reported by the next one).
 // memberlist logs one warning per packet it rejects, so garbage sent to the
 // gossip port would otherwise flood the log (one line per packet).
 const (
