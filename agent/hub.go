@@ -45,10 +45,58 @@ type agentPart struct {
 	group     string
 }
 
+// subscriber is one reader's queue. A status event (EventInstance) that
+// is still queued when a newer one for the same instance comes is dropped
+// (left as a zero Event, skipped on delivery): a reader that falls behind
+// holds at most one pending status per instance, plus the transitions and
+// removals, which are all kept. The queue never blocks the agent.
 type subscriber struct {
-	mu  sync.Mutex
-	q   []api.Event
-	sig chan struct{}
+	mu      sync.Mutex
+	q       []api.Event
+	pending map[string]int // instance -> index in q of its queued status event
+	dropped int            // zero Events in q
+	sig     chan struct{}
+}
+
+// add queues ev. s.mu is held.
+func (s *subscriber) add(ev api.Event) {
+	if ev.Kind == api.EventInstance && ev.Instance != "" {
+		if i, ok := s.pending[ev.Instance]; ok {
+			s.q[i] = api.Event{}
+			s.dropped++
+		}
+		if s.pending == nil {
+			s.pending = map[string]int{}
+		}
+		s.pending[ev.Instance] = len(s.q)
+	}
+	s.q = append(s.q, ev)
+	if s.dropped > 64 && s.dropped > len(s.q)/2 {
+		s.compact()
+	}
+}
+
+// compact removes the dropped events from q. s.mu is held.
+func (s *subscriber) compact() {
+	q := make([]api.Event, 0, len(s.q)-s.dropped)
+	for _, ev := range s.q {
+		if ev.Seq == 0 {
+			continue
+		}
+		if ev.Kind == api.EventInstance && ev.Instance != "" {
+			s.pending[ev.Instance] = len(q)
+		}
+		q = append(q, ev)
+	}
+	s.q, s.dropped = q, 0
+}
+
+// take returns the queue and empties it. s.mu is held.
+func (s *subscriber) take() []api.Event {
+	q := s.q
+	s.q, s.dropped = nil, 0
+	clear(s.pending)
+	return q
 }
 
 func newHub() *hub {
@@ -103,7 +151,7 @@ func (h *hub) publishLocked(ev api.Event) {
 	}
 	for s := range h.subs {
 		s.mu.Lock()
-		s.q = append(s.q, ev)
+		s.add(ev)
 		s.mu.Unlock()
 		select {
 		case s.sig <- struct{}{}:
@@ -223,10 +271,12 @@ func (h *hub) subscribe(ctx context.Context) ([]api.InstanceStatus, <-chan api.E
 		defer func() { h.mu.Lock(); delete(h.subs, s); h.mu.Unlock() }()
 		for {
 			s.mu.Lock()
-			q := s.q
-			s.q = nil
+			q := s.take()
 			s.mu.Unlock()
 			for _, ev := range q {
+				if ev.Seq == 0 {
+					continue // superseded by a later status of its instance
+				}
 				select {
 				case out <- ev:
 				case <-ctx.Done():
