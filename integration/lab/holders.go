@@ -133,6 +133,14 @@ type HolderReport struct {
 	Errors  int
 }
 
+// Holder is the holder of the last sample ("" none, "?" not sampled yet),
+// without ending the window.
+func (w *HolderWatch) Holder() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
+}
+
 // Report returns what was seen so far, and resets it (a new window starts).
 func (w *HolderWatch) Report() HolderReport {
 	w.mu.Lock()
