@@ -420,3 +420,55 @@ func TestStatusSummary(t *testing.T) {
 		}
 	}
 }
+
+// A reload asked of a run that ended answers at once that vipd is
+// stopping; one whose asker gives up returns the asker's error.
+func TestReloadAfterTheRunEndedOrGivenUp(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "keepalived.conf")
+	if err := os.WriteFile(conf, []byte(strings.Replace(notifyTestConf, "PRIO", "100", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := load(conf, nil, slog.New(slog.NewTextHandler(&syncBuffer{}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, logs, stop := startRun(t, Options{ConfigPath: conf}, m, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// As `vipd reload` does: through the socket, once it serves.
+	for {
+		if _, err := api.NewClient(a.opts.SocketPath).Status(ctx); err == nil {
+			break
+		} else if ctx.Err() != nil {
+			t.Fatalf("the control socket never answered: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := api.NewClient(a.opts.SocketPath).Reload(ctx); err != nil {
+		t.Fatalf("reload of a running agent: %v", err)
+	}
+	if !strings.Contains(logs.String(), "control socket: reloading configuration") {
+		t.Errorf("the loop did not log the reload with its source:\n%s", logs.String())
+	}
+	gone, giveUp := context.WithCancel(context.Background())
+	giveUp()
+	if err := a.Reload(gone); err == nil || !errors.Is(err, context.Canceled) {
+		// The loop may take it first; a cancelled asker must not block either way.
+		if err != nil {
+			t.Errorf("reload by an asker that gave up: %v, want context.Canceled or nil", err)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Reload(ctx) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "stopping") {
+			t.Errorf("reload after the run ended: %v, want \"vipd is stopping\"", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("a reload after the run ended is still waiting after 2 s")
+	}
+}

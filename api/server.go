@@ -379,12 +379,12 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleReload(w http.ResponseWriter, r *http.Request) {
+	// The agent logs the reload and its outcome (a rejection, or a client
+	// that stopped waiting while the reload went on): not again here.
 	if err := s.agent.Reload(r.Context()); err != nil {
-		s.log.Warn("reload rejected, running configuration kept", "err", err)
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
 		return
 	}
-	s.log.Info("reload applied")
 	writeJSON(w, http.StatusOK, okBody{OK: true})
 }
 
