@@ -25,6 +25,11 @@ func ShellLines(md string) []Line {
 			in = true
 			continue
 		case strings.HasPrefix(l, "```"):
+			if in && cont != "" {
+				// A block whose last line goes on: keep what there is.
+				out = append(out, Line{N: start, Text: strings.TrimSpace(cont)})
+				cont = ""
+			}
 			in = false
 			continue
 		case !in:

@@ -15,6 +15,14 @@ func TestShellLines(t *testing.T) {
 	}
 }
 
+func TestShellLinesKeepsALastLineThatGoesOn(t *testing.T) {
+	got := ShellLines("```sh\nvipd run \\\n   --x 1 \\\n```\n")
+	want := []Line{{2, "vipd run --x 1"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ShellLines = %+v, want %+v", got, want)
+	}
+}
+
 func TestSpans(t *testing.T) {
 	got := Spans(md, "vipd", "make")
 	want := []Line{{3, "vipd status -o json"}, {3, "make demo"}, {17, "vipd last"}}
