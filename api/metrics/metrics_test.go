@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -388,6 +389,24 @@ func TestServe(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+	// Silent connections: served MaxScrapeConns at a time, the rest wait
+	// in the backlog without a goroutine each.
+	before := runtime.NumGoroutine()
+	var silent []net.Conn
+	for range 4 * MaxScrapeConns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		silent = append(silent, c)
+	}
+	time.Sleep(200 * time.Millisecond) // let the server take what it takes
+	if grown := runtime.NumGoroutine() - before; grown > MaxScrapeConns+16 {
+		t.Errorf("%d silent connections grew goroutines by %d, want at most %d", len(silent), grown, MaxScrapeConns+16)
+	}
+	for _, c := range silent {
+		c.Close()
 	}
 	resp, err := http.Post("http://"+addr+"/metrics", "text/plain", nil)
 	if err != nil {

@@ -12,11 +12,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 )
 
 // shutdownGrace bounds how long Serve waits for scrapes in flight once ctx
 // ends (vipd must stop within 2 s).
 const shutdownGrace = 500 * time.Millisecond
+
+// MaxScrapeConns is how many connections the metrics listener serves at once.
+const MaxScrapeConns = 64
 
 // Serve serves c on addr (HOST:PORT, as --metrics-listen) until ctx ends:
 // GET /metrics in the Prometheus exposition formats, from a registry of its
@@ -37,11 +41,17 @@ func Serve(ctx context.Context, addr string, c *Collector, log *slog.Logger, ext
 	srv := &http.Server{
 		Handler:           newMux(newRegistry(c, true, extra...), log),
 		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       30 * time.Second,
+		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("serving metrics", "addr", ln.Addr().String())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	// A scraper needs one connection; more than MaxScrapeConns wait in the
+	// backlog, so a flood of connections costs no goroutine each.
+	go func() { done <- srv.Serve(netutil.LimitListener(ln, MaxScrapeConns)) }()
 	select {
 	case err := <-done:
 		return fmt.Errorf("metrics: serving on %s: %w", addr, err)
