@@ -46,6 +46,13 @@ type etcdMember struct {
 // addrs[i]) as one new cluster, and waits until it is healthy.
 func startEtcd(t testing.TB, l *lab.Lab, nodes []*lab.Node, addrs []string) *etcdCluster {
 	t.Helper()
+	return startEtcdIn(t, l, nodes, addrs, "")
+}
+
+// startEtcdIn is startEtcd with member eN's data in root/eN ("": a
+// temporary directory of the test's per member).
+func startEtcdIn(t testing.TB, l *lab.Lab, nodes []*lab.Node, addrs []string, root string) *etcdCluster {
+	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
 		t.Fatal("etcd is not installed: run scripts/deps.sh (Debian's etcd-server)")
@@ -57,6 +64,9 @@ func startEtcd(t testing.TB, l *lab.Lab, nodes []*lab.Node, addrs []string) *etc
 	c := &etcdCluster{t: t}
 	for i, n := range nodes {
 		m := &etcdMember{name: fmt.Sprintf("e%d", i+1), node: n, addr: addrs[i], dir: filepath.Join(t.TempDir(), "etcd")}
+		if root != "" {
+			m.dir = filepath.Join(root, m.name)
+		}
 		m.args = []string{"--name", m.name, "--data-dir", m.dir,
 			"--listen-client-urls", "http://" + m.addr + ":2379", "--advertise-client-urls", "http://" + m.addr + ":2379",
 			"--listen-peer-urls", "http://" + m.addr + ":2380", "--initial-advertise-peer-urls", "http://" + m.addr + ":2380",

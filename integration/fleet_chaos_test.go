@@ -386,31 +386,7 @@ func fcStartEtcd(t *testing.T, l *lab.Lab, nodes []*lab.Node, addrs []string) *e
 		return startEtcd(t, l, nodes, addrs)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(shm) })
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var initial []string
-	for i, a := range addrs {
-		initial = append(initial, fmt.Sprintf("e%d=http://%s:2380", i+1, a))
-	}
-	c := &etcdCluster{t: t}
-	for i, n := range nodes {
-		m := &etcdMember{name: fmt.Sprintf("e%d", i+1), node: n, addr: addrs[i], dir: filepath.Join(shm, fmt.Sprintf("e%d", i+1))}
-		m.args = []string{"--name", m.name, "--data-dir", m.dir,
-			"--listen-client-urls", "http://" + m.addr + ":2379", "--advertise-client-urls", "http://" + m.addr + ":2379",
-			"--listen-peer-urls", "http://" + m.addr + ":2380", "--initial-advertise-peer-urls", "http://" + m.addr + ":2380",
-			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
-			"--initial-cluster-token", l.Prefix(), "--log-level", "warn",
-			"--heartbeat-interval", "100", "--election-timeout", "1000"}
-		m.proc = n.Start(bin, m.args...)
-		c.members = append(c.members, m)
-	}
-	lab.Eventually(t, 30*time.Second, "the etcd cluster healthy", func() bool {
-		_, err := c.ctl("endpoint", "health", "--cluster")
-		return err == nil
-	})
-	return c
+	return startEtcdIn(t, l, nodes, addrs, shm)
 }
 
 // startKeepalivedConf starts keepalived again on an existing configuration file.

@@ -158,20 +158,25 @@ func (s mtScrape) lines(names ...string) string {
 // opened on a thread switched into the namespace (Node.Do), so the test needs neither curl nor a
 // helper binary.
 func mtGet(n *lab.Node, addr string) (string, error) {
+	return mtGetWithin(n, addr, 2*time.Second, 3*time.Second)
+}
+
+// mtGetWithin is mtGet with its dial and whole-request timeouts.
+func mtGetWithin(n *lab.Node, addr string, dial, whole time.Duration) (string, error) {
 	tr := &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
 			var conn net.Conn
 			err := n.Do(func() error {
 				var err error
-				conn, err = (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, network, address)
+				conn, err = (&net.Dialer{Timeout: dial}).DialContext(ctx, network, address)
 				return err
 			})
 			return conn, err
 		},
 	}
 	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 3 * time.Second}
+	client := &http.Client{Transport: tr, Timeout: whole}
 	resp, err := client.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return "", err

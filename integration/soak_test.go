@@ -10,10 +10,7 @@ import (
 	"context"
 	"fmt"
 	"image/color"
-	"io"
 	"math"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -405,32 +402,7 @@ func soakVIPMismatch(d *daemon, n *lab.Node) string {
 // soakScrape fetches node1's /metrics from inside its namespace (as mtGet does), allowing 10 s:
 // at 1000 instances the page is large and the machine may be busy.
 func soakScrape(n *lab.Node) (string, error) {
-	tr := &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
-			var conn net.Conn
-			err := n.Do(func() error {
-				var err error
-				conn, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, address)
-				return err
-			})
-			return conn, err
-		},
-	}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("http://" + soakMetrics + "/metrics")
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET /metrics: %s", resp.Status)
-	}
-	return string(body), nil
+	return mtGetWithin(n, soakMetrics, 5*time.Second, 10*time.Second)
 }
 
 // TestSoak: see the top of the file. It runs only with VIPD_SOAK=1 (make soak). It fails when a
