@@ -31,7 +31,15 @@ type PublisherConfig struct {
 	// MinBackoff and MaxBackoff bound the wait between two failed attempts
 	// (defaults 200 ms and 5 s).
 	MinBackoff, MaxBackoff time.Duration
-	// Clock times the backoff (clock.System when nil).
+	// MinInterval is the least time between two puts of the status
+	// (default DefaultStatusMinInterval). Changes in between coalesce.
+	MinInterval time.Duration
+	// BytesPerSecond caps the write rate: after a put of n bytes the next
+	// waits at least n/BytesPerSecond (default DefaultStatusBytesPerSecond).
+	// A node with 1000 instances has a status of about 300 KB; unpaced,
+	// churn wrote megabytes a minute into etcd's history.
+	BytesPerSecond int
+	// Clock times the backoff and the pacing (clock.System when nil).
 	Clock clock.Clock
 	// Logger gets a line when the lease is lost and when a new one holds
 	// the key again (slog.Default when nil).
@@ -40,6 +48,26 @@ type PublisherConfig struct {
 
 // DefaultStatusTTL is the status lease's default time to live.
 const DefaultStatusTTL = 10 * time.Second
+
+// The status key's default pacing: at most one put a second, and no more
+// than 32 KiB/s on average (a 300 KB status waits about 9 s).
+const (
+	DefaultStatusMinInterval    = time.Second
+	DefaultStatusBytesPerSecond = 32 << 10
+)
+
+// paceAfter is how long the publisher waits after a put of n bytes before
+// the next: minInterval, or longer for a large value so that the puts stay
+// under bytesPerSecond on average.
+func paceAfter(n int, minInterval time.Duration, bytesPerSecond int) time.Duration {
+	d := minInterval
+	if bytesPerSecond > 0 {
+		if w := time.Duration(int64(n) * int64(time.Second) / int64(bytesPerSecond)); w > d {
+			d = w
+		}
+	}
+	return d
+}
 
 // Publisher keeps this node's status at <prefix>/status/<node> under a
 // lease it keeps alive. The key disappears when the node dies (the lease
@@ -51,6 +79,8 @@ type Publisher struct {
 	key string
 	ttl int64 // seconds
 	retrying
+	minInterval    time.Duration
+	bytesPerSecond int
 
 	kick   chan struct{}
 	cancel context.CancelFunc
@@ -75,12 +105,20 @@ func StartPublisher(ctx context.Context, cli *clientv3.Client, cfg PublisherConf
 		ttl = DefaultStatusTTL
 	}
 	p := &Publisher{
-		cli:      cli,
-		key:      StatusKey(cfg.Prefix, cfg.Node),
-		ttl:      int64((ttl + time.Second - 1) / time.Second),
-		retrying: newRetrying(cfg.RequestTimeout, cfg.MinBackoff, cfg.MaxBackoff, cfg.Clock, cfg.Logger),
-		kick:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		cli:            cli,
+		key:            StatusKey(cfg.Prefix, cfg.Node),
+		ttl:            int64((ttl + time.Second - 1) / time.Second),
+		retrying:       newRetrying(cfg.RequestTimeout, cfg.MinBackoff, cfg.MaxBackoff, cfg.Clock, cfg.Logger),
+		minInterval:    cfg.MinInterval,
+		bytesPerSecond: cfg.BytesPerSecond,
+		kick:           make(chan struct{}, 1),
+		done:           make(chan struct{}),
+	}
+	if p.minInterval <= 0 {
+		p.minInterval = DefaultStatusMinInterval
+	}
+	if p.bytesPerSecond <= 0 {
+		p.bytesPerSecond = DefaultStatusBytesPerSecond
 	}
 	ctx, p.cancel = context.WithCancel(ctx)
 	go func() {
@@ -148,11 +186,17 @@ func (p *Publisher) run(ctx context.Context) {
 		failures  int
 		retry     clock.Timer
 		retryC    <-chan time.Time // set while waiting to retry
+		nextPut   time.Time        // a changed status waits for this (pacing)
+		pace      clock.Timer
+		paceC     <-chan time.Time // set while a changed status waits for nextPut
 	)
 	defer func() {
 		stopAlive()
 		if retry != nil {
 			retry.Stop()
+		}
+		if pace != nil {
+			pace.Stop()
 		}
 	}()
 	// drop forgets the lease in use. If the key is under it, it is revoked
@@ -186,6 +230,21 @@ func (p *Publisher) run(ctx context.Context) {
 		want := p.latest
 		p.mu.Unlock()
 		if want != nil && (writtenAt != lease || !bytes.Equal(want, written)) {
+			// A changed status waits its turn; a key to put under a new
+			// lease (the old one's is gone or going) does not.
+			if writtenAt == lease {
+				if wait := nextPut.Sub(p.clock.Now()); wait > 0 {
+					if paceC == nil {
+						if pace == nil {
+							pace = p.clock.NewTimer(wait)
+						} else {
+							pace.Reset(wait)
+						}
+						paceC = pace.C()
+					}
+					return true
+				}
+			}
 			rctx, cancel := context.WithTimeout(ctx, p.timeout)
 			_, err := p.cli.Put(rctx, p.key, string(want), clientv3.WithLease(lease))
 			cancel()
@@ -197,6 +256,7 @@ func (p *Publisher) run(ctx context.Context) {
 				return false
 			}
 			written, writtenAt = want, lease
+			nextPut = p.clock.Now().Add(paceAfter(len(want), p.minInterval, p.bytesPerSecond))
 			if stale != 0 {
 				p.log.Info("status published again under a new lease", "key", p.key, "lease", fmt.Sprintf("%x", int64(lease)))
 			}
@@ -234,6 +294,8 @@ func (p *Publisher) run(ctx context.Context) {
 		case <-p.kick: // a new status: written now, or at the retry
 		case <-retryC:
 			retryC = nil
+		case <-paceC:
+			paceC = nil
 		case _, ok := <-alive:
 			if !ok {
 				// The keepalive gave up: etcd said the lease expired, or

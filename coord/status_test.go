@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vipd/vipd/coord/etcdtest"
+	"github.com/vipd/vipd/internal/clock"
 )
 
 // startPublisher runs a publisher with test timings; at the end of the test
@@ -184,6 +185,77 @@ func TestPublisherNoticesALostLeaseWhileItsPutsFail(t *testing.T) {
 	if kv.Lease == int64(leases.Leases[0].ID) {
 		t.Fatal("status under the revoked lease")
 	}
+}
+
+func TestPaceAfter(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		min  time.Duration
+		rate int
+		want time.Duration
+	}{
+		{100, time.Second, 32 << 10, time.Second},             // a small status: the interval
+		{32 << 10, time.Second, 32 << 10, time.Second},        // exactly one second's worth
+		{300_000, time.Second, 32 << 10, 9155273437},          // 1000 instances: about 9 s
+		{3000, 500 * time.Millisecond, 1000, 3 * time.Second}, // the rate wins
+		{3000, 5 * time.Second, 1000, 5 * time.Second},        // the interval wins
+		{3000, time.Second, 0, time.Second},                   // no rate: the interval
+	} {
+		if got := paceAfter(tc.n, tc.min, tc.rate); got != tc.want {
+			t.Errorf("paceAfter(%d, %v, %d) = %v, want %v", tc.n, tc.min, tc.rate, got, tc.want)
+		}
+	}
+}
+
+// A changed status waits for the pace (MinInterval, longer for a big
+// value), changes in between coalesce into one put; the clock is the
+// injected one, so nothing here waits on real time but etcd.
+func TestPublisherPacesItsPuts(t *testing.T) {
+	srv := etcdtest.Start(t)
+	admin := srv.Client()
+	fc := clock.NewFake(time.Unix(1_000_000_000, 0))
+	p, _ := startPublisher(t, connect(t, Config{Endpoints: srv.Endpoints()}),
+		PublisherConfig{Clock: fc, MinInterval: time.Second, BytesPerSecond: 1000, TTL: 30 * time.Second})
+	armedAt := func(want time.Time) {
+		t.Helper()
+		waitFor(t, "the pace timer armed for "+want.String(), func() bool {
+			at, ok := fc.NextDeadline()
+			return ok && at.Equal(want)
+		})
+	}
+	still := func(value string) {
+		t.Helper()
+		if kv := getKV(t, admin, p.Key()); kv == nil || string(kv.Value) != value {
+			t.Fatalf("status %v, want %s still (the pace was not kept)", kv, value)
+		}
+	}
+
+	start := fc.Now()
+	p.Set([]byte(`{"n":1}`)) // the first put goes at once
+	waitStatus(t, admin, p.Key(), `{"n":1}`)
+
+	p.Set([]byte(`{"n":2}`))
+	p.Set([]byte(`{"n":3}`))
+	armedAt(start.Add(time.Second))
+	still(`{"n":1}`)
+	fc.Advance(time.Second)
+	kv := waitStatus(t, admin, p.Key(), `{"n":3}`)
+	if kv.Version != 2 {
+		t.Errorf("the key was written %d times, want 2 (n:2 and n:3 coalesce)", kv.Version)
+	}
+
+	// 3000 bytes at 1000 B/s: the next put waits 3 s, not 1.
+	fc.Advance(time.Second)
+	big := `"` + strings.Repeat("x", 2998) + `"`
+	p.Set([]byte(big))
+	waitStatus(t, admin, p.Key(), big)
+	bigAt := fc.Now()
+	p.Set([]byte(`{"n":4}`))
+	armedAt(bigAt.Add(3 * time.Second))
+	fc.Advance(2 * time.Second)
+	still(big)
+	fc.Advance(time.Second)
+	waitStatus(t, admin, p.Key(), `{"n":4}`)
 }
 
 func TestPublisherWaitsForEtcd(t *testing.T) {
