@@ -67,8 +67,8 @@ func TestBigTableReconcileIsOneOperation(t *testing.T) {
 	m := NewMemory(actual...)
 	owned := map[ServiceKey]bool{}
 	ops := Plan(desired, actual, owned)
-	if n, err := Execute(m, ops); err != nil || n != 1 {
-		t.Fatalf("Execute = %d, %v; want 1 operation", n, err)
+	if done, err := Execute(m, ops); err != nil || len(done) != 1 {
+		t.Fatalf("Execute = %d, %v; want 1 operation", len(done), err)
 	}
 	if got := m.Transcript(); len(got) != 1 || got[0] != "-e -t 10.0.3.1:80 -r 10.1.3.8:8080 -m -w 0" {
 		t.Errorf("transcript %q", got)

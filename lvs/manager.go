@@ -108,11 +108,14 @@ type Manager struct {
 	available bool
 	reason    string
 	resyncDue bool
-	failures  int
-	nextTry   time.Time
-	recon     ReconcileStatus
-	applied   bool
-	dirty     bool // the published status is older than the state
+	failures  int       // reads of IPVS that failed in a row
+	nextTry   time.Time // the next read after failures
+	// svcFails: services an operation of which IPVS refused, retried on
+	// their own back-off while the others go on.
+	svcFails map[ServiceKey]*svcFail
+	recon    ReconcileStatus
+	applied  bool
+	dirty    bool // the published status is older than the state
 	// seeded: IPVS was read before the first plan; pending are the real
 	// servers (by ID) that IPVS did not hold then, which join only after
 	// their first successful check, so a restart adds back no server a
@@ -280,15 +283,39 @@ func (m *Manager) Run(ctx context.Context) {
 	}
 }
 
+// svcFail is a service whose operation IPVS refused.
+type svcFail struct {
+	n    int       // failures in a row
+	next time.Time // its next try
+}
+
+// retryAfter is the back-off after n failures in a row.
+func retryAfter(n int) time.Duration {
+	d := retryMin << min(n-1, 6)
+	if d > retryMax {
+		d = retryMax
+	}
+	return d
+}
+
 // wait is the time to the next resync or retry.
 func (m *Manager) wait() time.Duration {
+	now := m.o.Clock.Now()
 	if m.failures > 0 {
-		if d := m.nextTry.Sub(m.o.Clock.Now()); d > 0 {
+		if d := m.nextTry.Sub(now); d > 0 {
 			return d
 		}
 		return retryMin
 	}
-	return m.o.Resync
+	w := m.o.Resync
+	for _, f := range m.svcFails {
+		d := f.next.Sub(now)
+		if d < retryMin {
+			d = retryMin
+		}
+		w = min(w, d)
+	}
+	return w
 }
 
 // Release removes every service vipd owns from IPVS (a graceful stop, like
@@ -304,8 +331,8 @@ func (m *Manager) Release() error {
 		return err
 	}
 	ops := Plan(nil, actual, m.owned)
-	n, err := Execute(m.o.Backend, ops)
-	m.o.Log.Info("lvs: released vipd's virtual services from IPVS", "services", n)
+	done, err := Execute(m.o.Backend, ops)
+	m.o.Log.Info("lvs: released vipd's virtual services from IPVS", "services", len(done))
 	return err
 }
 
@@ -643,16 +670,16 @@ func (m *Manager) sync() {
 		m.resyncDue = false
 	}
 	actual, _ := m.cache.Pools()
-	ops := Plan(m.desired, actual, m.owned)
+	ops := m.skipBackingOff(Plan(m.desired, actual, m.owned), now)
 	if len(ops) == 0 {
 		m.succeed(now, 0)
 		return
 	}
 	start := time.Now()
-	n, err := Execute(m.o.Backend, ops)
-	m.metrics.reconciled(ops[:n], err != nil, time.Since(start))
-	_, _ = Execute(m.cache, ops[:n])
-	for _, op := range ops[:n] {
+	done, err := Execute(m.o.Backend, ops)
+	m.metrics.reconciled(done, err != nil, time.Since(start))
+	_, _ = Execute(m.cache, done)
+	for _, op := range done {
 		switch op.Kind {
 		case OpAddService:
 			m.owned[op.Service.Key] = true
@@ -661,14 +688,99 @@ func (m *Manager) sync() {
 		}
 		m.o.Log.Info("lvs: ipvs " + op.String())
 	}
-	if err != nil {
-		m.fail(err, now)
-		return
-	}
 	for _, p := range m.desired {
 		m.owned[p.Key] = true // adopted services are vipd's from now on
 	}
-	m.succeed(now, n)
+	if errors.Is(err, ErrUnavailable) {
+		m.fail(err, now)
+		return
+	}
+	m.serviceOutcomes(ops, err, now)
+	if err != nil {
+		m.recon.Errors++
+		m.recon.LastError = err.Error()
+		m.kickTimer()
+		return
+	}
+	m.succeed(now, len(done))
+}
+
+// skipBackingOff drops the operations of services whose retry is not due
+// yet, and forgets the failures of services with nothing left to do.
+func (m *Manager) skipBackingOff(ops []Op, now time.Time) []Op {
+	if len(m.svcFails) == 0 {
+		return ops
+	}
+	planned := make(map[ServiceKey]bool, len(m.svcFails))
+	out := ops[:0:0]
+	for _, op := range ops {
+		k := op.Service.Key
+		planned[k] = true
+		if f := m.svcFails[k]; f != nil && now.Before(f.next) {
+			continue
+		}
+		out = append(out, op)
+	}
+	for k := range m.svcFails {
+		if !planned[k] {
+			m.o.Log.Info("lvs: a service IPVS refused needs nothing any more", "service", k.String())
+			delete(m.svcFails, k)
+		}
+	}
+	return out
+}
+
+// serviceOutcomes records, per service of ops, whether IPVS refused one of
+// its operations: a refused service backs off on its own (logged once, at
+// its first failure), one that goes through again is logged.
+func (m *Manager) serviceOutcomes(ops []Op, err error, now time.Time) {
+	refused := map[ServiceKey]*OpError{}
+	var oe *OpError
+	for _, e := range unjoin(err) {
+		if errors.As(e, &oe) {
+			refused[oe.Op.Service.Key] = oe
+		}
+	}
+	for _, op := range ops {
+		k := op.Service.Key
+		f := m.svcFails[k]
+		if e := refused[k]; e != nil {
+			if f == nil {
+				f = &svcFail{}
+				if m.svcFails == nil {
+					m.svcFails = map[ServiceKey]*svcFail{}
+				}
+				m.svcFails[k] = f
+			}
+			if f.next.After(now) {
+				continue // counted once per round
+			}
+			f.n++
+			d := retryAfter(f.n)
+			f.next = now.Add(d)
+			if f.n == 1 {
+				m.o.Log.Error("lvs: IPVS refused an operation: this service is retried with back-off, the others go on", "err", e, "retry_in", d)
+			} else {
+				m.o.Log.Debug("lvs: IPVS refused an operation again", "err", e, "failures", f.n, "retry_in", d)
+			}
+			continue
+		}
+		if f != nil {
+			m.o.Log.Info("lvs: IPVS took the service's operations again after failures", "service", k.String(), "failures", f.n)
+			delete(m.svcFails, k)
+		}
+	}
+}
+
+// unjoin lists the errors of an errors.Join (err alone otherwise).
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 func (m *Manager) fail(err error, now time.Time) {
@@ -680,10 +792,7 @@ func (m *Manager) fail(err error, now time.Time) {
 		return
 	}
 	m.failures++
-	d := retryMin << min(m.failures-1, 6)
-	if d > retryMax {
-		d = retryMax
-	}
+	d := retryAfter(m.failures)
 	m.nextTry = now.Add(d)
 	m.recon.Errors++
 	m.recon.LastError = err.Error()
@@ -699,7 +808,9 @@ func (m *Manager) succeed(now time.Time, ops int) {
 	m.recon.At = now
 	m.recon.Ops = ops
 	m.recon.Total += uint64(ops)
-	m.recon.LastError = ""
+	if len(m.svcFails) == 0 {
+		m.recon.LastError = ""
+	}
 }
 
 // kickTimer makes Run re-arm its timer for a retry; the resync timer is

@@ -221,6 +221,86 @@ func TestManagerResyncRepairsAndRetries(t *testing.T) {
 	}
 }
 
+// A service IPVS refuses (a scheduler the kernel lacks) backs off on its
+// own: the services planned after it are installed, health changes keep
+// reaching them while it waits, it is logged once, and it goes in when the
+// kernel takes it.
+func TestManagerRefusedServiceDoesNotHoldUpTheOthers(t *testing.T) {
+	h := newHarness(t, NewMemory())
+	var logs strings.Builder
+	var logMu sync.Mutex
+	h.m.o.Log = slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
+	var fail sync.Mutex
+	refuse := true
+	h.mem.Fail = func(op Op) error {
+		fail.Lock()
+		defer fail.Unlock()
+		if refuse && op.Service.Scheduler == "twos" {
+			return errors.New("no such file or directory")
+		}
+		return nil
+	}
+	conf := `
+virtual_server 9.0.0.9 443 {
+    lb_algo twos
+    real_server 10.0.0.5 443 {
+        TCP_CHECK {
+        }
+    }
+}
+` + poolConf("1")
+	h.apply(load(t, conf))
+	h.expect("the twos service refused, the rr one installed",
+		"-A -t 10.0.0.1:80 -s rr",
+		"-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1",
+		"-a -t 10.0.0.1:80 -r 10.0.0.3:80 -m -w 1")
+	st := h.m.Status()
+	if st.Reconcile.Errors != 1 || !strings.Contains(st.Reconcile.LastError, "-A -t 9.0.0.9:443 -s twos: no such file or directory") {
+		t.Errorf("reconcile status %+v", st.Reconcile)
+	}
+	// The rr pool follows health while the twos one backs off.
+	h.result(rs2check, false, "connection refused")
+	h.expect("a health change during the back-off", "-d -t 10.0.0.1:80 -r 10.0.0.2:80")
+	for range 3 { // retried on its back-off (IPVS read back each time), still refused
+		h.clk.Advance(retryMax)
+		h.settle()
+	}
+	h.expect("retries of a refused service write nothing")
+	logMu.Lock()
+	n := strings.Count(logs.String(), "IPVS refused an operation")
+	logMu.Unlock()
+	if n != 1 {
+		t.Errorf("the refusal was logged %d times at the default level, want once:\n%s", n, logs.String())
+	}
+	fail.Lock()
+	refuse = false
+	fail.Unlock()
+	h.clk.Advance(retryMax)
+	h.settle()
+	h.expect("the kernel takes it",
+		"-A -t 9.0.0.9:443 -s twos",
+		"-a -t 9.0.0.9:443 -r 10.0.0.5:443 -m -w 1")
+	if st := h.m.Status(); st.Reconcile.LastError != "" {
+		t.Errorf("error still shown after the service went in: %+v", st.Reconcile)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if !strings.Contains(logs.String(), "IPVS took the service's operations again") {
+		t.Errorf("no line for the recovery:\n%s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *strings.Builder
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
 func TestManagerWithoutIPVSStillShowsTheDesiredState(t *testing.T) {
 	mem := NewMemory()
 	mem.Unavailable = true

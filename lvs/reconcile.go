@@ -1,6 +1,7 @@
 package lvs
 
 import (
+	"errors"
 	"slices"
 )
 
@@ -98,11 +99,20 @@ func sortedDests(ds []Dest) []Dest {
 	return out
 }
 
-// Execute runs ops against b in order and returns how many succeeded and
-// the first error (with the operation in ipvsadm's words); it stops at
-// the first error, as the next operations may depend on it.
-func Execute(b Backend, ops []Op) (int, error) {
-	for i, op := range ops {
+// Execute runs ops against b in order and returns the operations done,
+// in order, and the errors (each an *OpError naming the operation in
+// ipvsadm's words, joined). A failed operation skips the rest of its
+// service's operations, as they may depend on it, but not the other
+// services': one service the kernel refuses (a scheduler it lacks, say)
+// does not hold up every service planned after it.
+func Execute(b Backend, ops []Op) ([]Op, error) {
+	done := make([]Op, 0, len(ops))
+	var errs []error
+	var failed map[ServiceKey]bool
+	for _, op := range ops {
+		if failed[op.Service.Key] {
+			continue
+		}
 		var err error
 		switch op.Kind {
 		case OpAddService:
@@ -119,10 +129,19 @@ func Execute(b Backend, ops []Op) (int, error) {
 			err = b.DelDest(op.Service.Key, op.Dest.Key())
 		}
 		if err != nil {
-			return i, &OpError{Op: op, Err: err}
+			if failed == nil {
+				failed = map[ServiceKey]bool{}
+			}
+			failed[op.Service.Key] = true
+			errs = append(errs, &OpError{Op: op, Err: err})
+			if errors.Is(err, ErrUnavailable) {
+				break // no IPVS at all: nothing else can work either
+			}
+			continue
 		}
+		done = append(done, op)
 	}
-	return len(ops), nil
+	return done, errors.Join(errs...)
 }
 
 // OpError is a failed operation.

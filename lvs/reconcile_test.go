@@ -130,23 +130,44 @@ func TestPlanTable(t *testing.T) {
 	}
 }
 
-func TestExecuteStopsAtTheFirstErrorAndNamesTheOperation(t *testing.T) {
-	web := svc("10.0.0.1", 80, "rr")
+func TestExecuteSkipsTheRestOfAFailedServiceOnlyAndNamesTheOperation(t *testing.T) {
+	web, api, dns := svc("10.0.0.1", 80, "rr"), svc("10.0.0.9", 443, "twos"), svc("10.0.0.20", 53, "wlc")
 	m := NewMemory()
-	boom := errors.New("boom")
+	boom, nosched := errors.New("boom"), errors.New("no such scheduler")
 	m.Fail = func(op Op) error {
-		if op.Kind == OpAddDest && op.Dest.Addr == netip.MustParseAddr("10.0.0.3") {
+		switch {
+		case op.Kind == OpAddDest && op.Dest.Addr == netip.MustParseAddr("10.0.0.3"):
 			return boom
+		case op.Kind == OpAddService && op.Service.Scheduler == "twos":
+			return nosched
 		}
 		return nil
 	}
-	ops := Plan([]Pool{{web, []Dest{dst("10.0.0.2", 80, 1, NAT), dst("10.0.0.3", 80, 1, NAT), dst("10.0.0.4", 80, 1, NAT)}}}, nil, nil)
-	n, err := Execute(m, ops)
-	if n != 2 || !errors.Is(err, boom) {
-		t.Fatalf("Execute = %d, %v; want 2 done and boom", n, err)
+	ops := Plan([]Pool{
+		{web, []Dest{dst("10.0.0.2", 80, 1, NAT), dst("10.0.0.3", 80, 1, NAT), dst("10.0.0.4", 80, 1, NAT)}},
+		{api, []Dest{dst("10.0.0.10", 443, 1, NAT)}},
+		{dns, []Dest{dst("10.0.0.21", 53, 1, NAT)}},
+	}, nil, nil)
+	done, err := Execute(m, ops)
+	if !errors.Is(err, boom) || !errors.Is(err, nosched) {
+		t.Fatalf("Execute error %v; want boom and no such scheduler", err)
 	}
-	if want := "ipvs -a -t 10.0.0.1:80 -r 10.0.0.3:80 -m -w 1: boom"; err.Error() != want {
-		t.Errorf("error %q, want %q", err, want)
+	for _, want := range []string{"ipvs -a -t 10.0.0.1:80 -r 10.0.0.3:80 -m -w 1: boom", "ipvs -A -t 10.0.0.9:443 -s twos: no such scheduler"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+	// web stops at its failed destination (10.0.0.4 is skipped), api at its
+	// service; dns, planned after both, goes through whole.
+	want := []string{
+		"-A -t 10.0.0.1:80 -s rr", "-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1",
+		"-A -t 10.0.0.20:53 -s wlc", "-a -t 10.0.0.20:53 -r 10.0.0.21:53 -m -w 1",
+	}
+	if got := m.Transcript(); !slices.Equal(got, want) {
+		t.Errorf("transcript\n%q\nwant\n%q", got, want)
+	}
+	if len(done) != len(want) {
+		t.Errorf("%d operations reported done, want %d", len(done), len(want))
 	}
 }
 

@@ -97,6 +97,10 @@ GAP_TOOL=$WORK/gap
 HOLDERS_TOOL=$WORK/holders
 ETCD_EPS="http://$SUBNET.21:2379,http://$SUBNET.22:2379,http://$SUBNET.23:2379"
 
+# The script's own stdout, kept on fd 3: a ^C can run cleanup while a wait_for check has stdout
+# on /dev/null, and the teardown line must still reach the operator.
+exec 3>&1
+
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
@@ -110,7 +114,7 @@ cleanup() {
 		ip netns del "${NAMESPACES[i]}" 2>/dev/null || true
 	done
 	if [ "${#NAMESPACES[@]}" -gt 0 ]; then
-		echo "demo: lab torn down (namespaces ${P}*: $(ip netns list 2>/dev/null | grep -c "^$P" || true) left)"
+		echo "demo: lab torn down (namespaces ${P}*: $(ip netns list 2>/dev/null | grep -c "^$P" || true) left)" >&3
 	fi
 	rm -rf "$WORK"
 	exit "$rc"
