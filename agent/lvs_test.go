@@ -107,3 +107,49 @@ virtual_server 192.0.2.10 80 {
 		t.Errorf("after a graceful stop IPVS holds %v", pools)
 	}
 }
+
+// TestLVSNotifyScriptsRunAsWritten runs real notify_down and quorum_down
+// scripts: each is run with the arguments written in the configuration and
+// nothing appended, as keepalived's notify_exec does (the order, notify
+// then quorum, is the manager's transcript test's).
+func TestLVSNotifyScriptsRunAsWritten(t *testing.T) {
+	dir := t.TempDir()
+	scriptPath := filepath.Join(dir, "record.sh")
+	if err := os.WriteFile(scriptPath, []byte("#!/bin/sh\nout=\"$1\"; shift\nprintf '%s|' \"$#\" \"$@\" > \""+dir+"/$out\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadPort := dead.Addr().(*net.TCPAddr).Port
+	dead.Close()
+	conf := fmt.Sprintf(`
+virtual_server 192.0.2.10 80 {
+    delay_loop 1
+    lb_algo rr
+    quorum 1
+    quorum_down "%[1]s quorum-down 'VS lost' 192.0.2.10"
+    real_server 127.0.0.1 %[2]d {
+        notify_down "%[1]s rs-down 127.0.0.1 %[2]d"
+        TCP_CHECK {
+            connect_timeout 1
+            retry 0
+        }
+    }
+}`, scriptPath, deadPort)
+	a, _ := testAgentWith(t, Options{LVSBackend: lvs.NewMemory()})
+	a.apply(lvsModel(t, conf))
+	read := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		return string(b)
+	}
+	waitFor(t, "both scripts run", func() bool { return read("rs-down") != "" && read("quorum-down") != "" })
+	if got, want := read("rs-down"), fmt.Sprintf("2|127.0.0.1|%d|", deadPort); got != want {
+		t.Errorf("notify_down ran with %q, want %q (argc|args|)", got, want)
+	}
+	if got, want := read("quorum-down"), "2|VS lost|192.0.2.10|"; got != want {
+		t.Errorf("quorum_down ran with %q, want %q (argc|args|)", got, want)
+	}
+	a.stopLVS(true)
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,6 +98,7 @@ type Manager struct {
 	checks    map[string]CheckResult // by checker ID
 	checkSpec map[string][]string    // real server ID -> its checker IDs
 	alpha     map[string]bool        // real server IDs whose checkers start down
+	firstDown map[string]bool        // alpha real servers whose first result (this round) failed
 	rsOf      map[string]string      // checker ID -> real server ID
 	quorum    map[string]bool
 	suspended map[string]bool
@@ -147,6 +149,7 @@ func New(o Options) *Manager {
 		checks:    map[string]CheckResult{},
 		checkSpec: map[string][]string{},
 		alpha:     map[string]bool{},
+		firstDown: map[string]bool{},
 		pending:   map[string]bool{},
 		seededUp:  map[string]bool{},
 		rsOf:      map[string]string{},
@@ -200,6 +203,9 @@ func (m *Manager) takeResults() {
 		rsID, ok := m.rsOf[r.ID]
 		if !ok {
 			continue // a checker removed by a configuration since
+		}
+		if _, had := m.checks[r.ID]; !had && !r.Up && m.alpha[rsID] {
+			m.firstDown[rsID] = true
 		}
 		m.checks[r.ID] = r
 		delete(m.pending, rsID)
@@ -531,35 +537,63 @@ func (m *Manager) transitions(views []VirtualServerView, cause string) {
 	for _, v := range views {
 		vs := vsByID[v.ID]
 		quorum[v.ID] = v.QuorumUp
-		if prev, ok := m.quorum[v.ID]; ok && prev != v.QuorumUp {
-			if v.QuorumUp {
-				m.o.Log.Info("lvs: quorum gained", "virtual_server", v.Name, "alive_weight", v.Alive, "quorum", v.Quorum, "sorry_server", false)
-				m.script("quorum_up", vs.QuorumUp)
-			} else {
-				m.o.Log.Warn("lvs: quorum lost", "virtual_server", v.Name, "alive_weight", v.Alive, "quorum", v.Quorum, "sorry_server", v.SorryActive)
-				m.script("quorum_down", vs.QuorumDown)
-			}
-		}
+		// Real servers first, then the quorum they moved, as keepalived's
+		// perform_svr_state: notify_up/notify_down, then quorum_up/down.
+		var moved []string // this round's real server changes: the quorum's cause
 		for _, r := range v.Servers {
 			seen[r.ID] = true
 			prev, ok := m.views[r.ID]
 			m.views[r.ID] = r
-			if !ok || prev.Up == r.Up || r.Sorry {
+			if !ok || r.Sorry {
 				continue
 			}
 			rs := realServerOf(vs, r.ID)
-			why := m.downCause(r.ID)
-			if r.Up {
-				m.o.Log.Info("lvs: real server up", "virtual_server", v.Name, "real_server", addrPort(r), "cause", cause)
+			switch {
+			case prev.Up != r.Up && r.Up:
+				why := m.upCause(r.ID, cause)
+				m.o.Log.Info("lvs: real server up", "virtual_server", v.Name, "real_server", addrPort(r), "weight", r.Effective, "cause", why)
+				moved = append(moved, addrPort(r)+" up ("+why+")")
 				if rs != nil {
 					m.script("notify_up", rs.NotifyUp)
 				}
-			} else {
-				m.o.Log.Warn("lvs: real server down", "virtual_server", v.Name, "real_server", addrPort(r), "cause", why, "inhibit", r.InPool)
+			case prev.Up != r.Up || !r.Up && m.firstDown[r.ID]:
+				// A change to down, or an alpha server's first failed check
+				// (down from the start, it stays down): keepalived runs
+				// notify_down for both.
+				why := m.downCause(r.ID)
+				msg := "lvs: real server down"
+				if prev.Up == r.Up {
+					msg = "lvs: real server down at its first check (alpha)"
+				}
+				m.o.Log.Warn(msg, "virtual_server", v.Name, "real_server", addrPort(r), "cause", why, "inhibit", r.InPool)
+				if prev.Up != r.Up {
+					moved = append(moved, addrPort(r)+" down ("+why+")")
+				}
 				if rs != nil {
 					m.script("notify_down", rs.NotifyDown)
 				}
+			case r.Up && prev.Effective != r.Effective:
+				m.o.Log.Info("lvs: real server weight changed", "virtual_server", v.Name, "real_server", addrPort(r),
+					"from", prev.Effective, "to", r.Effective, "cause", m.upCause(r.ID, cause))
 			}
+		}
+		qcause := cause
+		if len(moved) > 0 {
+			qcause = strings.Join(moved, ", ")
+		}
+		prev, ok := m.quorum[v.ID]
+		switch {
+		case ok && prev != v.QuorumUp && v.QuorumUp:
+			m.o.Log.Info("lvs: quorum gained", "virtual_server", v.Name, "alive_weight", v.Alive, "quorum", v.Quorum, "sorry_server", false, "cause", qcause)
+			m.script("quorum_up", vs.QuorumUp)
+		case ok && prev != v.QuorumUp:
+			m.o.Log.Warn("lvs: quorum lost", "virtual_server", v.Name, "alive_weight", v.Alive, "quorum", v.Quorum, "sorry_server", v.SorryActive, "cause", qcause)
+			m.script("quorum_down", vs.QuorumDown)
+		case !ok && !v.QuorumUp && v.SorryActive:
+			// keepalived's "Starting with quorum down": a new virtual server
+			// whose sorry server goes in at once.
+			m.o.Log.Warn("lvs: starting with quorum down: the sorry server serves", "virtual_server", v.Name, "alive_weight", v.Alive, "quorum", v.Quorum, "cause", qcause)
+			m.script("quorum_down", vs.QuorumDown)
 		}
 	}
 	for id := range m.views {
@@ -567,7 +601,30 @@ func (m *Manager) transitions(views []VirtualServerView, cause string) {
 			delete(m.views, id)
 		}
 	}
+	clear(m.firstDown)
 	m.quorum = quorum
+}
+
+// upCause is what the latest successful check of a real server saw, or
+// fallback (what made the manager recompute: a reload, say).
+func (m *Manager) upCause(rsID, fallback string) string {
+	var best CheckResult
+	for _, id := range m.checkSpec[rsID] {
+		r, ok := m.checks[id]
+		if !ok || !r.Up {
+			continue
+		}
+		if best.Type == "" || r.At.After(best.At) {
+			best = r
+		}
+	}
+	if best.Type == "" {
+		return fallback
+	}
+	if best.Cause == "" {
+		return best.Type + " " + best.Target + ": up"
+	}
+	return best.Type + " " + best.Target + ": " + best.Cause
 }
 
 // removed runs the down scripts of the virtual servers of the running

@@ -147,7 +147,8 @@ func TestManagerTranscript(t *testing.T) {
 
 	h.result(rs2check, false, "connect: connection refused")
 	h.expect("real server down", "-d -t 10.0.0.1:80 -r 10.0.0.2:80")
-	if diff := cmp.Diff([]string{"quorum_down /bin/echo down", "notify_down /bin/echo rs2 down"}, h.scripts.take()); diff != "" {
+	// keepalived's order (perform_svr_state): the real server's notify, then the quorum's.
+	if diff := cmp.Diff([]string{"notify_down /bin/echo rs2 down", "quorum_down /bin/echo down"}, h.scripts.take()); diff != "" {
 		t.Errorf("scripts (-want +got):\n%s", diff)
 	}
 	st := h.m.Status()
@@ -158,7 +159,7 @@ func TestManagerTranscript(t *testing.T) {
 
 	h.result(rs2check, true, "connected")
 	h.expect("real server back", "-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1")
-	if diff := cmp.Diff([]string{"quorum_up /bin/echo up", "notify_up /bin/echo rs2 up"}, h.scripts.take()); diff != "" {
+	if diff := cmp.Diff([]string{"notify_up /bin/echo rs2 up", "quorum_up /bin/echo up"}, h.scripts.take()); diff != "" {
 		t.Errorf("scripts (-want +got):\n%s", diff)
 	}
 
@@ -299,6 +300,81 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// keepalived's scripts at a start and their log lines' causes: an alpha
+// server's first failed check runs notify_down though it was down already;
+// a virtual server that starts without quorum and has a sorry server runs
+// quorum_down; a quorum line names the real servers that moved it, an up
+// line the check that saw it, a misc_dynamic weight change has its line.
+func TestManagerStartScriptsAndCauses(t *testing.T) {
+	h := newHarness(t, NewMemory())
+	var logs strings.Builder
+	var logMu sync.Mutex
+	h.m.o.Log = slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
+	logged := func() string { logMu.Lock(); defer logMu.Unlock(); return logs.String() }
+	h.apply(load(t, `
+virtual_server 10.0.0.1 80 {
+    lb_algo rr
+    alpha
+    quorum 2
+    quorum_up "/bin/echo up"
+    quorum_down "/bin/echo down"
+    sorry_server 10.0.0.9 80
+    real_server 10.0.0.2 80 {
+        notify_down "/bin/echo rs2 down"
+        notify_up "/bin/echo rs2 up"
+        TCP_CHECK {
+        }
+    }
+    real_server 10.0.0.3 80 {
+        MISC_CHECK {
+            misc_path /bin/true
+            misc_dynamic
+        }
+    }
+}
+`))
+	if diff := cmp.Diff([]string{"quorum_down /bin/echo down"}, h.scripts.take()); diff != "" {
+		t.Errorf("start without quorum, with a sorry server (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(logged(), "starting with quorum down") {
+		t.Errorf("no start line:\n%s", logged())
+	}
+
+	h.result(rs2check, false, "connect: connection refused")
+	if diff := cmp.Diff([]string{"notify_down /bin/echo rs2 down"}, h.scripts.take()); diff != "" {
+		t.Errorf("an alpha server's first failed check (-want +got):\n%s", diff)
+	}
+	h.result(rs2check, false, "connect: connection refused")
+	if got := h.scripts.take(); len(got) != 0 {
+		t.Errorf("a second failed check ran %q", got)
+	}
+
+	misc := "10.0.0.1 80/TCP/10.0.0.3:80#0/MISC_CHECK"
+	w := 1 // alive weight 1: still short of the quorum (2)
+	h.m.Result(CheckResult{ID: misc, Type: "MISC_CHECK", Target: "/bin/true", Up: true, OK: true, Cause: "exit 3", Weight: &w})
+	h.settle()
+	h.m.Result(CheckResult{ID: rs2check, Type: "TCP_CHECK", Target: "10.0.0.2:80", Up: true, OK: true, Cause: "connected"})
+	h.settle()
+	if diff := cmp.Diff([]string{"notify_up /bin/echo rs2 up", "quorum_up /bin/echo up"}, h.scripts.take()); diff != "" {
+		t.Errorf("rs2 up gains the quorum, notify first (-want +got):\n%s", diff)
+	}
+	w = 3
+	h.m.Result(CheckResult{ID: misc, Type: "MISC_CHECK", Target: "/bin/true", Up: true, OK: true, Cause: "exit 5", Weight: &w})
+	h.settle()
+	out := logged()
+	for _, want := range []string{
+		`msg="lvs: real server down at its first check (alpha)"`,
+		`msg="lvs: real server up" virtual_server="10.0.0.1 80" real_server=10.0.0.2:80 weight=1 cause="TCP_CHECK 10.0.0.2:80: connected"`,
+		`msg="lvs: quorum gained"`,
+		`cause="10.0.0.2:80 up (TCP_CHECK 10.0.0.2:80: connected)"`,
+		`msg="lvs: real server weight changed" virtual_server="10.0.0.1 80" real_server=10.0.0.3:80 from=1 to=3 cause="MISC_CHECK /bin/true: exit 5"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %s:\n%s", want, out)
+		}
+	}
 }
 
 func TestManagerWithoutIPVSStillShowsTheDesiredState(t *testing.T) {
