@@ -178,6 +178,17 @@ func (c lvsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// lvsAddressesChanged tells the LVS side that this node's addresses
+// changed (ha_suspend).
+func (a *Agent) lvsAddressesChanged() {
+	a.mu.Lock()
+	side := a.lvs
+	a.mu.Unlock()
+	if side != nil {
+		side.mgr.AddressesChanged()
+	}
+}
+
 func runLVSScript(a *Agent, keyword, command, user, group string, security bool) {
 	c, err := script.Parse(command)
 	if err != nil {

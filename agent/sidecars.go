@@ -65,6 +65,9 @@ func (a *Agent) watchAddresses(ctx context.Context, w vip.Watcher) {
 		default:
 			return
 		}
+		if ch.Kind != vrrp.LinkUp {
+			a.lvsAddressesChanged() // ha_suspend follows a VIP at once
+		}
 		for _, ri := range a.concerned(ch) {
 			ri.inst.AddrChanged(ch)
 		}

@@ -80,14 +80,15 @@ type Options struct {
 // results. One goroutine (Run) owns its state; the other methods send it
 // work or read the last published Status.
 type Manager struct {
-	o       Options
-	work    chan func()
-	kick    chan struct{}
-	resKick chan struct{}
-	resMu   sync.Mutex
-	results []CheckResult
-	status  atomic.Pointer[Status]
-	running atomic.Bool // Run is running: Status asks it for a fresh status
+	o        Options
+	work     chan func()
+	kick     chan struct{}
+	resKick  chan struct{}
+	addrKick chan struct{} // AddressesChanged
+	resMu    sync.Mutex
+	results  []CheckResult
+	status   atomic.Pointer[Status]
+	running  atomic.Bool // Run is running: Status asks it for a fresh status
 	// availableNow mirrors available for the metrics, read at scrape time.
 	availableNow atomic.Bool
 	metrics      *metrics
@@ -145,6 +146,7 @@ func New(o Options) *Manager {
 		work:      make(chan func(), 64),
 		kick:      make(chan struct{}, 1),
 		resKick:   make(chan struct{}, 1),
+		addrKick:  make(chan struct{}, 1),
 		metrics:   newMetrics(),
 		checks:    map[string]CheckResult{},
 		checkSpec: map[string][]string{},
@@ -177,6 +179,27 @@ func (m *Manager) Apply(servers []*config.VirtualServer, groups []*config.Virtua
 		m.setChecks()
 		m.reconcile("configuration")
 	})
+}
+
+// AddressesChanged tells the manager that this node's addresses changed
+// (a VIP added or removed): virtual servers with ha_suspend follow at once.
+// It never blocks.
+func (m *Manager) AddressesChanged() {
+	select {
+	case m.addrKick <- struct{}{}:
+	default:
+	}
+}
+
+// hasHASuspend reports whether a virtual server of the configuration has
+// ha_suspend.
+func (m *Manager) hasHASuspend() bool {
+	for _, vs := range m.servers {
+		if vs != nil && vs.HASuspend {
+			return true
+		}
+	}
+	return false
 }
 
 // Result delivers a checker's result (called by the checks' scheduler).
@@ -271,6 +294,13 @@ func (m *Manager) Run(ctx context.Context) {
 			f()
 		case <-m.resKick:
 			m.takeResults()
+		case <-m.addrKick:
+			// ha_suspend follows the address at once, not at the next
+			// resync (setChecks re-reads which virtual servers are local).
+			if m.applied && m.hasHASuspend() {
+				m.setChecks()
+				m.reconcile("address change")
+			}
 		case <-m.kick:
 			if !t.Stop() {
 				select {

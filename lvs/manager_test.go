@@ -448,12 +448,26 @@ virtual_server 10.0.0.5 80 {
 	h.result("10.0.0.1 80/TCP/10.0.0.2:80#0/TCP_CHECK", true, "connected")
 	h.expect("first success", "-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1")
 
+	// The address arrives and leaves: AddressesChanged (the agent calls it
+	// on every address event) makes the manager follow at once, without
+	// the clock moving (no resync).
 	setLocal := func(v bool) {
+		t.Helper()
 		mu.Lock()
 		local["10.0.0.5"] = v
 		mu.Unlock()
-		h.clk.Advance(time.Second)
-		h.settle()
+		h.m.AddressesChanged()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			h.settle()
+			if st := h.m.Status(); st.VirtualServers[1].Suspended == !v {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("ha_suspend did not follow the address (local %v) without a resync", v)
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 	const rs6 = "10.0.0.5 80/TCP/10.0.0.6:80#0/TCP_CHECK"
 	setLocal(true)
