@@ -182,7 +182,7 @@ func TestPlanConvergesWithOnlyTheNeededOperations(t *testing.T) {
 	m := NewMemory(foreign)
 	owned := map[ServiceKey]bool{}
 	var prev []Pool
-	for step := range 300 {
+	for step := range 1000 {
 		desired := randomPools(r)
 		actual, err := m.Pools()
 		if err != nil {
@@ -215,22 +215,43 @@ func TestPlanConvergesWithOnlyTheNeededOperations(t *testing.T) {
 	}
 }
 
+// randomPools draws a desired table over every kind of service key (TCP,
+// UDP and SCTP on IPv4, TCP on IPv6, fwmark on both families), schedulers,
+// persistence with and without a granularity, and every forwarding method.
 func randomPools(r *rand.Rand) []Pool {
+	keys := []ServiceKey{
+		{Protocol: TCP, Addr: netip.MustParseAddr("10.1.0.1"), Port: 80},
+		{Protocol: UDP, Addr: netip.MustParseAddr("10.1.0.1"), Port: 53},
+		{Protocol: SCTP, Addr: netip.MustParseAddr("10.1.0.2"), Port: 9},
+		{Protocol: TCP, Addr: netip.MustParseAddr("2001:db8::1"), Port: 443},
+		{FWMark: 7},
+		{FWMark: 7, IPv6: true},
+	}
 	var out []Pool
-	for i := range 6 {
+	for _, k := range keys {
 		if r.IntN(3) == 0 {
 			continue
 		}
-		s := svc("10.1.0."+string(rune('1'+i)), 80, []string{"rr", "wlc"}[r.IntN(2)])
+		s := Service{Key: k, Scheduler: []string{"rr", "wlc", "sh", "mh"}[r.IntN(4)]}
 		if r.IntN(4) == 0 {
 			s.Timeout = 300
+			if r.IntN(2) == 0 {
+				s.Netmask = 24
+				if k.Is6() {
+					s.Netmask = 64
+				}
+			}
 		}
 		p := Pool{Service: s}
 		for j := range 8 {
 			if r.IntN(2) == 0 {
 				continue
 			}
-			p.Dests = append(p.Dests, dst("10.2.0."+string(rune('1'+j)), 80, r.IntN(3), []string{NAT, DR}[r.IntN(2)]))
+			a := "10.2.0." + string(rune('1'+j))
+			if k.Is6() {
+				a = "2001:db8:2::" + string(rune('1'+j))
+			}
+			p.Dests = append(p.Dests, dst(a, 80, r.IntN(3), []string{NAT, DR, TUN}[r.IntN(3)]))
 		}
 		out = append(out, p)
 	}

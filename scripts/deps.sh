@@ -6,7 +6,9 @@
 # tests qemu, Debian's kernel, a static busybox and ipvsadm: the host's kernel has no IPVS, so
 # integration/ipvsvm boots Debian's kernel (IPVS as modules) in a qemu VM from a busybox initramfs.
 # Installing linux-image-amd64 in a container is fine: it only puts the image in /boot and the
-# modules in /lib/modules; nothing boots it but that VM. Idempotent and quiet: when everything is
+# modules in /lib/modules; nothing boots it but that VM. Debian 12's own 6.1 lacks the twos
+# scheduler, so Debian 12's 6.12 kernel (linux-image-6.12-amd64) is installed too: the VM boots the
+# newest kernel with IPVS, and the tests want every scheduler keepalived names. Idempotent and quiet: when everything is
 # present it only checks and prints nothing. It also makes sure the keepalived and prometheus
 # services of the Debian packages are not running: the host must never run keepalived on its own
 # interfaces, nor a Prometheus server.
@@ -20,7 +22,7 @@ STATICCHECK_VERSION=v0.8.2
 
 PACKAGES=(keepalived nftables tcpdump iproute2 jq etcd-server etcd-client procps iputils-ping
 	make gcc libc6-dev git ca-certificates prometheus systemd
-	qemu-system-x86 linux-image-amd64 busybox-static ipvsadm)
+	qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 busybox-static ipvsadm)
 
 say() { echo "deps: $*" >&2; }
 

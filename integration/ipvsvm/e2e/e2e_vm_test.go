@@ -205,6 +205,42 @@ func (v *vipd) lvs() api.LVS {
 	return l
 }
 
+// removalBound is how soon a stopped real server must leave the pool (or
+// be weighted 0): delay_loop 1 s + connect_timeout 2 s, the bound.
+const removalBound = 3 * time.Second
+
+// within checks that vipd logged a line containing s at most bound after
+// since, by the line's own time (the VM's clock, as this test's), and logs
+// the figure.
+func (v *vipd) within(t *testing.T, what, s string, since time.Time, bound time.Duration) {
+	t.Helper()
+	at, ok := v.logTime(s, since)
+	if !ok {
+		t.Fatalf("%s: no vipd log line %q since %s:\n%s", what, s, since.Format(time.StampMilli), v.logText())
+	}
+	d := at.Sub(since)
+	t.Logf("%s %v after the real server stopped, by vipd's log (bound delay_loop + connect_timeout = %v)", what, d.Round(time.Millisecond), bound)
+	if d > bound {
+		t.Errorf("%s after %v: over the bound of %v", what, d.Round(time.Millisecond), bound)
+	}
+}
+
+// logTime is the time of the first line of vipd's log (text format) at or
+// after since that contains s.
+func (v *vipd) logTime(s string, since time.Time) (time.Time, bool) {
+	for _, l := range strings.Split(v.logText(), "\n") {
+		f := strings.Fields(l)
+		if !strings.Contains(l, s) || len(f) == 0 || !strings.HasPrefix(f[0], "time=") {
+			continue
+		}
+		at, err := time.Parse("2006-01-02T15:04:05.000Z07:00", strings.TrimPrefix(f[0], "time="))
+		if err == nil && !at.Before(since.Truncate(time.Millisecond)) {
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}
+
 func (v *vipd) logText() string {
 	b, _ := os.ReadFile(v.log)
 	return string(b)
@@ -344,8 +380,9 @@ func TestVipdRunDrivesIPVS(t *testing.T) {
 	waitFor(t, v, "rs2 out of IPVS within delay_loop + connect_timeout (+ margin)", 8*time.Second, func() bool {
 		return !strings.Contains(ipvsadm(t), "10.0.2.2")
 	})
-	// A figure, not an assertion: the VM's CPU is emulated.
-	t.Logf("rs2 left IPVS %v after it stopped (delay_loop 1s + connect_timeout 2s = 3s bound, polled every 100ms)", time.Since(stopped).Round(10*time.Millisecond))
+	// The bound, on vipd's own clock: the time of its "ipvs -d" line, not
+	// of this test's polling.
+	v.within(t, "rs2 removed", "lvs: ipvs -d -t 10.0.0.1:80 -r 10.0.2.2:8080", stopped, removalBound)
 	for range 4 {
 		if body, err := once(cl, "10.0.0.1:80"); err != nil || body != "rs1" {
 			t.Fatalf("with rs2 down: %q, %v", body, err)
@@ -403,8 +440,10 @@ func TestVipdRunDrivesIPVS(t *testing.T) {
 	_ = v.cmd.Process.Signal(syscall.SIGHUP)
 	time.Sleep(500 * time.Millisecond)
 	rs1.stop()
+	inhibitedAt := time.Now()
 	inhibited := "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.1.2:8080 -m -w 0\n-a -t 10.0.0.1:80 -r 10.0.2.2:8080 -m -w 1\n"
 	waitFor(t, v, "rs1 weighted 0", 30*time.Second, func() bool { return ipvsadm(t) == inhibited })
+	v.within(t, "rs1 weighted 0 (inhibit_on_failure)", "lvs: ipvs -e -t 10.0.0.1:80 -r 10.0.1.2:8080 -m -w 0", inhibitedAt, removalBound)
 	out, _ := exec.Command(bin, "lvs", "-o", "json", "--socket", v.socket).Output()
 	var l api.LVS
 	if err := json.Unmarshal(out, &l); err != nil {
