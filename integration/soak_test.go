@@ -8,6 +8,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"image/color"
 	"math"
@@ -347,6 +348,23 @@ type soakSample struct {
 	cpuPct     float64 // of one core, since the previous sample
 }
 
+// soakEtcdDBSize is the etcd member's database size in bytes.
+func soakEtcdDBSize(c *etcdCluster) (int64, error) {
+	out, err := c.ctl("endpoint", "status", "-w", "json")
+	if err != nil {
+		return 0, fmt.Errorf("etcdctl endpoint status: %v: %s", err, lastLines(out, 2))
+	}
+	var st []struct {
+		Status struct {
+			DBSize int64 `json:"dbSize"`
+		} `json:"Status"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st) == 0 {
+		return 0, fmt.Errorf("etcdctl endpoint status: %q: %v", lastLines(out, 2), err)
+	}
+	return st[0].Status.DBSize, nil
+}
+
 // soakRead reads pid's RSS, open fds and CPU time from /proc, and goroutines and heap in use
 // from vipd's /metrics (NaN where a read fails).
 func soakRead(n *lab.Node, pid int) (s soakSample, cpu time.Duration) {
@@ -481,6 +499,14 @@ func TestSoak(t *testing.T) {
 	}
 	t.Logf("soak: both nodes up, %d/%d MASTERs; the churn begins", half1, half2)
 
+	// etcd's database before the churn: vipd's writes (status, claims, the
+	// churn's own edits) grow it, as nothing compacts this lab's etcd (as
+	// nothing compacts a default one).
+	dbBefore, dbErr := soakEtcdDBSize(etcd)
+	if dbErr != nil {
+		t.Logf("soak: etcd db size: %v", dbErr)
+	}
+
 	// The sampler: node1 every 10 s, from the start of the churn.
 	pid := r.n1.d.proc.Pid()
 	begin := time.Now()
@@ -558,6 +584,13 @@ func TestSoak(t *testing.T) {
 	}
 	stopSampler()
 	elapsed := time.Since(begin)
+	dbAfter, dbErr2 := soakEtcdDBSize(etcd)
+	etcdLine := "etcd db size: not read"
+	if dbErr == nil && dbErr2 == nil {
+		etcdLine = fmt.Sprintf("etcd db size %.1f MiB -> %.1f MiB (%.2f MiB a minute of churn, uncompacted)",
+			float64(dbBefore)/(1<<20), float64(dbAfter)/(1<<20), float64(dbAfter-dbBefore)/(1<<20)/elapsed.Minutes())
+	}
+	alarms, alarmErr := etcd.ctl("alarm", "list")
 
 	// Back to the base configuration: every instance on its preferred node.
 	for _, key := range []string{"/vipd/maintenance/node1", "/vipd/maintenance/node2", "/vipd/config/instances/VI_E"} {
@@ -579,6 +612,16 @@ func TestSoak(t *testing.T) {
 		_ = r.n2.d.proc.Signal(syscall.SIGHUP)
 	}
 	settleErr := settled("end", 120*time.Second)
+	if settleErr != nil {
+		// What etcd holds that could keep an instance away from its node.
+		for _, prefix := range []string{"/vipd/maintenance", "/vipd/priority", "/vipd/config/instances"} {
+			out, err := etcd.ctl("get", "--prefix", "--keys-only", prefix)
+			t.Logf("after the churn, etcd %s: %v\n%s", prefix, err, lastLines(strings.TrimSpace(out), 20))
+		}
+		out, err := etcd.ctl("get", "--prefix", "--count-only", "/vipd/arbiter/claim/")
+		t.Logf("after the churn, arbiter claims: %v %s", err, strings.TrimSpace(out))
+		t.Logf("node1's log:\n%s\nnode2's log:\n%s", lastLines(r.n1.d.proc.Output(), 60), lastLines(r.n2.d.proc.Output(), 60))
+	}
 
 	// The verdict, the table, the plot, the CSV.
 	mu.Lock()
@@ -626,9 +669,9 @@ func TestSoak(t *testing.T) {
 		}
 		f.Close()
 	}
-	summary := fmt.Sprintf("node1 (pid %d, never restarted), %d samples (%d scrapes of /metrics failed):\n%s\nchurn: %d actions, %d failed; node2 started %d times\n"+
+	summary := fmt.Sprintf("node1 (pid %d, never restarted), %d samples (%d scrapes of /metrics failed):\n%s\nchurn: %d actions, %d failed; node2 started %d times; %s\n"+
 		"flatness (after a %v warm-up: median of the last third against the first third (goroutines: 0.2-quantile), and the Theil-Sen trend over the window, within max(abs, rel x baseline)):\n%s",
-		pid, len(samples), scrapeFails.Load(), tw.String(), actions, failed, r.n2.starts, env.warmup, report)
+		pid, len(samples), scrapeFails.Load(), tw.String(), actions, failed, r.n2.starts, etcdLine, env.warmup, report)
 	if err := os.WriteFile(base+".txt", []byte(summary), 0o644); err != nil {
 		t.Errorf("writing the report: %v", err)
 	}
@@ -636,6 +679,9 @@ func TestSoak(t *testing.T) {
 
 	if !soak.AllOK(verdicts) {
 		t.Errorf("node1 is not flat over the soak:\n%s", report)
+	}
+	if alarmErr != nil || strings.TrimSpace(alarms) != "" {
+		t.Errorf("etcd raised an alarm during the soak (NOSPACE: vipd wrote too much): %q, %v", strings.TrimSpace(alarms), alarmErr)
 	}
 	if failed*10 > actions {
 		t.Errorf("%d of %d churn actions failed", failed, actions)
