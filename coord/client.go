@@ -463,6 +463,8 @@ func explain(err error) error {
 		return fmt.Errorf("%w (check --etcd-user-file)", err)
 	case e == rpctypes.ErrPermissionDenied:
 		return fmt.Errorf("%w (the etcd user needs read and write on --etcd-prefix)", err)
+	case e == rpctypes.ErrNoSpace:
+		return fmt.Errorf("%w (etcd's NOSPACE alarm: it refuses writes, so no arbiter claim can be taken and no failover can go through etcd; compact and defragment etcd, then etcdctl alarm disarm)", err)
 	}
 	return err
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -370,4 +371,33 @@ func TestEtcdClientLogsGoToSlogQuietly(t *testing.T) {
 		t.Fatalf("logged:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
 	zapToSlog(nil).Error("dropped") // must not panic
+}
+
+// An etcd in its NOSPACE alarm refuses writes: the error vipd logs says
+// what that means for failover and what the operator does about it.
+func TestExplainNoSpace(t *testing.T) {
+	srv := etcdtest.Start(t)
+	admin := srv.Client()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	st, err := admin.Status(ctx, srv.Endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What etcd raises itself when its backend passes the quota.
+	if _, err := pb.NewMaintenanceClient(admin.ActiveConnection()).Alarm(ctx, &pb.AlarmRequest{
+		Action: pb.AlarmRequest_ACTIVATE, MemberID: st.Header.MemberId, Alarm: pb.AlarmType_NOSPACE}); err != nil {
+		t.Fatalf("raising NOSPACE: %v", err)
+	}
+	cli := connect(t, Config{Endpoints: srv.Endpoints()})
+	_, err = cli.Put(ctx, "/vipd/arbiter/claim/VI_1", "x")
+	if err == nil {
+		t.Fatal("a put went through the NOSPACE alarm")
+	}
+	msg := explain(err).Error()
+	for _, want := range []string{"database space exceeded", "NOSPACE", "no failover can go through etcd", "etcdctl alarm disarm"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("explained as %q: lacks %q", msg, want)
+		}
+	}
 }
