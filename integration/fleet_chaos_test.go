@@ -28,7 +28,8 @@ package integration
 //   - no goroutine or fd leak: each vipd process's counts at the end, with the fleet healed and
 //     its configuration back home, against its own first settled counts.
 //
-// VIPD_FLEET_CHAOS_SEED=N replays a run (random: a new seed), VIPD_FLEET_CHAOS_STEPS=N sets the
+// VIPD_FLEET_CHAOS_SEED=N replays a run of this version of the test (since kinds not drawn yet
+// go first, a seed printed by an older version draws other events), VIPD_FLEET_CHAOS_STEPS=N sets the
 // number of random events (default 24; kinds not drawn yet go first), VIPD_FLEET_CHAOS_DURATION=10m runs random events until
 // that much time has passed instead (make chaos). A failing run prints its seed and step count.
 

@@ -3,6 +3,7 @@ package lvs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -99,7 +100,7 @@ type Manager struct {
 	checks    map[string]CheckResult // by checker ID
 	checkSpec map[string][]string    // real server ID -> its checker IDs
 	alpha     map[string]bool        // real server IDs whose checkers start down
-	firstDown map[string]bool        // alpha real servers whose first result (this round) failed
+	firstDown map[string]int         // alpha real servers: checkers whose first result (this round) failed
 	rsOf      map[string]string      // checker ID -> real server ID
 	quorum    map[string]bool
 	suspended map[string]bool
@@ -151,7 +152,7 @@ func New(o Options) *Manager {
 		checks:    map[string]CheckResult{},
 		checkSpec: map[string][]string{},
 		alpha:     map[string]bool{},
-		firstDown: map[string]bool{},
+		firstDown: map[string]int{},
 		pending:   map[string]bool{},
 		seededUp:  map[string]bool{},
 		rsOf:      map[string]string{},
@@ -180,6 +181,9 @@ func (m *Manager) Apply(servers []*config.VirtualServer, groups []*config.Virtua
 		m.reconcile("configuration")
 	})
 }
+
+// causeHealth is the reconcile cause of check results.
+const causeHealth = "health check"
 
 // AddressesChanged tells the manager that this node's addresses changed
 // (a VIP added or removed): virtual servers with ha_suspend follow at once.
@@ -228,7 +232,7 @@ func (m *Manager) takeResults() {
 			continue // a checker removed by a configuration since
 		}
 		if _, had := m.checks[r.ID]; !had && !r.Up && m.alpha[rsID] {
-			m.firstDown[rsID] = true
+			m.firstDown[rsID]++ // keepalived notifies once per checker's first failure
 		}
 		m.checks[r.ID] = r
 		delete(m.pending, rsID)
@@ -236,7 +240,7 @@ func (m *Manager) takeResults() {
 		n++
 	}
 	if n > 0 {
-		m.reconcile("health check")
+		m.reconcile(causeHealth)
 	}
 }
 
@@ -296,9 +300,9 @@ func (m *Manager) Run(ctx context.Context) {
 			m.takeResults()
 		case <-m.addrKick:
 			// ha_suspend follows the address at once, not at the next
-			// resync (setChecks re-reads which virtual servers are local).
+			// resync (reconcile re-reads which virtual servers are local,
+			// and hands the checks over only if that changed).
 			if m.applied && m.hasHASuspend() {
-				m.setChecks()
 				m.reconcile("address change")
 			}
 		case <-m.kick:
@@ -321,8 +325,10 @@ func (m *Manager) Run(ctx context.Context) {
 
 // svcFail is a service whose operation IPVS refused.
 type svcFail struct {
-	n    int       // failures in a row
-	next time.Time // its next try
+	n    int             // failures in a row
+	next time.Time       // its next try
+	ops  map[string]bool // the refused operations (ipvsadm's words), held back until next
+	err  string          // the last refusal
 }
 
 // retryAfter is the back-off after n failures in a row.
@@ -586,7 +592,7 @@ func (m *Manager) transitions(views []VirtualServerView, cause string) {
 				if rs != nil {
 					m.script("notify_up", rs.NotifyUp)
 				}
-			case prev.Up != r.Up || !r.Up && m.firstDown[r.ID]:
+			case prev.Up != r.Up || !r.Up && m.firstDown[r.ID] > 0:
 				// A change to down, or an alpha server's first failed check
 				// (down from the start, it stays down): keepalived runs
 				// notify_down for both.
@@ -599,12 +605,23 @@ func (m *Manager) transitions(views []VirtualServerView, cause string) {
 				if prev.Up != r.Up {
 					moved = append(moved, addrPort(r)+" down ("+why+")")
 				}
-				if rs != nil {
-					m.script("notify_down", rs.NotifyDown)
+				runs := 1
+				if prev.Up == r.Up {
+					runs = m.firstDown[r.ID]
+				}
+				for range runs {
+					if rs != nil {
+						m.script("notify_down", rs.NotifyDown)
+					}
 				}
 			case r.Up && prev.Effective != r.Effective:
+				why := cause // a reload or an etcd edit of the weight
+				if cause == causeHealth {
+					why = m.upCause(r.ID, cause) // misc_dynamic
+				}
 				m.o.Log.Info("lvs: real server weight changed", "virtual_server", v.Name, "real_server", addrPort(r),
-					"from", prev.Effective, "to", r.Effective, "cause", m.upCause(r.ID, cause))
+					"from", prev.Effective, "to", r.Effective, "cause", why)
+				moved = append(moved, fmt.Sprintf("%s weight %d -> %d (%s)", addrPort(r), prev.Effective, r.Effective, why))
 			}
 		}
 		qcause := cause
@@ -755,9 +772,13 @@ func (m *Manager) sync() {
 		}
 		m.cache = NewMemory(actual...)
 		m.resyncDue = false
+		if m.failures > 0 {
+			m.o.Log.Info("lvs: IPVS read again after failures", "failures", m.failures)
+			m.failures = 0
+		}
 	}
 	actual, _ := m.cache.Pools()
-	ops := m.skipBackingOff(Plan(m.desired, actual, m.owned), now)
+	ops, held := m.skipBackingOff(Plan(m.desired, actual, m.owned), now)
 	if len(ops) == 0 {
 		m.succeed(now, 0)
 		return
@@ -782,29 +803,42 @@ func (m *Manager) sync() {
 		m.fail(err, now)
 		return
 	}
-	m.serviceOutcomes(ops, err, now)
+	m.serviceOutcomes(ops, held, err, now)
 	if err != nil {
 		m.recon.Errors++
-		m.recon.LastError = err.Error()
+		m.recon.LastError = m.refusals()
 		m.kickTimer()
 		return
 	}
 	m.succeed(now, len(done))
 }
 
-// skipBackingOff drops the operations of services whose retry is not due
-// yet, and forgets the failures of services with nothing left to do.
-func (m *Manager) skipBackingOff(ops []Op, now time.Time) []Op {
+// skipBackingOff holds back, until their retry is due, the operations IPVS
+// refused (and the destinations of a service whose creation it refused);
+// every other operation goes through, so a service with one refused
+// operation still follows health. It returns the services it held
+// something back for, and forgets the failures of services with nothing
+// left to do.
+func (m *Manager) skipBackingOff(ops []Op, now time.Time) ([]Op, map[ServiceKey]bool) {
 	if len(m.svcFails) == 0 {
-		return ops
+		return ops, nil
 	}
 	planned := make(map[ServiceKey]bool, len(m.svcFails))
+	held := map[ServiceKey]bool{}
 	out := ops[:0:0]
 	for _, op := range ops {
 		k := op.Service.Key
 		planned[k] = true
-		if f := m.svcFails[k]; f != nil && now.Before(f.next) {
-			continue
+		f := m.svcFails[k]
+		if f != nil && now.Before(f.next) {
+			if f.ops[op.String()] {
+				held[k] = true
+				continue
+			}
+			if op.Kind == OpAddDest && f.ops[Op{Kind: OpAddService, Service: op.Service}.String()] {
+				held[k] = true // its service is not there: held back with it
+				continue
+			}
 		}
 		out = append(out, op)
 	}
@@ -814,49 +848,74 @@ func (m *Manager) skipBackingOff(ops []Op, now time.Time) []Op {
 			delete(m.svcFails, k)
 		}
 	}
-	return out
+	return out, held
 }
 
-// serviceOutcomes records, per service of ops, whether IPVS refused one of
-// its operations: a refused service backs off on its own (logged once, at
-// its first failure), one that goes through again is logged.
-func (m *Manager) serviceOutcomes(ops []Op, err error, now time.Time) {
-	refused := map[ServiceKey]*OpError{}
-	var oe *OpError
+// serviceOutcomes records, per service of ops, the operations IPVS
+// refused: they back off together (logged at the first failure), and a
+// service all of whose operations went through (none held back) is logged
+// as recovered.
+func (m *Manager) serviceOutcomes(ops []Op, held map[ServiceKey]bool, err error, now time.Time) {
+	refused := map[ServiceKey][]*OpError{}
 	for _, e := range unjoin(err) {
+		var oe *OpError
 		if errors.As(e, &oe) {
-			refused[oe.Op.Service.Key] = oe
+			refused[oe.Op.Service.Key] = append(refused[oe.Op.Service.Key], oe)
 		}
 	}
+	seen := map[ServiceKey]bool{}
 	for _, op := range ops {
 		k := op.Service.Key
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
 		f := m.svcFails[k]
-		if e := refused[k]; e != nil {
+		if es := refused[k]; len(es) > 0 {
 			if f == nil {
-				f = &svcFail{}
+				f = &svcFail{ops: map[string]bool{}}
 				if m.svcFails == nil {
 					m.svcFails = map[ServiceKey]*svcFail{}
 				}
 				m.svcFails[k] = f
 			}
-			if f.next.After(now) {
-				continue // counted once per round
+			for _, e := range es {
+				f.ops[e.Op.String()] = true
 			}
+			f.err = es[len(es)-1].Error()
 			f.n++
 			d := retryAfter(f.n)
 			f.next = now.Add(d)
 			if f.n == 1 {
-				m.o.Log.Error("lvs: IPVS refused an operation: this service is retried with back-off, the others go on", "err", e, "retry_in", d)
+				m.o.Log.Error("lvs: IPVS refused an operation: it is retried with back-off, the service's other operations and the other services go on", "err", es[0], "refused", len(es), "retry_in", d)
 			} else {
-				m.o.Log.Debug("lvs: IPVS refused an operation again", "err", e, "failures", f.n, "retry_in", d)
+				m.o.Log.Debug("lvs: IPVS refused an operation again", "err", es[0], "failures", f.n, "retry_in", d)
 			}
 			continue
 		}
-		if f != nil {
+		if f != nil && !held[k] {
 			m.o.Log.Info("lvs: IPVS took the service's operations again after failures", "service", k.String(), "failures", f.n)
 			delete(m.svcFails, k)
 		}
 	}
+}
+
+// refusals is the status's last error while services are refused: their
+// last refusals, in service order.
+func (m *Manager) refusals() string {
+	keys := make([]ServiceKey, 0, len(m.svcFails))
+	for k := range m.svcFails {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, compareKey)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(m.svcFails[k].err)
+	}
+	return b.String()
 }
 
 // unjoin lists the errors of an errors.Join (err alone otherwise).
@@ -872,6 +931,7 @@ func unjoin(err error) []error {
 
 func (m *Manager) fail(err error, now time.Time) {
 	if errors.Is(err, ErrUnavailable) {
+		clear(m.svcFails) // nothing is tried any more
 		m.available = false
 		m.reason = err.Error()
 		m.o.Log.Error("lvs: IPVS not available in this kernel: virtual servers are checked and shown (vipd lvs), not installed", "err", err)
@@ -888,16 +948,10 @@ func (m *Manager) fail(err error, now time.Time) {
 }
 
 func (m *Manager) succeed(now time.Time, ops int) {
-	if m.failures > 0 {
-		m.o.Log.Info("lvs: reconcile succeeded again after failures", "failures", m.failures)
-	}
-	m.failures = 0
 	m.recon.At = now
 	m.recon.Ops = ops
 	m.recon.Total += uint64(ops)
-	if len(m.svcFails) == 0 {
-		m.recon.LastError = ""
-	}
+	m.recon.LastError = m.refusals()
 }
 
 // kickTimer makes Run re-arm its timer for a retry; the resync timer is

@@ -291,6 +291,73 @@ virtual_server 9.0.0.9 443 {
 	}
 }
 
+// A refused destination or service update holds up nothing else of its
+// own service either: health keeps reaching the other real servers while
+// the refused operation backs off, and a reload's weight change is logged
+// with the reload as its cause.
+func TestManagerRefusedOperationsHoldUpNothingElse(t *testing.T) {
+	h := newHarness(t, NewMemory())
+	var logs strings.Builder
+	var logMu sync.Mutex
+	h.m.o.Log = slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
+	logged := func() string { logMu.Lock(); defer logMu.Unlock(); return logs.String() }
+	var fail sync.Mutex
+	refuse := func(Op) error { return nil }
+	h.mem.Fail = func(op Op) error { fail.Lock(); defer fail.Unlock(); return refuse(op) }
+	setRefuse := func(f func(Op) error) { fail.Lock(); refuse = f; fail.Unlock() }
+
+	// rs3's destination is refused; rs2 goes in.
+	setRefuse(func(op Op) error {
+		if op.Kind == OpAddDest && op.Dest.Addr == mustAddr("10.0.0.3") {
+			return errors.New("no memory")
+		}
+		return nil
+	})
+	h.apply(load(t, poolConf("1")))
+	h.expect("rs3 refused, the rest in", "-A -t 10.0.0.1:80 -s rr", "-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1")
+	h.result(rs2check, false, "connect: connection refused")
+	h.expect("rs2's health still reaches IPVS while rs3's add backs off", "-d -t 10.0.0.1:80 -r 10.0.0.2:80")
+	h.result(rs2check, true, "connected")
+	h.expect("and back", "-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1")
+	setRefuse(func(Op) error { return nil })
+	h.clk.Advance(retryMax)
+	h.settle()
+	h.expect("rs3 retried after its back-off", "-a -t 10.0.0.1:80 -r 10.0.0.3:80 -m -w 1")
+	if st := h.m.Status(); st.Reconcile.LastError != "" {
+		t.Errorf("error still shown once everything went in: %+v", st.Reconcile)
+	}
+
+	// A reload to a scheduler the kernel refuses (-E): the service keeps
+	// its old one, and a dead real server still leaves.
+	setRefuse(func(op Op) error {
+		if op.Kind == OpUpdateService {
+			return errors.New("no such file or directory")
+		}
+		return nil
+	})
+	h.apply(load(t, strings.Replace(poolConf("3"), "lb_algo rr", "lb_algo twos", 1)))
+	h.expect("the -E refused, the weight edit done", "-e -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 3")
+	if st := h.m.Status(); !strings.Contains(st.Reconcile.LastError, "-E -t 10.0.0.1:80 -s twos: no such file or directory") {
+		t.Errorf("reconcile status %+v", st.Reconcile)
+	}
+	h.result(rs3check, false, "connect: connection refused")
+	h.expect("a dead server leaves the service whose update is refused", "-d -t 10.0.0.1:80 -r 10.0.0.3:80")
+	if out := logged(); !strings.Contains(out, `msg="lvs: real server weight changed" virtual_server="10.0.0.1 80" real_server=10.0.0.2:80 from=1 to=3 cause=configuration`) {
+		t.Errorf("the reload's weight change is not logged with the reload as its cause:\n%s", out)
+	}
+
+	// No IPVS any more: the refused service is forgotten (no retry timer
+	// left spinning on it).
+	h.mem.Unavailable = true
+	h.clk.Advance(retryMax)
+	h.settle()
+	done := make(chan int)
+	h.m.send(func() { done <- len(h.m.svcFails) })
+	if n := <-done; n != 0 {
+		t.Errorf("%d refused services kept after IPVS went away", n)
+	}
+}
+
 type lockedWriter struct {
 	mu *sync.Mutex
 	w  *strings.Builder

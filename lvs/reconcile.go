@@ -101,10 +101,9 @@ func sortedDests(ds []Dest) []Dest {
 
 // Execute runs ops against b in order and returns the operations done,
 // in order, and the errors (each an *OpError naming the operation in
-// ipvsadm's words, joined). A failed operation skips the rest of its
-// service's operations, as they may depend on it, but not the other
-// services': one service the kernel refuses (a scheduler it lacks, say)
-// does not hold up every service planned after it.
+// ipvsadm's words, joined). A refused operation holds up nothing else,
+// as keepalived's ipvs_cmd: only a refused service creation skips the
+// destinations of that service (they cannot exist without it).
 func Execute(b Backend, ops []Op) ([]Op, error) {
 	done := make([]Op, 0, len(ops))
 	var errs []error
@@ -129,10 +128,12 @@ func Execute(b Backend, ops []Op) ([]Op, error) {
 			err = b.DelDest(op.Service.Key, op.Dest.Key())
 		}
 		if err != nil {
-			if failed == nil {
-				failed = map[ServiceKey]bool{}
+			if op.Kind == OpAddService {
+				if failed == nil {
+					failed = map[ServiceKey]bool{}
+				}
+				failed[op.Service.Key] = true
 			}
-			failed[op.Service.Key] = true
 			errs = append(errs, &OpError{Op: op, Err: err})
 			if errors.Is(err, ErrUnavailable) {
 				break // no IPVS at all: nothing else can work either

@@ -130,7 +130,7 @@ func TestPlanTable(t *testing.T) {
 	}
 }
 
-func TestExecuteSkipsTheRestOfAFailedServiceOnlyAndNamesTheOperation(t *testing.T) {
+func TestExecuteGoesOnPastARefusedOperationAndNamesIt(t *testing.T) {
 	web, api, dns := svc("10.0.0.1", 80, "rr"), svc("10.0.0.9", 443, "twos"), svc("10.0.0.20", 53, "wlc")
 	m := NewMemory()
 	boom, nosched := errors.New("boom"), errors.New("no such scheduler")
@@ -157,10 +157,11 @@ func TestExecuteSkipsTheRestOfAFailedServiceOnlyAndNamesTheOperation(t *testing.
 			t.Errorf("error %q does not name %q", err, want)
 		}
 	}
-	// web stops at its failed destination (10.0.0.4 is skipped), api at its
-	// service; dns, planned after both, goes through whole.
+	// web's refused destination holds up nothing (10.0.0.4 goes in); api's
+	// refused creation skips its destination, which cannot exist without
+	// it; dns, planned after both, goes through whole.
 	want := []string{
-		"-A -t 10.0.0.1:80 -s rr", "-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1",
+		"-A -t 10.0.0.1:80 -s rr", "-a -t 10.0.0.1:80 -r 10.0.0.2:80 -m -w 1", "-a -t 10.0.0.1:80 -r 10.0.0.4:80 -m -w 1",
 		"-A -t 10.0.0.20:53 -s wlc", "-a -t 10.0.0.20:53 -r 10.0.0.21:53 -m -w 1",
 	}
 	if got := m.Transcript(); !slices.Equal(got, want) {

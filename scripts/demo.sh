@@ -98,7 +98,8 @@ HOLDERS_TOOL=$WORK/holders
 ETCD_EPS="http://$SUBNET.21:2379,http://$SUBNET.22:2379,http://$SUBNET.23:2379"
 
 # The script's own stdout, kept on fd 3: a ^C can run cleanup while a wait_for check has stdout
-# on /dev/null, and the teardown line must still reach the operator.
+# on /dev/null, and the teardown line must still reach the operator. Daemons are started with fd 3
+# closed, so none keeps the caller's stdout open.
 exec 3>&1
 
 cleanup() {
@@ -230,7 +231,7 @@ start_etcd() {
 			--listen-client-urls "http://$ip:2379" --advertise-client-urls "http://$ip:2379" \
 			--listen-peer-urls "http://$ip:2380" --initial-advertise-peer-urls "http://$ip:2380" \
 			--initial-cluster "${cluster%,}" --initial-cluster-state new --initial-cluster-token "$P" \
-			--log-level warn >>"$WORK/$m-etcd.log" 2>&1 &
+			--log-level warn >>"$WORK/$m-etcd.log" 2>&1 3>&- &
 		PID[$m]=$!
 	done
 	wait_for 30 "the etcd cluster healthy" ectl endpoint health --cluster
@@ -248,7 +249,7 @@ start_vipd() {
 	# Not through a function in the background: $! must be the daemon the steps signal.
 	ip netns exec "$P$n" "$VIPD" run --config "$WORK/$n.conf" --socket "$WORK/$n.sock" --node-name "$n" \
 		--state-dir "$WORK/$n-state" --etcd-endpoints "$ETCD_EPS" --gossip-bind "${NODE_IP[$n]}:7946" "${join[@]}" \
-		>>"$WORK/$n-vipd.log" 2>&1 &
+		>>"$WORK/$n-vipd.log" 2>&1 3>&- &
 	PID[$n]=$!
 }
 
@@ -257,7 +258,7 @@ start_keepalived() {
 	conf "$n" >"$WORK/$n.conf"
 	ip netns exec "$P$n" keepalived --dont-fork --log-console --vrrp --use-file "$WORK/$n.conf" \
 		--pid "$WORK/$n-keepalived.pid" --vrrp_pid "$WORK/$n-vrrp.pid" \
-		--checkers_pid "$WORK/$n-checkers.pid" >>"$WORK/$n-keepalived.log" 2>&1 &
+		--checkers_pid "$WORK/$n-checkers.pid" >>"$WORK/$n-keepalived.log" 2>&1 3>&- &
 	PID[$n]=$!
 }
 
@@ -268,7 +269,7 @@ vcli() { local n=$1; shift; show "vipd $* --socket $n.sock   # on $n"; "$VIPD" "
 capture_start() {
 	local name=$1
 	ip netns exec "${P}ka" tcpdump -i eth0 -n -U -Z root --immediate-mode --time-stamp-precision=nano \
-		-w "$WORK/$name.pcap" 'ip proto 112' >"$WORK/$name-tcpdump.out" 2>&1 &
+		-w "$WORK/$name.pcap" 'ip proto 112' >"$WORK/$name-tcpdump.out" 2>&1 3>&- &
 	CAP_PID=$!
 	wait_for 10 "tcpdump listening" grep -q "listening on" "$WORK/$name-tcpdump.out"
 }
