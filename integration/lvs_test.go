@@ -114,3 +114,52 @@ virtual_server 10.99.0.100 80 {
 	}
 	d.stop()
 }
+
+// TestHASuspendFollowsTheVIP: a virtual server with ha_suspend on the VIP
+// of a VRRP instance checks only while this node holds the VIP, and follows
+// the address as soon as it comes and goes (the address watcher tells the
+// LVS side), not at the next 10 s resync: its log line names the address
+// change as the cause.
+func TestHASuspendFollowsTheVIP(t *testing.T) {
+	l := lab.New(t)
+	lb := l.AddNode("lb", "10.99.0.1/24")
+	web := l.AddNode("web1", "10.99.0.11/24")
+	webServer(t, web, "10.99.0.11:8080", "web1")
+	conf := renderConf(t, "lb", false, instanceConf{Name: "VI_1", State: "MASTER", VRID: 51, Priority: 150, VIPs: []string{"10.99.0.100/24"}}) + `
+virtual_server 10.99.0.100 80 {
+    delay_loop 1
+    lb_algo rr
+    ha_suspend
+    real_server 10.99.0.11 8080 {
+        TCP_CHECK {
+            connect_timeout 1
+        }
+    }
+}
+`
+	d := startVipd(t, lb, conf)
+	waitVIP(t, 10*time.Second, "10.99.0.100", lb)
+	suspended := func(want bool) func() bool {
+		return func() bool {
+			st, err := d.lvs()
+			return err == nil && len(st.VirtualServers) == 1 && st.VirtualServers[0].Suspended == want
+		}
+	}
+	lab.Eventually(t, 10*time.Second, "the virtual server active with the VIP here", suspended(false))
+
+	// The VIP leaves (maintenance): the virtual server is suspended within
+	// a deadline under the 10 s resync, by the address change.
+	if out, err := exec.Command(lab.BuildVipd(t), "maint", "on", "--instance", "VI_1", "--reason", "test", "--socket", d.socket).CombinedOutput(); err != nil {
+		t.Fatalf("vipd maint on: %v\n%s", err, out)
+	}
+	lab.Eventually(t, 5*time.Second, "the virtual server suspended once the VIP left", suspended(true))
+	if out := d.proc.Output(); !strings.Contains(out, "lvs: virtual server suspended") || !strings.Contains(out, `cause="address change"`) {
+		t.Errorf("no suspension line with the address change as its cause:\n%s", out)
+	}
+	if out, err := exec.Command(lab.BuildVipd(t), "maint", "off", "--instance", "VI_1", "--socket", d.socket).CombinedOutput(); err != nil {
+		t.Fatalf("vipd maint off: %v\n%s", err, out)
+	}
+	waitVIP(t, 10*time.Second, "10.99.0.100", lb)
+	lab.Eventually(t, 5*time.Second, "the virtual server active again with the VIP back", suspended(false))
+	d.stop()
+}

@@ -104,7 +104,7 @@ func BenchmarkManagerOneResult10k(b *testing.B) {
 	m := New(Options{Backend: NewMemory(), Log: slog.New(slog.DiscardHandler)})
 	m.servers = servers
 	m.applied = true
-	m.setChecks()
+	m.setChecks("configuration")
 	m.reconcile("configuration")
 	id := checkID(RealServerID(VirtualServerID(servers[42]), servers[42].RealServers[7]), 0, config.CheckTCP)
 	up := false

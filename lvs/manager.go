@@ -177,7 +177,7 @@ func (m *Manager) Apply(servers []*config.VirtualServer, groups []*config.Virtua
 		m.removed(servers, false)
 		m.servers, m.groups = servers, groups
 		m.applied = true
-		m.setChecks()
+		m.setChecks("configuration")
 		m.reconcile("configuration")
 	})
 }
@@ -380,8 +380,8 @@ func (m *Manager) Release() error {
 
 // setChecks hands the scheduler the checkers of the configuration, minus
 // those of suspended virtual servers.
-func (m *Manager) setChecks() {
-	m.updateSuspended()
+func (m *Manager) setChecks(cause string) {
+	m.updateSuspended(cause)
 	clear(m.checkSpec)
 	clear(m.alpha)
 	clear(m.rsOf)
@@ -434,7 +434,7 @@ func checkID(rsID string, i int, typ string) string {
 
 // updateSuspended evaluates ha_suspend: a virtual server whose address is
 // not on this node is suspended. It reports whether anything changed.
-func (m *Manager) updateSuspended() bool {
+func (m *Manager) updateSuspended(cause string) bool {
 	changed := false
 	seen := map[string]bool{}
 	for _, vs := range m.servers {
@@ -447,9 +447,9 @@ func (m *Manager) updateSuspended() bool {
 		if m.suspended[id] != s {
 			changed = true
 			if s {
-				m.o.Log.Info("lvs: virtual server suspended: its address is not on this node (ha_suspend)", "virtual_server", vs.Name)
+				m.o.Log.Info("lvs: virtual server suspended: its address is not on this node (ha_suspend)", "virtual_server", vs.Name, "cause", cause)
 			} else {
-				m.o.Log.Info("lvs: virtual server resumed: its address is on this node (ha_suspend)", "virtual_server", vs.Name)
+				m.o.Log.Info("lvs: virtual server resumed: its address is on this node (ha_suspend)", "virtual_server", vs.Name, "cause", cause)
 			}
 		}
 		m.suspended[id] = s
@@ -497,8 +497,8 @@ func (m *Manager) health(rsID string) (Health, bool) {
 
 // reconcile recomputes the desired table and brings IPVS to it.
 func (m *Manager) reconcile(cause string) {
-	if m.updateSuspended() {
-		m.setChecks()
+	if m.updateSuspended(cause) {
+		m.setChecks(cause)
 	}
 	if !m.seeded && m.available && m.o.Backend != nil {
 		m.seed()
