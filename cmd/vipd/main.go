@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
@@ -61,12 +62,32 @@ func runProfiled(ctx context.Context, o agent.Options) error {
 	}
 	if path := os.Getenv("VIPD_MEMPROFILE"); path != "" {
 		path = strings.ReplaceAll(path, "%p", strconv.Itoa(os.Getpid()))
-		defer func() {
-			if f, err := os.Create(path); err == nil {
+		write := func(p string) {
+			if f, err := os.Create(p); err == nil {
 				_ = pprof.Lookup("heap").WriteTo(f, 0)
 				f.Close()
 			}
-		}()
+		}
+		defer write(path)
+		// VIPD_MEMPROFILE_EVERY=D also writes one every D, to PATH.N (the
+		// soak's growth between two moments: go tool pprof -base).
+		if every, err := time.ParseDuration(os.Getenv("VIPD_MEMPROFILE_EVERY")); err == nil && every > 0 {
+			pctx, stop := context.WithCancel(ctx)
+			defer stop()
+			go func() {
+				t := time.NewTicker(every)
+				defer t.Stop()
+				for n := 1; ; n++ {
+					select {
+					case <-pctx.Done():
+						return
+					case <-t.C:
+						runtime.GC()
+						write(path + "." + strconv.Itoa(n))
+					}
+				}
+			}()
+		}
 	}
 	return agent.Run(ctx, o)
 }
