@@ -385,7 +385,7 @@ func TestServe(t *testing.T) {
 		t.Errorf("/healthz = %q", health)
 	}
 	body := get(t, "http://"+addr+"/metrics")
-	for _, want := range []string{"vipd_build_info{", "keepalived_up 1", "go_goroutines", "process_start_time_seconds"} {
+	for _, want := range []string{"vipd_build_info{", "keepalived_up 1", "go_goroutines", "go_gc_heap_live_bytes ", "process_start_time_seconds"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,7 +78,12 @@ func newRegistry(c *Collector, runtime bool, extra ...prometheus.Collector) *pro
 		reg.MustRegister(e) // the fleet layer's (gossip)
 	}
 	if runtime {
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg.MustRegister(collectors.NewGoCollector(
+			// go_gc_heap_live_bytes: the heap the last GC marked live, the
+			// leak indicator (go_memstats_heap_inuse_bytes includes what
+			// waits for the next GC, so it swings with the GC's phase).
+			collectors.WithGoCollectorRuntimeMetrics(collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)}),
+		), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	return reg
 }

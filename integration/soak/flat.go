@@ -31,6 +31,31 @@ type Rule struct {
 	// whose bursts are normal (goroutines while 500 instances change state at once) is judged
 	// by its floor, a low quantile such as 0.2: a leak raises the floor, a burst does not.
 	Q float64
+	// Mean sums up a stretch by its mean instead (Q is then unused): for a series that
+	// alternates between two levels in its normal course, as CPU does between a burst of churn
+	// and the quiet after it, the median of a stretch jumps between the two levels with the
+	// share of each, while the mean follows the work done.
+	Mean bool
+}
+
+// sum sums up a stretch of samples by the rule's statistic.
+func (r Rule) sum(x []float64) float64 {
+	if r.Mean {
+		return mean(x)
+	}
+	return quantile(x, r.q())
+}
+
+// stat names the rule's statistic for the report.
+func (r Rule) stat() string {
+	switch q := r.q(); {
+	case r.Mean:
+		return "mean"
+	case q == 0.5:
+		return "median"
+	default:
+		return fmt.Sprintf("%g-quantile", q)
+	}
 }
 
 func (r Rule) q() float64 {
@@ -63,9 +88,9 @@ type Verdict struct {
 //
 //  1. Samples taken before r.Warmup seconds are dropped (start-up, caches filling, the first
 //     round of every kind of churn). At least MinSamples must remain.
-//  2. The rest is cut in thirds by count. First is the median (r.Q-quantile) of the first
-//     third, Last that of the last third: medians, so that a spike during a failover does not
-//     count.
+//  2. The rest is cut in thirds by count. First is the median (r.Q-quantile, or the mean with
+//     r.Mean) of the first third, Last that of the last third: medians, so that a spike during
+//     a failover does not count.
 //  3. Allowed = max(r.Abs, r.Rel x First).
 //  4. The series is flat when Last - First <= Allowed (no step up), and when the trend over the
 //     whole window is <= Allowed too (no steady climb hiding in noise): the judged samples are
@@ -93,16 +118,15 @@ func Flat(s Series, r Rule) Verdict {
 		v.Reason = fmt.Sprintf("%d samples after the %gs warm-up, want at least %d: run longer", v.N, r.Warmup, MinSamples)
 		return v
 	}
-	q := r.q()
 	third := v.N / 3
-	v.First = quantile(x[:third], q)
-	v.Last = quantile(x[v.N-third:], q)
+	v.First = r.sum(x[:third])
+	v.Last = r.sum(x[v.N-third:])
 	nb := min(10, v.N/2)
 	var bt, bx []float64
 	for b := 0; b < nb; b++ {
 		lo, hi := b*v.N/nb, (b+1)*v.N/nb
 		bt = append(bt, mean(t[lo:hi]))
-		bx = append(bx, quantile(x[lo:hi], q))
+		bx = append(bx, r.sum(x[lo:hi]))
 	}
 	v.Slope = theilSen(bt, bx)
 	v.Window = t[v.N-1] - t[0]
@@ -111,8 +135,8 @@ func Flat(s Series, r Rule) Verdict {
 	v.Trend = v.Slope * v.Window
 	switch {
 	case v.Growth > v.Allowed:
-		v.Reason = fmt.Sprintf("grew by %s (median of the last third %s against %s in the first), more than the %s allowed",
-			num(v.Growth, s.Unit), num(v.Last, s.Unit), num(v.First, s.Unit), num(v.Allowed, s.Unit))
+		v.Reason = fmt.Sprintf("grew by %s (%s of the last third %s against %s in the first), more than the %s allowed",
+			num(v.Growth, s.Unit), r.stat(), num(v.Last, s.Unit), num(v.First, s.Unit), num(v.Allowed, s.Unit))
 	case v.Trend > v.Allowed:
 		v.Reason = fmt.Sprintf("climbs %s per minute, %s over the %.0fs window, more than the %s allowed",
 			num(v.Slope*60, s.Unit), num(v.Trend, s.Unit), v.Window, num(v.Allowed, s.Unit))

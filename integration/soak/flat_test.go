@@ -158,3 +158,41 @@ func TestReport(t *testing.T) {
 		t.Errorf("report of a flat run:\n%s", out)
 	}
 }
+
+// A series that alternates between two levels (CPU: bursts of churn, then quiet) with a share
+// of bursts that differs between the thirds: the median jumps from one level to the other,
+// the mean does not; a real rise of the work done still fails by the mean.
+func TestFlatMeanForTwoLevelSeries(t *testing.T) {
+	const n, warm = 181, 300.0
+	// 20 % CPU quiet, 90 % during a burst; bursts in 45 % of the first third's samples, 55 %
+	// of the last third's (their phase against the sampling drifts), same work on average over
+	// each churn cycle.
+	twoLevel := sampled("cpu", n, func(_ float64, i int) float64 {
+		share := 45
+		if i > n/2 {
+			share = 55
+		}
+		if (i*37)%100 < share {
+			return 90
+		}
+		return 20
+	})
+	median := Flat(twoLevel, Rule{Warmup: warm, Rel: 0.5, Abs: 10})
+	if median.OK {
+		t.Fatalf("the median judged a two-level series with a drifting share flat (%+v); the case does not show the difference", median)
+	}
+	mean := Flat(twoLevel, Rule{Warmup: warm, Rel: 0.5, Abs: 10, Mean: true})
+	if !mean.OK {
+		t.Errorf("the mean judged it not flat: %s", mean.Reason)
+	}
+	rising := sampled("cpu", n, func(_ float64, i int) float64 {
+		base := 20 + float64(i)*0.5 // the quiet level climbs: more work every minute
+		if i%2 == 0 {
+			return base + 70
+		}
+		return base
+	})
+	if v := Flat(rising, Rule{Warmup: warm, Rel: 0.5, Abs: 10, Mean: true}); v.OK || !strings.Contains(v.Reason, "mean of the last third") {
+		t.Errorf("a climbing two-level series judged %+v", v)
+	}
+}
