@@ -36,7 +36,7 @@ type PublisherConfig struct {
 	MinInterval time.Duration
 	// BytesPerSecond caps the write rate: after a put of n bytes the next
 	// waits at least n/BytesPerSecond (default DefaultStatusBytesPerSecond).
-	// A node with 1000 instances has a status of about 300 KB; unpaced,
+	// A node with 1000 instances has a status of about 350 KB; unpaced,
 	// churn wrote megabytes a minute into etcd's history.
 	BytesPerSecond int
 	// Clock times the backoff and the pacing (clock.System when nil).
@@ -50,7 +50,7 @@ type PublisherConfig struct {
 const DefaultStatusTTL = 10 * time.Second
 
 // The status key's default pacing: at most one put a second, and no more
-// than 32 KiB/s on average (a 300 KB status waits about 9 s).
+// than 32 KiB/s on average (a 350 KB status waits about 11 s).
 const (
 	DefaultStatusMinInterval    = time.Second
 	DefaultStatusBytesPerSecond = 32 << 10

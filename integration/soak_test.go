@@ -616,6 +616,9 @@ func TestSoak(t *testing.T) {
 	}
 	settleErr := settled("end", 120*time.Second)
 	alarms, alarmErr := etcd.ctl("alarm", "list") // after the settle: an alarm raised then counts too
+	if v, err := etcd.ctl("get", "--print-value-only", "/vipd/status/node1"); err == nil {
+		etcdLine += fmt.Sprintf("; node1's status value %.0f KB", float64(len(strings.TrimSpace(v)))/1000)
+	}
 	if settleErr != nil {
 		// What etcd holds that could keep an instance away from its node.
 		for _, prefix := range []string{"/vipd/maintenance", "/vipd/priority", "/vipd/config/instances"} {
