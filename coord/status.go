@@ -36,8 +36,8 @@ type PublisherConfig struct {
 	MinInterval time.Duration
 	// BytesPerSecond caps the write rate: after a put of n bytes the next
 	// waits at least n/BytesPerSecond (default DefaultStatusBytesPerSecond).
-	// A node with 1000 instances has a status of about 350 KB; unpaced,
-	// churn wrote megabytes a minute into etcd's history.
+	// A node with 1000 instances has a status of about 350 KB, and
+	// it was put after every burst of changes before the pacing.
 	BytesPerSecond int
 	// Clock times the backoff and the pacing (clock.System when nil).
 	Clock clock.Clock
