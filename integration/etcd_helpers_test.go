@@ -140,24 +140,37 @@ func (c *etcdCluster) member(name string) *etcdMember {
 	return nil
 }
 
-// leader returns the member that leads the cluster now, as etcdctl endpoint
-// status reports it.
-func (c *etcdCluster) leader() (*etcdMember, error) {
+// endpointStatus is one member's line of etcdctl endpoint status -w json.
+type endpointStatus struct {
+	Endpoint string
+	Status   struct {
+		Header struct {
+			MemberID uint64 `json:"member_id"`
+		} `json:"header"`
+		Leader uint64 `json:"leader"`
+		DBSize int64  `json:"dbSize"`
+	}
+}
+
+// endpointStatus runs etcdctl endpoint status against every member.
+func (c *etcdCluster) endpointStatus() ([]endpointStatus, error) {
 	out, err := c.ctl("endpoint", "status", "-w", "json")
 	if err != nil {
 		return nil, fmt.Errorf("etcdctl endpoint status: %v: %s", err, out)
 	}
-	var sts []struct {
-		Endpoint string
-		Status   struct {
-			Header struct {
-				MemberID uint64 `json:"member_id"`
-			} `json:"header"`
-			Leader uint64 `json:"leader"`
-		}
-	}
-	if err := json.Unmarshal([]byte(out), &sts); err != nil {
+	var sts []endpointStatus
+	if err := json.Unmarshal([]byte(out), &sts); err != nil || len(sts) == 0 {
 		return nil, fmt.Errorf("etcdctl endpoint status: %v: %s", err, out)
+	}
+	return sts, nil
+}
+
+// leader returns the member that leads the cluster now, as etcdctl endpoint
+// status reports it.
+func (c *etcdCluster) leader() (*etcdMember, error) {
+	sts, err := c.endpointStatus()
+	if err != nil {
+		return nil, err
 	}
 	for _, st := range sts {
 		if st.Status.Leader == 0 || st.Status.Header.MemberID != st.Status.Leader {
@@ -169,7 +182,7 @@ func (c *etcdCluster) leader() (*etcdMember, error) {
 			}
 		}
 	}
-	return nil, fmt.Errorf("no member reports itself as the leader: %s", out)
+	return nil, fmt.Errorf("no member reports itself as the leader: %+v", sts)
 }
 
 // ctlAt runs etcdctl against member m only.

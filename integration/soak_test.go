@@ -8,7 +8,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"image/color"
 	"math"
@@ -350,21 +349,13 @@ type soakSample struct {
 	cpuPct     float64 // of one core, since the previous sample
 }
 
-// soakEtcdDBSize is the etcd member's database size in bytes.
+// soakEtcdDBSize is the (first) etcd member's database size in bytes.
 func soakEtcdDBSize(c *etcdCluster) (int64, error) {
-	out, err := c.ctl("endpoint", "status", "-w", "json")
+	sts, err := c.endpointStatus()
 	if err != nil {
-		return 0, fmt.Errorf("etcdctl endpoint status: %v: %s", err, lastLines(out, 2))
+		return 0, err
 	}
-	var st []struct {
-		Status struct {
-			DBSize int64 `json:"dbSize"`
-		} `json:"Status"`
-	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st) == 0 {
-		return 0, fmt.Errorf("etcdctl endpoint status: %q: %v", lastLines(out, 2), err)
-	}
-	return st[0].Status.DBSize, nil
+	return sts[0].Status.DBSize, nil
 }
 
 // soakRead reads pid's RSS, open fds and CPU time from /proc, and goroutines and the live heap

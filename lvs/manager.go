@@ -609,10 +609,8 @@ func (m *Manager) transitions(views []VirtualServerView, cause string) {
 				if prev.Up == r.Up {
 					runs = m.firstDown[r.ID]
 				}
-				for range runs {
-					if rs != nil {
-						m.script("notify_down", rs.NotifyDown)
-					}
+				for i := 0; rs != nil && i < runs; i++ {
+					m.script("notify_down", rs.NotifyDown)
 				}
 			case r.Up && prev.Effective != r.Effective:
 				why := cause // a reload or an etcd edit of the weight
@@ -908,14 +906,11 @@ func (m *Manager) refusals() string {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, compareKey)
-	var b strings.Builder
+	errs := make([]string, len(keys))
 	for i, k := range keys {
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		b.WriteString(m.svcFails[k].err)
+		errs[i] = m.svcFails[k].err
 	}
-	return b.String()
+	return strings.Join(errs, "; ")
 }
 
 // unjoin lists the errors of an errors.Join (err alone otherwise).

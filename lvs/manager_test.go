@@ -52,6 +52,7 @@ func (s *scripts) take() []string {
 
 type harness struct {
 	t       *testing.T
+	log     *logBuffer
 	m       *Manager
 	mem     *Memory
 	clk     *clock.Fake
@@ -60,12 +61,12 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, mem *Memory) *harness {
-	h := &harness{t: t, mem: mem, clk: clock.NewFake(time.Unix(1_700_000_000, 0)), checks: &fakeChecks{}, scripts: &scripts{}}
+	h := &harness{t: t, log: &logBuffer{}, mem: mem, clk: clock.NewFake(time.Unix(1_700_000_000, 0)), checks: &fakeChecks{}, scripts: &scripts{}}
 	var b Backend
 	if mem != nil {
 		b = mem
 	}
-	h.m = New(Options{Backend: b, Reason: "test: no backend", Clock: h.clk, Log: slog.New(slog.DiscardHandler), Checks: h.checks,
+	h.m = New(Options{Backend: b, Reason: "test: no backend", Clock: h.clk, Log: slog.New(slog.NewTextHandler(h.log, nil)), Checks: h.checks,
 		Resync: 10 * time.Second, RunScript: h.scripts.run})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -228,9 +229,6 @@ func TestManagerResyncRepairsAndRetries(t *testing.T) {
 // kernel takes it.
 func TestManagerRefusedServiceDoesNotHoldUpTheOthers(t *testing.T) {
 	h := newHarness(t, NewMemory())
-	var logs strings.Builder
-	var logMu sync.Mutex
-	h.m.o.Log = slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
 	var fail sync.Mutex
 	refuse := true
 	h.mem.Fail = func(op Op) error {
@@ -267,11 +265,8 @@ virtual_server 9.0.0.9 443 {
 		h.settle()
 	}
 	h.expect("retries of a refused service write nothing")
-	logMu.Lock()
-	n := strings.Count(logs.String(), "IPVS refused an operation")
-	logMu.Unlock()
-	if n != 1 {
-		t.Errorf("the refusal was logged %d times at the default level, want once:\n%s", n, logs.String())
+	if n := strings.Count(h.log.String(), "IPVS refused an operation"); n != 1 {
+		t.Errorf("the refusal was logged %d times at the default level, want once:\n%s", n, h.log)
 	}
 	fail.Lock()
 	refuse = false
@@ -284,10 +279,8 @@ virtual_server 9.0.0.9 443 {
 	if st := h.m.Status(); st.Reconcile.LastError != "" {
 		t.Errorf("error still shown after the service went in: %+v", st.Reconcile)
 	}
-	logMu.Lock()
-	defer logMu.Unlock()
-	if !strings.Contains(logs.String(), "IPVS took the service's operations again") {
-		t.Errorf("no line for the recovery:\n%s", logs.String())
+	if !strings.Contains(h.log.String(), "IPVS took the service's operations again") {
+		t.Errorf("no line for the recovery:\n%s", h.log)
 	}
 }
 
@@ -297,10 +290,7 @@ virtual_server 9.0.0.9 443 {
 // with the reload as its cause.
 func TestManagerRefusedOperationsHoldUpNothingElse(t *testing.T) {
 	h := newHarness(t, NewMemory())
-	var logs strings.Builder
-	var logMu sync.Mutex
-	h.m.o.Log = slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
-	logged := func() string { logMu.Lock(); defer logMu.Unlock(); return logs.String() }
+	logged := h.log.String
 	var fail sync.Mutex
 	refuse := func(Op) error { return nil }
 	h.mem.Fail = func(op Op) error { fail.Lock(); defer fail.Unlock(); return refuse(op) }
@@ -358,15 +348,23 @@ func TestManagerRefusedOperationsHoldUpNothingElse(t *testing.T) {
 	}
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *strings.Builder
+// logBuffer is a manager's log, written by its goroutine and read by the
+// test.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
 }
 
-func (l lockedWriter) Write(p []byte) (int, error) {
+func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(p)
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // keepalived's scripts at a start and their log lines' causes: an alpha
@@ -376,10 +374,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // line the check that saw it, a misc_dynamic weight change has its line.
 func TestManagerStartScriptsAndCauses(t *testing.T) {
 	h := newHarness(t, NewMemory())
-	var logs strings.Builder
-	var logMu sync.Mutex
-	h.m.o.Log = slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
-	logged := func() string { logMu.Lock(); defer logMu.Unlock(); return logs.String() }
+	logged := h.log.String
 	h.apply(load(t, `
 virtual_server 10.0.0.1 80 {
     lb_algo rr
